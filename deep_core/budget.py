@@ -1,0 +1,140 @@
+"""Budgeting: the one place that turns per-sample scores into selected indices.
+
+Every selection method produces scores (higher = kept first) and calls
+:func:`take_top`. Global or per-class budgets, the ranking with its tie-breaking and
+the window (keep the slice ``[start, start + fraction]`` of the ranking) all live here,
+so no method re-writes this loop (the direction bugs in DeepCore came from that).
+
+Per-class budgets (``balance=True``) give every class, by noisy label, an equal share
+of the total; a class smaller than its share is taken whole and what it leaves is
+shared among the others again (water-filling). The last few samples that do not
+divide evenly go one each to the classes with the most samples left, ties to the
+lower class id. This is the class balance of Prune4ReL's round-robin; DeepCore's
+``balance`` kept each class's proportion instead, which preserves whatever imbalance
+the noisy labels have.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import DeepCoreError
+
+
+def check_fraction(fraction: float, *, name: str = "fraction") -> float:
+    """Validate a fraction in (0, 1] and return it as a float."""
+    f = float(fraction)
+    if not (0.0 < f <= 1.0):  # also False for NaN
+        raise DeepCoreError(f"{name} must be in (0, 1], got {fraction}")
+    return f
+
+
+def budget_size(n: int, fraction: float) -> int:
+    """Number of samples kept: ``round(fraction * n)`` (Python rounding, as the reference)."""
+    return int(round(check_fraction(fraction) * n))
+
+
+def class_budgets(labels: np.ndarray, total: int, num_classes: int | None = None) -> np.ndarray:
+    """Split ``total`` into equal per-class budgets, capped by each class's size.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (n,)
+        Class of each sample (the noisy label).
+    total : int
+        Number of samples to select over all classes; at most ``n``.
+    num_classes : int, optional
+        Number of classes; default ``labels.max() + 1``. Empty classes get 0.
+
+    Returns
+    -------
+    ndarray of int64, shape (num_classes,)
+        Budget per class; sums to ``total``.
+    """
+    labels = np.asarray(labels)
+    c = int(num_classes if num_classes is not None else (labels.max() + 1 if labels.size else 0))
+    sizes = np.bincount(labels, minlength=c).astype(np.int64)
+    if total > sizes.sum():
+        raise DeepCoreError(f"budget {total} exceeds the {int(sizes.sum())} samples available")
+    budgets = np.zeros(c, dtype=np.int64)
+    active = np.flatnonzero(sizes > 0)
+    left = int(total)
+    while active.size and left:
+        share = left // active.size
+        small = active[sizes[active] <= share]
+        if small.size == 0:
+            budgets[active] = share
+            left -= share * active.size
+            # The remainder: one each to the classes with most samples left, then lower id.
+            room = sizes[active] - budgets[active]
+            order = active[np.lexsort((active, -room))]
+            budgets[order[:left]] += 1
+            left = 0
+            break
+        budgets[small] = sizes[small]
+        left -= int(sizes[small].sum())
+        active = np.setdiff1d(active, small)
+    return budgets
+
+
+def rank(scores: np.ndarray) -> np.ndarray:
+    """Positions ordered by descending score; equal scores keep the lower index first."""
+    return np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+
+
+def take_top(
+    scores: np.ndarray,
+    n_select: int,
+    *,
+    labels: np.ndarray | None = None,
+    balance: bool = False,
+    num_classes: int | None = None,
+    start: float = 0.0,
+) -> np.ndarray:
+    """Select ``n_select`` samples by descending score.
+
+    Parameters
+    ----------
+    scores : ndarray of float, shape (n,)
+        Higher is kept first. NaN is an error.
+    n_select : int
+        Number of samples to keep (0..n).
+    labels : ndarray of int, shape (n,), optional
+        Noisy labels; required when ``balance`` is True.
+    balance : bool, default=False
+        Per-class budgets from :func:`class_budgets`, ranked within each class.
+    num_classes : int, optional
+        Number of classes for ``balance`` (default ``labels.max() + 1``).
+    start : float, default=0.0
+        Window start in [0, 1): skip the first ``round(start * n)`` of the ranking
+        (per class: of the class's ranking) and keep the next ``n_select``.
+
+    Returns
+    -------
+    ndarray of int64
+        Sorted unique indices, exactly ``n_select`` of them.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    n = scores.shape[0]
+    if np.isnan(scores).any():
+        raise DeepCoreError("selection scores contain NaN")
+    if not 0 <= n_select <= n:
+        raise DeepCoreError(f"cannot select {n_select} of {n} samples")
+    if not 0.0 <= start < 1.0:
+        raise DeepCoreError(f"window start must be in [0, 1), got {start}")
+    if not balance:
+        offset = min(int(round(start * n)), n - n_select)
+        return np.sort(rank(scores)[offset : offset + n_select]).astype(np.int64)
+    if labels is None:
+        raise DeepCoreError("balanced selection needs labels")
+    labels = np.asarray(labels, dtype=np.int64)
+    budgets = class_budgets(labels, n_select, num_classes)
+    order = rank(scores)
+    by_class = labels[order]
+    chosen = []
+    for c in np.flatnonzero(budgets):
+        members = order[by_class == c]
+        offset = min(int(round(start * members.size)), members.size - int(budgets[c]))
+        chosen.append(members[offset : offset + budgets[c]])
+    out = np.concatenate(chosen) if chosen else np.empty(0, dtype=np.int64)
+    return np.sort(out).astype(np.int64)

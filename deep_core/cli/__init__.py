@@ -1,0 +1,1 @@
+"""Command-line entry points (thin: parse, build typed configs, call the library)."""

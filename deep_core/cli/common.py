@@ -1,0 +1,35 @@
+"""Shared command-line plumbing: one-line errors with exit status 2, boolean flags."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from ..errors import DeepCoreError
+
+EXIT_BAD_INPUT = 2
+
+
+def str_to_bool(value: str | bool) -> bool:
+    """Parse ``True/False`` (and yes/no, 1/0) as the reference scripts pass them."""
+    if isinstance(value, bool):
+        return value
+    v = value.strip().lower()
+    if v in ("true", "t", "yes", "y", "1"):
+        return True
+    if v in ("false", "f", "no", "n", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {value!r}")
+
+
+def run_cli(body: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None) -> int:
+    """Run ``body``; a :class:`DeepCoreError` becomes ``error: ...`` and exit status 2."""
+    try:
+        return int(body(argv) or 0)
+    except DeepCoreError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

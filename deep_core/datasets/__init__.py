@@ -1,0 +1,126 @@
+"""Data sets with noisy labels, looked up by name.
+
+``load_dataset(DataConfig(...))`` returns a :class:`~deep_core.datasets.base.NoisyDataset`.
+The registry maps a ``--dataset`` name to its loader; an unknown name lists the valid
+ones. ``Digits`` (inside scikit-learn) is the embedded default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..errors import DeepCoreError, unknown_name
+from .base import Batch, FileImageSet, ImageSet, NoisyDataset, TensorImageSet
+from .noise import check_rate
+
+DEFAULT_DATASET = "Digits"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What data to load and how to corrupt its labels.
+
+    Attributes
+    ----------
+    dataset : str
+        A registered name (see :func:`dataset_names`).
+    data_path : str, optional
+        Root folder of the data (not needed for ``Digits``).
+    noise_type : str
+        ``clean``, ``sym``, ``sym-all``, ``asym``, ``idn``, or a real-noise name
+        (CIFAR-10N ``real1 real2 real3 realA realW``, CIFAR-100N ``real``).
+    noise_rate : float
+        In [0, 1); synthetic noise only.
+    seed : int
+        Seed of the synthetic noise.
+    n_train : int, optional
+        Keep only the first ``n_train`` training samples.
+    download : bool
+        Let torchvision download CIFAR when it is missing.
+    image_size : int
+        Side of the images for image-folder data sets.
+    """
+
+    dataset: str = DEFAULT_DATASET
+    data_path: str | None = None
+    noise_type: str = "sym"
+    noise_rate: float = 0.0
+    seed: int = 0
+    n_train: int | None = None
+    download: bool = False
+    image_size: int = 32
+
+
+def _digits(cfg: DataConfig) -> NoisyDataset:
+    from .digits import load_digits_dataset
+
+    return load_digits_dataset(noise_type=cfg.noise_type, noise_rate=cfg.noise_rate, seed=cfg.seed)
+
+
+def _cifar(name: str) -> Callable[[DataConfig], NoisyDataset]:
+    def load(cfg: DataConfig) -> NoisyDataset:
+        from .cifar import load_cifar
+
+        return load_cifar(
+            name, data_path=_need_path(cfg), noise_type=cfg.noise_type,
+            noise_rate=cfg.noise_rate, seed=cfg.seed, download=cfg.download,
+        )
+
+    return load
+
+
+def _image_folder(cfg: DataConfig) -> NoisyDataset:
+    from .image_folder import load_image_folder
+
+    return load_image_folder(
+        data_path=_need_path(cfg), noise_type=cfg.noise_type, noise_rate=cfg.noise_rate,
+        seed=cfg.seed, image_size=cfg.image_size,
+    )
+
+
+def _need_path(cfg: DataConfig) -> str:
+    if not cfg.data_path:
+        raise DeepCoreError(f"--data_path is required for {cfg.dataset}")
+    return cfg.data_path
+
+
+DATASETS: dict[str, Callable[[DataConfig], NoisyDataset]] = {
+    "Digits": _digits,
+    "CIFAR10": _cifar("CIFAR10"),
+    "CIFAR100": _cifar("CIFAR100"),
+    "ImageFolder": _image_folder,
+}
+
+
+def register_dataset(name: str, loader: Callable[[DataConfig], NoisyDataset]) -> None:
+    """Add a data set loader under ``name``."""
+    DATASETS[name] = loader
+
+
+def dataset_names() -> list[str]:
+    return sorted(DATASETS)
+
+
+def load_dataset(cfg: DataConfig) -> NoisyDataset:
+    """Load ``cfg.dataset`` with its label noise; bad input raises ``DeepCoreError``."""
+    if cfg.dataset not in DATASETS:
+        raise unknown_name("dataset", cfg.dataset, DATASETS)
+    check_rate(cfg.noise_rate)
+    ds = DATASETS[cfg.dataset](cfg)
+    if cfg.n_train is not None:
+        ds = ds.head(cfg.n_train)
+    return ds
+
+
+__all__ = [
+    "Batch",
+    "DataConfig",
+    "FileImageSet",
+    "ImageSet",
+    "NoisyDataset",
+    "TensorImageSet",
+    "dataset_names",
+    "load_dataset",
+    "register_dataset",
+]

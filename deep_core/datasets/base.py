@@ -1,0 +1,298 @@
+"""The data-set contract shared by every data source.
+
+A :class:`NoisyDataset` holds a training split with noisy labels (and the clean ones
+where known), a test split, an optional validation split, class names and the
+original sample ids. Images live behind an :class:`ImageSet`, which yields augmented
+batches of any positions in any order:
+
+* :class:`TensorImageSet` keeps uint8 images in one tensor and augments whole batches
+  with tensor ops (CIFAR, the embedded default, small image folders);
+* :class:`FileImageSet` decodes image files in DataLoader workers with torchvision's
+  decoders and transforms v2 (WebVision, Clothing-1M, large image folders).
+
+Batches are a function of ``(seed, epoch)``: shuffling and augmentation draw from
+generators seeded by both, so a resumed run sees the same batches as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..augment import AugmentSpec, normalize, strong_view, weak_view
+from ..errors import DeepCoreError
+
+VIEWS = ("clean", "weak", "strong")
+
+
+def stream_seed(*parts: int) -> int:
+    """A 63-bit seed mixed from integers (seed, epoch, stream id, ...)."""
+    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint64)[0] >> 1)
+
+
+@dataclass
+class Batch:
+    """One batch: a float tensor per requested view and the positions it holds."""
+
+    views: list[torch.Tensor]
+    positions: torch.Tensor
+
+
+class ImageSet(abc.ABC):
+    """Images of one split, addressed by position ``0..len-1``."""
+
+    #: (channels, height, width) of what the network sees
+    image_shape: tuple[int, int, int]
+
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
+
+    @abc.abstractmethod
+    def head(self, n: int) -> ImageSet:
+        """The first ``n`` images as an image set of their own."""
+
+    @abc.abstractmethod
+    def batches(
+        self,
+        positions: np.ndarray | None = None,
+        *,
+        batch_size: int,
+        views: Sequence[str] = ("clean",),
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch: int = 0,
+        device: torch.device | str = "cpu",
+        drop_last: bool = False,
+        workers: int = 0,
+    ) -> Iterator[Batch]:
+        """Yield batches of ``positions`` (default: all), shuffled by (seed, epoch) if asked."""
+
+    @staticmethod
+    def _order(positions: np.ndarray | None, n: int, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
+        pos = np.arange(n, dtype=np.int64) if positions is None else np.asarray(positions, np.int64)
+        if shuffle:
+            g = torch.Generator().manual_seed(stream_seed(seed, epoch, 1))
+            pos = pos[torch.randperm(pos.size, generator=g).numpy()]
+        return pos
+
+    @staticmethod
+    def _check_views(views: Sequence[str]) -> None:
+        for v in views:
+            if v not in VIEWS:
+                raise DeepCoreError(f"unknown view {v!r}; choose from: {', '.join(VIEWS)}")
+
+
+class TensorImageSet(ImageSet):
+    """In-memory uint8 images (N, C, H, W) with batched tensor augmentation."""
+
+    def __init__(self, images: torch.Tensor, spec: AugmentSpec) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError("TensorImageSet needs a uint8 tensor of shape (N, C, H, W)")
+        self.images = images.contiguous()
+        self.spec = spec
+        self.image_shape = tuple(images.shape[1:])  # type: ignore[assignment]
+        self._device_copy: dict[str, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def head(self, n: int) -> TensorImageSet:
+        return TensorImageSet(self.images[:n], self.spec)
+
+    def _on(self, device: torch.device) -> torch.Tensor:
+        if device.type == "cpu":
+            return self.images
+        key = str(device)
+        if key not in self._device_copy:
+            self._device_copy[key] = self.images.to(device)
+        return self._device_copy[key]
+
+    def view(self, x: torch.Tensor, view: str, generator: torch.Generator) -> torch.Tensor:
+        """Apply ``view`` to a uint8 batch; returns normalised float32."""
+        if view == "clean":
+            return normalize(x, self.spec)
+        if view == "weak":
+            return normalize(weak_view(x, self.spec, generator), self.spec)
+        return strong_view(x, self.spec, generator)
+
+    def batches(
+        self,
+        positions=None,
+        *,
+        batch_size,
+        views=("clean",),
+        shuffle=False,
+        seed=0,
+        epoch=0,
+        device="cpu",
+        drop_last=False,
+        workers=0,
+    ):
+        self._check_views(views)
+        device = torch.device(device)
+        order = self._order(positions, len(self), shuffle, seed, epoch)
+        images = self._on(device)
+        g = torch.Generator().manual_seed(stream_seed(seed, epoch, 2))
+        stop = order.size - (order.size % batch_size if drop_last else 0)
+        for start in range(0, stop, batch_size):
+            pos = torch.from_numpy(order[start : start + batch_size]).to(device)
+            x = images[pos]
+            yield Batch([self.view(x, v, g) for v in views], pos)
+
+
+class _FileDataset(torch.utils.data.Dataset):
+    def __init__(self, paths: Sequence[str], transforms: dict[str, Callable], views: Sequence[str]):
+        self.paths = paths
+        self.transforms = transforms
+        self.views = views
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        img = decode_image_file(self.paths[i])
+        return tuple(self.transforms[v](img) for v in self.views), i
+
+
+def decode_image_file(path: str | Path) -> torch.Tensor:
+    """Decode an image file to a uint8 RGB tensor (C, H, W); a bad file is a clear error."""
+    from torchvision.io import ImageReadMode, decode_image, read_file
+
+    try:
+        return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+    except FileNotFoundError:
+        raise DeepCoreError(f"image not found: {path}") from None
+    except (RuntimeError, ValueError) as e:
+        raise DeepCoreError(f"corrupt or unreadable image {path}: {str(e).splitlines()[0]}") from None
+
+
+class FileImageSet(ImageSet):
+    """Image files decoded in DataLoader workers, with one transform per view.
+
+    Parameters
+    ----------
+    paths : sequence of str
+        One file per position.
+    transforms : dict
+        ``{"clean": f, "weak": g, ...}``: callables from a uint8 (C, H, W) tensor to a
+        float tensor (torchvision transforms v2). Random transforms draw from torch's
+        RNG, which DataLoader seeds per worker from (seed, epoch).
+    image_shape : tuple
+        (C, H, W) of the transformed images.
+    """
+
+    def __init__(self, paths: Sequence[str], transforms: dict[str, Callable], image_shape) -> None:
+        self.paths = list(paths)
+        self.transforms = transforms
+        self.image_shape = tuple(image_shape)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def head(self, n: int) -> FileImageSet:
+        return FileImageSet(self.paths[:n], self.transforms, self.image_shape)
+
+    def batches(
+        self,
+        positions=None,
+        *,
+        batch_size,
+        views=("clean",),
+        shuffle=False,
+        seed=0,
+        epoch=0,
+        device="cpu",
+        drop_last=False,
+        workers=0,
+    ):
+        self._check_views(views)
+        missing = [v for v in views if v not in self.transforms]
+        if missing:
+            raise DeepCoreError(f"this data set has no {missing[0]!r} view")
+        device = torch.device(device)
+        order = self._order(positions, len(self), shuffle, seed, epoch)
+        ds = _FileDataset(self.paths, self.transforms, list(views))
+        loader = torch.utils.data.DataLoader(
+            ds,
+            batch_size=batch_size,
+            sampler=order.tolist(),
+            num_workers=workers,
+            drop_last=drop_last,
+            generator=torch.Generator().manual_seed(stream_seed(seed, epoch, 3)),
+            pin_memory=device.type == "cuda",
+            persistent_workers=False,
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(stream_seed(seed, epoch, 4))  # workers=0 draws here
+            for xs, pos in loader:
+                yield Batch([x.to(device, non_blocking=True) for x in xs], pos.to(device))
+
+
+@dataclass
+class NoisyDataset:
+    """A training split with noisy labels, plus evaluation splits.
+
+    Attributes
+    ----------
+    name : str
+    train : ImageSet
+    labels : ndarray of int64, shape (n,)
+        Noisy training labels (what every learner and selection method sees).
+    clean_labels : ndarray of int64, shape (n,), or None
+        True labels where known (CIFAR, synthetic noise); evaluation only.
+    test : ImageSet
+    test_labels : ndarray of int64
+    classes : list of str
+    ids : ndarray of int64, shape (n,)
+        Original sample ids (row in the source data set) of the training samples.
+    val, val_labels : optional validation split (chooses the best epoch when present)
+    noise : dict
+        How the noisy labels came about (type, requested and realised rate, source).
+    default_model : str
+        Network used when ``--model`` is not given.
+    """
+
+    name: str
+    train: ImageSet
+    labels: np.ndarray
+    clean_labels: np.ndarray | None
+    test: ImageSet
+    test_labels: np.ndarray
+    classes: list[str]
+    ids: np.ndarray
+    default_model: str
+    val: ImageSet | None = None
+    val_labels: np.ndarray | None = None
+    noise: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def noise_mask(self) -> np.ndarray | None:
+        """True where the noisy label differs from the clean one (None if unknown)."""
+        return None if self.clean_labels is None else self.labels != self.clean_labels
+
+    def head(self, n: int) -> NoisyDataset:
+        """The same data set restricted to its first ``n`` training samples."""
+        if not 0 < n <= self.labels.size:
+            raise DeepCoreError(f"--n-train must be in [1, {self.labels.size}], got {n}")
+        return replace(
+            self,
+            train=self.train.head(n),
+            labels=self.labels[:n],
+            clean_labels=None if self.clean_labels is None else self.clean_labels[:n],
+            ids=self.ids[:n],
+        )
+
+    def realised_noise_rate(self) -> float | None:
+        m = self.noise_mask
+        return None if m is None else float(m.mean())

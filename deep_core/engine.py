@@ -1,0 +1,522 @@
+"""One training engine for every learner.
+
+The engine owns what is common: the epoch loop, optimizers and schedulers from the
+flags, evaluation each epoch, checkpoints and resume, metrics, seeds, the device, AMP
+on CUDA and DDP under ``torchrun``. A learner (``robust_learners``) only defines its
+networks, its loss and its per-epoch preparation through :class:`Learner`.
+
+Determinism: every random draw is a function of ``(seed, epoch, stream)``: model
+initialisation (:func:`deep_core.nets.build_model` with a derived seed), the order of
+the batches and their augmentation (:meth:`deep_core.datasets.ImageSet.batches`), and
+learner-specific draws (:meth:`TrainContext.rng`). A run resumed from the checkpoint
+of epoch k therefore continues exactly as the uninterrupted run did.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from .datasets import Batch, ImageSet, NoisyDataset
+from .datasets.base import stream_seed
+from .errors import DeepCoreError, unknown_name
+from .nets import FeatureNet, build_model
+
+log = logging.getLogger("deep_core")
+
+OPTIMIZERS = ("SGD", "Adam", "AdamW")
+SCHEDULERS = ("CosineAnnealingLR", "StepLR", "MultiStepLR", "none")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimizer and learning-rate schedule (flags of the reference, same defaults).
+
+    The schedule steps once per epoch, as in the reference. ``milestones`` default to
+    half the epochs for MultiStepLR (what the reference effectively used).
+    """
+
+    optimizer: str = "SGD"
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = True
+    scheduler: str = "CosineAnnealingLR"
+    min_lr: float = 1e-4
+    milestones: tuple[int, ...] | None = None
+    gamma: float = 0.1
+    step_size: int = 100
+
+    def validate(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise unknown_name("optimizer", self.optimizer, OPTIMIZERS)
+        if self.scheduler not in SCHEDULERS:
+            raise unknown_name("scheduler", self.scheduler, SCHEDULERS)
+        if not self.lr > 0:
+            raise DeepCoreError(f"--lr must be positive, got {self.lr}")
+        if self.step_size < 1:
+            raise DeepCoreError(f"--step_size must be at least 1, got {self.step_size}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a learner is trained.
+
+    Attributes
+    ----------
+    epochs : int
+    batch_size : int
+    test_batch_size : int
+    seed : int
+        Root of every random stream of the run.
+    device : str
+        ``cpu``, ``cuda``, ``cuda:1``...
+    workers : int
+        DataLoader workers for file-backed data sets.
+    amp : bool
+        Mixed precision (float16 autocast + loss scaling) on CUDA; ignored on CPU.
+    channels_last : bool
+        Channels-last memory format for convolutional networks (faster on CPU and GPU).
+    deterministic : bool
+        ``torch.use_deterministic_algorithms`` (slower on GPU).
+    progress : bool
+        Progress bars over batches.
+    """
+
+    epochs: int
+    batch_size: int = 128
+    test_batch_size: int = 256
+    seed: int = 0
+    device: str = "cpu"
+    workers: int = 0
+    amp: bool = True
+    channels_last: bool = True
+    deterministic: bool = False
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.epochs < 0:
+            raise DeepCoreError(f"--epochs must be >= 0, got {self.epochs}")
+        if self.batch_size < 1 or self.test_batch_size < 1:
+            raise DeepCoreError("batch sizes must be at least 1")
+        if self.workers < 0:
+            raise DeepCoreError(f"--workers must be >= 0, got {self.workers}")
+        resolve_device(self.device)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu`` / ``cuda`` / ``cuda:N`` / ``auto``; an unavailable device is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise DeepCoreError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DeepCoreError(f"device {name!r} requested but CUDA is not available")
+    if dev.type not in ("cpu", "cuda"):
+        raise DeepCoreError(f"unsupported device {name!r}; use cpu, cuda, cuda:N or auto")
+    return dev
+
+
+# ----------------------------------------------------------------------------------
+# Distributed helpers (torchrun sets RANK / WORLD_SIZE / LOCAL_RANK)
+# ----------------------------------------------------------------------------------
+def dist_info() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def init_distributed(device: torch.device) -> torch.device:
+    """Join the process group when launched by ``torchrun``; returns this rank's device."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or torch.distributed.is_initialized():
+        return device
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    torch.distributed.init_process_group(backend=backend)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return device
+
+
+def all_reduce_(t: torch.Tensor) -> torch.Tensor:
+    """Sum ``t`` over ranks in place (no-op on one process)."""
+    if dist_info()[1] > 1:
+        torch.distributed.all_reduce(t)
+    return t
+
+
+# ----------------------------------------------------------------------------------
+# What a learner sees
+# ----------------------------------------------------------------------------------
+Recorder = Callable[[torch.Tensor, torch.Tensor, int], None]
+
+
+class TrainContext:
+    """The learner's handle on data, devices, optimizers and randomness.
+
+    Parameters
+    ----------
+    dataset : NoisyDataset
+    indices : ndarray of int64
+        Training positions the learner may use (the selected subset).
+    config : TrainConfig
+    optim : OptimConfig
+    model : str
+        Network name for :meth:`build_network`.
+    member : int
+        Ensemble member (0 = the main model); shifts every random stream.
+    pretrained, model_path : network weights (see :func:`deep_core.nets.build_model`).
+    """
+
+    def __init__(
+        self,
+        dataset: NoisyDataset,
+        indices: np.ndarray,
+        config: TrainConfig,
+        optim: OptimConfig,
+        *,
+        model: str,
+        member: int = 0,
+        pretrained: bool = False,
+        model_path: str | None = None,
+        recorder: Recorder | None = None,
+    ) -> None:
+        self.dataset = dataset
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.config = config
+        self.optim = optim
+        self.model = model
+        self.member = member
+        self.pretrained = pretrained
+        self.model_path = model_path
+        self.device = init_distributed(resolve_device(config.device))
+        self.rank, self.world_size = dist_info()
+        self.num_classes = dataset.num_classes
+        self.labels = torch.as_tensor(dataset.labels, dtype=torch.long, device=self.device)
+        self.recorder = recorder
+        self.use_amp = bool(config.amp and self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.epoch = 0
+
+    # -- randomness ---------------------------------------------------------------------
+    def seed_for(self, *stream: int) -> int:
+        """A seed for a named random stream of this run and ensemble member."""
+        return stream_seed(self.config.seed, self.member, *stream)
+
+    def rng(self, epoch: int, stream: int = 0) -> np.random.Generator:
+        """A numpy generator for learner-specific draws in ``epoch`` (e.g. mixup's λ)."""
+        return np.random.default_rng(self.seed_for(1000 + epoch, stream, self.rank))
+
+    def torch_generator(self, epoch: int, stream: int = 0) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed_for(2000 + epoch, stream, self.rank))
+
+    # -- networks and optimisation ----------------------------------------------------------
+    def build_network(self, index: int = 0) -> nn.Module:
+        """Network ``index`` of the learner, on the device, seeded, DDP-wrapped if needed."""
+        net = build_model(
+            self.model,
+            num_classes=self.num_classes,
+            image_shape=self.dataset.train.image_shape,
+            seed=self.seed_for(10 + index),
+            pretrained=self.pretrained,
+            model_path=self.model_path,
+        )
+        net = net.to(self.device)
+        if self.config.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        if self.world_size > 1:
+            net = nn.parallel.DistributedDataParallel(
+                net, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        return net
+
+    def make_optimizer(self, params) -> torch.optim.Optimizer:
+        o = self.optim
+        if o.optimizer == "SGD":
+            return torch.optim.SGD(params, o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
+                                   nesterov=o.nesterov and o.momentum > 0)
+        cls = torch.optim.Adam if o.optimizer == "Adam" else torch.optim.AdamW
+        return cls(params, o.lr, weight_decay=o.weight_decay)
+
+    def make_scheduler(self, optimizer: torch.optim.Optimizer, epochs: int | None = None):
+        o = self.optim
+        epochs = self.config.epochs if epochs is None else epochs
+        if o.scheduler == "CosineAnnealingLR":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs), eta_min=o.min_lr)
+        if o.scheduler == "StepLR":
+            return torch.optim.lr_scheduler.StepLR(optimizer, step_size=o.step_size, gamma=o.gamma)
+        if o.scheduler == "MultiStepLR":
+            ms = list(o.milestones) if o.milestones else [max(1, epochs // 2)]
+            return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=ms, gamma=o.gamma)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+    def autocast(self):
+        """Mixed-precision context on CUDA when enabled; a no-op otherwise."""
+        if self.use_amp:
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def step(self, loss: torch.Tensor, *optimizers: torch.optim.Optimizer) -> None:
+        """Backward ``loss`` and step ``optimizers`` (with loss scaling under AMP)."""
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        for opt in optimizers:
+            self.scaler.step(opt)
+        self.scaler.update()
+
+    def to_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.config.channels_last and x.ndim == 4 else x
+
+    # -- data -------------------------------------------------------------------------------
+    def train_batches(
+        self,
+        epoch: int,
+        views: Sequence[str] = ("weak",),
+        *,
+        indices: np.ndarray | None = None,
+        stream: int = 0,
+        batch_size: int | None = None,
+        drop_last: bool = False,
+        desc: str | None = None,
+    ) -> Iterator[Batch]:
+        """Shuffled batches of ``indices`` (default: the learner's subset) for ``epoch``.
+
+        Under DDP each rank takes its share of the shuffled order.
+        """
+        idx = self.indices if indices is None else np.asarray(indices, dtype=np.int64)
+        seed = self.seed_for(3000 + stream)
+        if self.world_size > 1:
+            g = torch.Generator().manual_seed(stream_seed(seed, epoch, 1))
+            # Equal shares (DDP needs the same number of steps on every rank).
+            share = idx.size // self.world_size
+            idx = idx[torch.randperm(idx.size, generator=g).numpy()][self.rank :: self.world_size][:share]
+        it = self.dataset.train.batches(
+            idx, batch_size=batch_size or self.config.batch_size, views=views,
+            shuffle=self.world_size == 1, seed=seed, epoch=epoch, device=self.device,
+            drop_last=drop_last, workers=self.config.workers,
+        )
+        return self._progress(it, idx.size, batch_size or self.config.batch_size, desc or f"epoch {epoch}")
+
+    def eval_batches(self, images: ImageSet, indices: np.ndarray | None = None, desc: str = "eval"
+                     ) -> Iterator[Batch]:
+        """Clean-view batches in order; under DDP each rank takes a contiguous shard."""
+        n = len(images)
+        idx = np.arange(n, dtype=np.int64) if indices is None else np.asarray(indices, np.int64)
+        if self.world_size > 1:
+            idx = np.array_split(idx, self.world_size)[self.rank]
+        it = images.batches(idx, batch_size=self.config.test_batch_size, views=("clean",),
+                            device=self.device, workers=self.config.workers)
+        return self._progress(it, idx.size, self.config.test_batch_size, desc)
+
+    def _progress(self, it: Iterator[Batch], n: int, bs: int, desc: str) -> Iterator[Batch]:
+        if not self.config.progress or self.rank != 0:
+            return it
+        from tqdm import tqdm
+
+        return iter(tqdm(it, total=math.ceil(n / bs), desc=desc, leave=False, unit="batch",
+                         mininterval=2.0))
+
+    def record(self, positions: torch.Tensor, logits: torch.Tensor) -> None:
+        """Report training logits of the main network for the signal recorder (if any)."""
+        if self.recorder is not None:
+            self.recorder(positions, logits.detach(), self.epoch)
+
+
+class Learner(abc.ABC):
+    """A training recipe on the shared engine.
+
+    Subclasses build their networks and optimizers in :meth:`setup`, train one epoch
+    in :meth:`train_epoch` (returning metrics to log), and keep every piece of state
+    that a resumed run needs in :meth:`state_dict`.
+    """
+
+    name: ClassVar[str] = ""
+
+    @abc.abstractmethod
+    def setup(self, ctx: TrainContext) -> None: ...
+
+    @abc.abstractmethod
+    def train_epoch(self, ctx: TrainContext, epoch: int) -> dict[str, float]: ...
+
+    @abc.abstractmethod
+    def networks(self) -> list[nn.Module]: ...
+
+    def schedulers(self) -> list[Any]:
+        return []
+
+    def end_epoch(self, ctx: TrainContext, epoch: int) -> None:
+        """Called after evaluation; steps the LR schedulers by default."""
+        for s in self.schedulers():
+            s.step()
+
+    def lr(self) -> float:
+        sch = self.schedulers()
+        return float(sch[0].get_last_lr()[0]) if sch else float("nan")
+
+    @torch.no_grad()
+    def predict(self, ctx: TrainContext, x: torch.Tensor) -> torch.Tensor:
+        """Logits for evaluation (default: the first network)."""
+        return self.networks()[0](ctx.to_input(x))
+
+    @torch.no_grad()
+    def embed(self, ctx: TrainContext, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and penultimate features of the main network (signal recording)."""
+        net = unwrap(self.networks()[0])
+        return net.forward_features(ctx.to_input(x))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def extra_metrics(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
+        """Per-epoch diagnostics computed after training (e.g. DivideMix's split AUROC)."""
+        return {}
+
+
+def unwrap(net: nn.Module) -> FeatureNet:
+    return net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------------------
+# The loop
+# ----------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate(learner: Learner, ctx: TrainContext, images: ImageSet, labels: np.ndarray,
+             desc: str = "test") -> float:
+    """Top-1 accuracy (%) of ``learner.predict`` on ``images``."""
+    for net in learner.networks():
+        net.eval()
+    y = torch.as_tensor(labels, dtype=torch.long, device=ctx.device)
+    correct = torch.zeros(2, dtype=torch.float64, device=ctx.device)
+    for batch in ctx.eval_batches(images, desc=desc):
+        with ctx.autocast():
+            pred = learner.predict(ctx, batch.views[0]).argmax(1)
+        correct[0] += (pred == y[batch.positions]).sum()
+        correct[1] += batch.positions.numel()
+    all_reduce_(correct)
+    return float(100.0 * correct[0] / max(correct[1].item(), 1))
+
+
+@dataclass
+class FitResult:
+    last_acc: float | None
+    best_acc: float | None
+    best_epoch: int | None
+    best_by: str
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Trainer:
+    """Runs a learner for ``config.epochs`` epochs with evaluation and checkpoints.
+
+    Parameters
+    ----------
+    learner : Learner
+    ctx : TrainContext
+    checkpoint : path, optional
+        Written atomically after every epoch; read by :meth:`fit` when ``resume``.
+    on_epoch : callable, optional
+        Called with each epoch's metrics dict (rank 0 only), e.g. to write logs.
+    evaluate_each_epoch : bool
+        Test (and validation) accuracy after every epoch.
+    """
+
+    def __init__(self, learner: Learner, ctx: TrainContext, *, checkpoint: str | Path | None = None,
+                 on_epoch: Callable[[dict[str, Any]], None] | None = None,
+                 evaluate_each_epoch: bool = True) -> None:
+        self.learner = learner
+        self.ctx = ctx
+        self.checkpoint = Path(checkpoint) if checkpoint else None
+        self.on_epoch = on_epoch
+        self.evaluate_each_epoch = evaluate_each_epoch
+
+    def fit(self, *, resume: bool = False) -> FitResult:
+        ctx, learner = self.ctx, self.learner
+        if ctx.config.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        learner.setup(ctx)
+        history: list[dict[str, Any]] = []
+        start = 0
+        seconds = 0.0
+        if resume and self.checkpoint is not None and self.checkpoint.is_file():
+            state = load_checkpoint(self.checkpoint, map_location=ctx.device)
+            learner.load_state_dict(state["learner"])
+            ctx.scaler.load_state_dict(state["scaler"])
+            history = list(state["history"])
+            start = int(state["epoch"]) + 1
+            seconds = float(state.get("seconds", 0.0))
+            log.info("resumed from %s at epoch %d", self.checkpoint, start)
+        has_val = ctx.dataset.val is not None
+        for epoch in range(start, ctx.config.epochs):
+            t0 = time.time()
+            ctx.epoch = epoch
+            for net in learner.networks():
+                net.train()
+            row: dict[str, Any] = {"epoch": epoch, "lr": learner.lr()}
+            row.update(learner.train_epoch(ctx, epoch))
+            row.update(learner.extra_metrics(ctx, epoch))
+            if self.evaluate_each_epoch or epoch == ctx.config.epochs - 1:
+                if has_val:
+                    row["val_acc"] = evaluate(learner, ctx, ctx.dataset.val, ctx.dataset.val_labels, "val")
+                row["test_acc"] = evaluate(learner, ctx, ctx.dataset.test, ctx.dataset.test_labels)
+            learner.end_epoch(ctx, epoch)
+            row["seconds"] = round(time.time() - t0, 3)
+            seconds += row["seconds"]
+            history.append(row)
+            if self.checkpoint is not None and ctx.rank == 0:
+                save_checkpoint(self.checkpoint, {
+                    "epoch": epoch, "learner": learner.state_dict(), "scaler": ctx.scaler.state_dict(),
+                    "history": history, "seconds": seconds,
+                })
+            if self.on_epoch is not None and ctx.rank == 0:
+                self.on_epoch(row)
+            log.info("epoch %d: %s", epoch, ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k != "epoch"))
+        return summarise(history, has_val, seconds)
+
+
+def summarise(history: list[dict[str, Any]], has_val: bool, seconds: float) -> FitResult:
+    """Last and best accuracy; "best" is chosen on validation when there is one."""
+    rows = [r for r in history if "test_acc" in r]
+    if not rows:
+        return FitResult(None, None, None, "val" if has_val else "test", history, seconds)
+    key = "val_acc" if has_val else "test_acc"
+    best = max(rows, key=lambda r: (r[key], -r["epoch"]))
+    return FitResult(rows[-1]["test_acc"], best["test_acc"], best["epoch"],
+                     "val" if has_val else "test", history, seconds)
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    from .io import atomic_open
+
+    with atomic_open(path, "wb") as f:
+        torch.save(state, f)
+
+
+def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise DeepCoreError(f"cannot read checkpoint {path}: {str(e).splitlines()[0]}") from None
+
+
+def config_dict(obj: Any) -> dict[str, Any]:
+    return asdict(obj)

@@ -1,0 +1,138 @@
+"""The selection-method contract and its registry.
+
+A method is a small class registered by its class name::
+
+    @register
+    class SmallLoss(SelectionMethod):
+        \"\"\"Keep the lowest warm-up loss.\"\"\"
+        summary = "lowest warm-up loss on the clean view (likely clean samples)"
+
+        def __init__(self, *, balance: bool = False) -> None:
+            self.balance = balance
+
+        def required_signals(self):
+            return frozenset({"probs"})
+
+        def select(self, signals, fraction, *, seed=0):
+            scores = ...                      # higher = kept first
+            return self.take(signals, scores, fraction)
+
+``__init__`` stores explicit keyword options and does nothing else; ``select`` is
+deterministic for a given ``seed``; budgeting goes through :mod:`deep_core.budget`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from ..budget import budget_size, take_top
+from ..errors import DeepCoreError, unknown_name
+from ..signals import Signals
+from ..subset import Subset
+
+
+class SelectionMethod:
+    """Base class: chooses ``round(fraction * N)`` samples from :class:`Signals`."""
+
+    #: one line for ``--list`` and the docs
+    summary: ClassVar[str] = ""
+    #: methods that only need embeddings (corpus pruning) can run without labels' meaning
+    balance: bool = False
+
+    def required_signals(self) -> frozenset[str]:
+        """Names of the signals :meth:`select` reads (besides ``labels``)."""
+        return frozenset()
+
+    @property
+    def ensemble_size(self) -> int:
+        """Independently seeded warm-up models the method needs (1 = the main one)."""
+        return 1
+
+    def select(self, signals: Signals, fraction: float, *, seed: int = 0) -> Subset:
+        raise NotImplementedError
+
+    # -- helpers for subclasses -------------------------------------------------------
+    def check(self, signals: Signals) -> None:
+        signals.require(self.required_signals(), who=type(self).__name__)
+
+    def take(
+        self,
+        signals: Signals,
+        scores: np.ndarray,
+        fraction: float,
+        *,
+        start: float = 0.0,
+        info: dict[str, Any] | None = None,
+    ) -> Subset:
+        """Rank ``scores`` (higher first) and keep the budget, per class if balanced."""
+        n_select = budget_size(len(signals), fraction)
+        idx = take_top(
+            scores,
+            n_select,
+            labels=signals.labels,
+            balance=self.balance,
+            num_classes=signals.num_classes,
+            start=start,
+        )
+        return Subset(indices=idx, scores=scores, info=dict(info or {}))
+
+    def options(self) -> dict[str, Any]:
+        """The keyword options this instance was built with (for logs and configs)."""
+        return {k: getattr(self, k) for k in option_names(type(self))}
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
+        return f"{type(self).__name__}({opts})"
+
+
+M = TypeVar("M", bound=type[SelectionMethod])
+_REGISTRY: dict[str, type[SelectionMethod]] = {}
+
+
+def register(cls: M) -> M:
+    """Class decorator: register a method under its class name (case-sensitive)."""
+    name = cls.__name__
+    if name in _REGISTRY and _REGISTRY[name] is not cls:
+        warnings.warn(f"selection method {name!r} re-registered", stacklevel=2)
+    _REGISTRY[name] = cls
+    return cls
+
+
+def list_methods() -> dict[str, str]:
+    """Registered names mapped to their one-line summaries, sorted by name."""
+    return {name: _REGISTRY[name].summary for name in sorted(_REGISTRY)}
+
+
+def get_method(name: str) -> type[SelectionMethod]:
+    """The class registered as ``name``; an unknown name lists the valid ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise unknown_name("selection method", name, _REGISTRY) from None
+
+
+def option_names(cls: type[SelectionMethod]) -> tuple[str, ...]:
+    """Keyword options accepted by a method's ``__init__``."""
+    params = inspect.signature(cls.__init__).parameters
+    return tuple(p for p in params if p != "self")
+
+
+def build_method(name: str, options: dict[str, Any]) -> tuple[SelectionMethod, dict[str, Any]]:
+    """Instantiate ``name`` with the entries of ``options`` its ``__init__`` accepts.
+
+    Returns the method and the options it did not take, so the caller can report them
+    (a flag meant for another method is named in the log, never silently dropped).
+    """
+    cls = get_method(name)
+    accepted = set(option_names(cls))
+    used = {k: v for k, v in options.items() if k in accepted}
+    unused = {k: v for k, v in options.items() if k not in accepted}
+    try:
+        method = cls(**used)
+    except (TypeError, ValueError) as e:
+        raise DeepCoreError(f"{name}: {e}") from None
+    return method, unused

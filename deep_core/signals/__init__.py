@@ -1,0 +1,182 @@
+"""Per-sample training signals that selection methods score.
+
+One warm-up run records them (:mod:`deep_core.signals.recorder`), they are cached on
+disk, and every method reads what it needs from a :class:`Signals`. Users may also
+bring their own as an ``.npz`` (:meth:`Signals.from_npz`).
+
+Canonical names and shapes (N samples, C classes, d feature dims, E warm-up epochs,
+M ensemble members):
+
+============== ============ ===========================================================
+name           shape        meaning
+============== ============ ===========================================================
+labels         (N,)         noisy training label (always present)
+clean_labels   (N,)         true label where known; for evaluation only, never selection
+probs          (N, C)       softmax of the final warm-up model on the clean view
+features       (N, d)       penultimate embedding of the same model on the clean view
+losses         (N, E)       per-epoch training loss (augmented view, during training)
+correct        (N, E)       per-epoch "prediction == noisy label" during training
+margins        (N, E)       per-epoch AUM margin: logit of the label minus largest other
+grad_norms     (M, N)       last-layer gradient norm per sample, per ensemble member
+member_probs   (M, N, C)    softmax on the clean view of each ensemble member
+============== ============ ===========================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DeepCoreError
+
+SIGNAL_NAMES = (
+    "labels",
+    "clean_labels",
+    "probs",
+    "features",
+    "losses",
+    "correct",
+    "margins",
+    "grad_norms",
+    "member_probs",
+)
+_NDIM = {
+    "labels": 1,
+    "clean_labels": 1,
+    "probs": 2,
+    "features": 2,
+    "losses": 2,
+    "correct": 2,
+    "margins": 2,
+    "grad_norms": 2,
+    "member_probs": 3,
+}
+# Axis that holds the sample dimension (ensemble arrays put members first).
+_SAMPLE_AXIS = {"grad_norms": 1, "member_probs": 1}
+_FLOAT_CHECKED = ("probs", "features", "losses", "margins", "grad_norms", "member_probs")
+
+
+class Signals:
+    """A validated bundle of per-sample arrays, accessed as attributes.
+
+    Parameters
+    ----------
+    arrays : mapping of str to array-like
+        Must contain ``labels``. Known names (see the module docstring) are checked for
+        shape and length; other names are kept as extra signals (available by name).
+    num_classes : int, optional
+        Default: the width of ``probs`` or ``member_probs``, else ``labels.max() + 1``.
+    check_finite : bool, default=True
+        Reject NaN or infinite values in float signals (costs one pass over them).
+    """
+
+    def __init__(
+        self,
+        arrays: Mapping[str, np.ndarray],
+        *,
+        num_classes: int | None = None,
+        check_finite: bool = True,
+    ) -> None:
+        if "labels" not in arrays:
+            raise DeepCoreError("signals need 'labels' (the noisy label of each sample)")
+        data: dict[str, np.ndarray] = {}
+        for name, value in arrays.items():
+            arr = value if isinstance(value, np.ndarray) else np.asarray(value)
+            if name in ("grad_norms",) and arr.ndim == 1:
+                arr = arr[None, :]
+            data[name] = arr
+        labels = data["labels"]
+        if labels.ndim != 1:
+            raise DeepCoreError(f"labels must be one-dimensional, got shape {labels.shape}")
+        if labels.size and not np.issubdtype(labels.dtype, np.integer):
+            raise DeepCoreError(f"labels must be integers, got dtype {labels.dtype}")
+        data["labels"] = labels.astype(np.int64, copy=False)
+        n = labels.shape[0]
+        for name, arr in data.items():
+            if name in _NDIM:
+                if arr.ndim != _NDIM[name]:
+                    raise DeepCoreError(
+                        f"signal {name!r} must have {_NDIM[name]} dimensions, got shape {arr.shape}"
+                    )
+                axis = _SAMPLE_AXIS.get(name, 0)
+                if arr.shape[axis] != n:
+                    raise DeepCoreError(
+                        f"signal {name!r} has {arr.shape[axis]:,} samples but labels has {n:,}"
+                    )
+            elif arr.ndim >= 1 and arr.shape[0] != n:
+                raise DeepCoreError(
+                    f"signal {name!r} has {arr.shape[0]:,} rows but labels has {n:,}"
+                )
+            if check_finite and name in _FLOAT_CHECKED and arr.size:
+                if not np.isfinite(arr).all():
+                    raise DeepCoreError(f"signal {name!r} contains NaN or infinite values")
+        if "clean_labels" in data:
+            data["clean_labels"] = data["clean_labels"].astype(np.int64, copy=False)
+        if num_classes is None:
+            if "probs" in data:
+                num_classes = int(data["probs"].shape[1])
+            elif "member_probs" in data:
+                num_classes = int(data["member_probs"].shape[2])
+            else:
+                num_classes = int(labels.max()) + 1 if n else 0
+        if n and (labels.min() < 0 or labels.max() >= num_classes):
+            raise DeepCoreError(
+                f"labels must lie in [0, {num_classes}), got range [{labels.min()}, {labels.max()}]"
+            )
+        self._data = data
+        self.num_classes = int(num_classes)
+
+    # -- access ---------------------------------------------------------------------
+    def __getattr__(self, name: str) -> np.ndarray:
+        data = self.__dict__.get("_data")
+        if data is not None and name in data:
+            return data[name]
+        raise AttributeError(f"no signal {name!r}")
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._data
+
+    def __len__(self) -> int:
+        return int(self._data["labels"].shape[0])
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._data)
+
+    def get(self, name: str) -> np.ndarray | None:
+        return self._data.get(name)
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        return dict(self._data)
+
+    def require(self, names: Iterable[str], *, who: str) -> None:
+        """Raise a clear error if any of ``names`` is missing."""
+        missing = [n for n in names if n not in self._data]
+        if missing:
+            raise DeepCoreError(
+                f"{who} needs signals {missing} which are missing; available: {sorted(self._data)}"
+            )
+
+    def subset(self, indices: np.ndarray) -> Signals:
+        """The signals of the samples at ``indices`` (ensemble arrays sliced on axis 1)."""
+        out = {}
+        for name, arr in self._data.items():
+            axis = _SAMPLE_AXIS.get(name, 0)
+            out[name] = np.take(arr, indices, axis=axis) if arr.ndim else arr
+        return Signals(out, num_classes=self.num_classes, check_finite=False)
+
+    # -- files ----------------------------------------------------------------------
+    @classmethod
+    def from_npz(cls, path: str | Path, *, num_classes: int | None = None) -> Signals:
+        """Load signals from an ``.npz`` (no pickles: object arrays are refused)."""
+        path = Path(path)
+        if not path.is_file():
+            raise DeepCoreError(f"signals file not found: {path}")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (ValueError, OSError) as e:
+            raise DeepCoreError(f"cannot read signals file {path}: {e}") from None
+        return cls(arrays, num_classes=num_classes)

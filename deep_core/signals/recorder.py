@@ -1,0 +1,254 @@
+"""Warm-up training that records every per-sample signal in one pass, cached on disk.
+
+The warm-up trains the robust learner's own warm-up recipe (CE for CE and DivideMix,
+the SOP loss for SOP) on the full noisy training set for ``epochs`` epochs. During
+training it records, per sample and epoch, the loss, whether the prediction matches
+the noisy label, and the AUM margin, from the same forward pass that trains the
+network (as Toneva et al. and Pleiss et al. do). After training, one pass over the
+clean (un-augmented) view gives ``probs``, ``features`` and the exact last-layer
+gradient norm: for cross-entropy with a linear last layer ``W h + b``, the gradient
+is ``(p - y) h^T`` for W and ``p - y`` for b, so its norm is
+``||p - y|| * sqrt(||h||^2 + 1)`` — per sample, no batch-mean scaling.
+
+Each ensemble member is cached on its own under a key of everything that changes it,
+so a sweep over methods and fractions (and a later, larger ensemble) reuses what is
+already there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..datasets import NoisyDataset
+from ..engine import Learner, OptimConfig, TrainConfig, TrainContext, Trainer, all_reduce_
+from . import Signals
+
+log = logging.getLogger("deep_core")
+
+FORMAT_VERSION = 1
+_MEMBER_ARRAYS = ("probs", "features", "losses", "correct", "margins", "grad_norms")
+
+
+@dataclass(frozen=True)
+class WarmupConfig:
+    """Everything that determines the recorded signals (the cache key).
+
+    Attributes
+    ----------
+    data_key : dict
+        Data set identity: name, noise type and rate, noise seed, n_train, path.
+    learner : str
+        Name of the warm-up recipe's learner.
+    model : str
+    epochs : int
+        Warm-up epochs (``-se/--selection_epochs``).
+    train : TrainConfig
+    optim : OptimConfig
+    pretrained, model_path : network initialisation.
+    """
+
+    data_key: dict[str, Any]
+    learner: str
+    model: str
+    epochs: int
+    train: TrainConfig
+    optim: OptimConfig
+    pretrained: bool = False
+    model_path: str | None = None
+
+    def member_key(self, member: int) -> str:
+        t = self.train
+        payload = {
+            "format": FORMAT_VERSION,
+            "data": self.data_key,
+            "learner": self.learner,
+            "model": self.model,
+            "epochs": self.epochs,
+            "batch_size": t.batch_size,
+            "seed": t.seed,
+            "channels_last": t.channels_last,
+            "optim": self.optim.__dict__,
+            "pretrained": self.pretrained,
+            "model_path": self.model_path,
+            "member": member,
+        }
+        blob = json.dumps(payload, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:20]
+
+
+class _EpochRecorder:
+    """Collects per-sample training loss, correctness and AUM margin for each epoch."""
+
+    def __init__(self, labels: torch.Tensor, epochs: int) -> None:
+        n = labels.numel()
+        self.labels = labels
+        self.losses = torch.zeros((n, epochs), dtype=torch.float32)
+        self.correct = torch.zeros((n, epochs), dtype=torch.bool)
+        self.margins = torch.zeros((n, epochs), dtype=torch.float32)
+
+    def __call__(self, positions: torch.Tensor, logits: torch.Tensor, epoch: int) -> None:
+        logits = logits.float()
+        y = self.labels[positions]
+        loss = F.cross_entropy(logits, y, reduction="none")
+        label_logit = logits.gather(1, y[:, None]).squeeze(1)
+        other = logits.scatter(1, y[:, None], float("-inf")).amax(1)
+        pos = positions.cpu()
+        self.losses[pos, epoch] = loss.cpu()
+        self.correct[pos, epoch] = (logits.argmax(1) == y).cpu()
+        self.margins[pos, epoch] = (label_logit - other).cpu()
+
+
+@torch.no_grad()
+def clean_pass(learner: Learner, ctx: TrainContext) -> dict[str, np.ndarray]:
+    """probs, features and last-layer gradient norms on the clean view of every sample."""
+    for net in learner.networks():
+        net.eval()
+    ds = ctx.dataset
+    n = len(ds.train)
+    probs = feats = None
+    gn = torch.zeros(n, dtype=torch.float32)
+    for batch in ctx.eval_batches(ds.train, desc="signals"):
+        with ctx.autocast():
+            logits, h = learner.embed(ctx, batch.views[0])
+        p = torch.softmax(logits.float(), 1)
+        h = h.float()
+        if probs is None:
+            probs = torch.zeros((n, p.shape[1]), dtype=torch.float32)
+            feats = torch.zeros((n, h.shape[1]), dtype=torch.float32)
+        pos = batch.positions.cpu()
+        probs[pos] = p.cpu()
+        feats[pos] = h.cpu()
+        err = p - F.one_hot(ctx.labels[batch.positions], p.shape[1]).float()
+        gn[pos] = (err.norm(dim=1) * torch.sqrt(h.pow(2).sum(1) + 1.0)).cpu()
+    if probs is None:  # empty training set cannot happen past validation; keep types sane
+        raise RuntimeError("no training samples to record")
+    if ctx.world_size > 1:  # each rank filled its shard; the rest are zeros
+        for t in (probs, feats, gn):
+            all_reduce_(t)
+    return {"probs": probs.numpy(), "features": feats.numpy(), "grad_norms": gn.numpy()}
+
+
+def record_member(
+    dataset: NoisyDataset, learner: Learner, cfg: WarmupConfig, member: int
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Train one warm-up model and return its signal arrays and a small report."""
+    indices = np.arange(len(dataset.labels), dtype=np.int64)
+    rec_labels = torch.as_tensor(dataset.labels, dtype=torch.long)
+    recorder = _EpochRecorder(rec_labels, cfg.epochs)
+    train = TrainConfig(**{**cfg.train.__dict__, "epochs": cfg.epochs})
+
+    def on_logits(positions: torch.Tensor, logits: torch.Tensor, epoch: int) -> None:
+        recorder(positions.cpu(), logits.cpu(), epoch)
+
+    ctx = TrainContext(dataset, indices, train, cfg.optim, model=cfg.model, member=member,
+                       pretrained=cfg.pretrained, model_path=cfg.model_path, recorder=on_logits)
+    # With epochs == 0 this records the initial model (e.g. GraNd at initialisation).
+    result = Trainer(learner, ctx, evaluate_each_epoch=False).fit()
+    arrays = clean_pass(learner, ctx)
+    if ctx.world_size > 1:
+        for t in (recorder.losses, recorder.correct, recorder.margins):
+            all_reduce_(t)
+    arrays.update(losses=recorder.losses.numpy(), correct=recorder.correct.numpy(),
+                  margins=recorder.margins.numpy())
+    report = {"member": member, "warmup_test_acc": result.last_acc, "warmup_seconds": result.seconds}
+    return arrays, report
+
+
+def _save_member(folder: Path, arrays: dict[str, np.ndarray], report: dict[str, Any]) -> None:
+    """Write a member's arrays to a temporary folder and rename it into place."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        for name, arr in arrays.items():
+            np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
+        (tmp / "report.json").write_text(json.dumps(report, indent=2))
+        os.replace(tmp, folder)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not folder.is_dir():
+            raise
+
+
+def _load_member(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    arrays = {n: np.load(folder / f"{n}.npy", mmap_mode="r") for n in _MEMBER_ARRAYS}
+    return arrays, json.loads((folder / "report.json").read_text())
+
+
+def warm_up_signals(
+    dataset: NoisyDataset,
+    make_learner,
+    cfg: WarmupConfig,
+    *,
+    members: int = 1,
+    cache_dir: str | Path | None = None,
+    needed: Iterable[str] = (),
+) -> tuple[Signals, dict[str, Any]]:
+    """Record (or load from the cache) the warm-up signals of ``members`` models.
+
+    Parameters
+    ----------
+    dataset : NoisyDataset
+    make_learner : callable
+        Returns a fresh warm-up :class:`~deep_core.engine.Learner` per member.
+    cfg : WarmupConfig
+    members : int
+        Ensemble size; member 0 gives probs, features and the per-epoch signals.
+    cache_dir : path, optional
+        Where members are cached (``<cache_dir>/<key>/``); None disables caching.
+    needed : iterable of str
+        Signal names the selection needs; ensemble arrays are assembled only if asked.
+
+    Returns
+    -------
+    signals : Signals
+    report : dict
+        Per-member warm-up accuracy and seconds, and which members came from the cache.
+    """
+    from ..engine import dist_info
+
+    rank, _ = dist_info()
+    needed = set(needed)
+    member_arrays, reports = [], []
+    for m in range(members):
+        key = cfg.member_key(m)
+        folder = Path(cache_dir) / key if cache_dir is not None else None
+        if folder is not None and (folder / "report.json").is_file():
+            arrays, report = _load_member(folder)
+            report = {**report, "cached": True, "key": key}
+            log.info("signals of warm-up member %d loaded from cache %s", m, folder)
+        else:
+            arrays, report = record_member(dataset, make_learner(), cfg, m)
+            report = {**report, "cached": False, "key": key}
+            if folder is not None and rank == 0:
+                _save_member(folder, arrays, {k: v for k, v in report.items() if k != "cached"})
+                log.info("signals of warm-up member %d recorded and cached in %s", m, folder)
+        member_arrays.append(arrays)
+        reports.append(report)
+    main = member_arrays[0]
+    out: dict[str, np.ndarray] = {
+        "labels": dataset.labels,
+        "probs": main["probs"],
+        "features": main["features"],
+        "losses": main["losses"],
+        "correct": main["correct"],
+        "margins": main["margins"],
+        "grad_norms": np.stack([a["grad_norms"] for a in member_arrays]),
+    }
+    if "member_probs" in needed:
+        out["member_probs"] = np.stack([a["probs"] for a in member_arrays])
+    if dataset.clean_labels is not None:
+        out["clean_labels"] = dataset.clean_labels
+    return Signals(out, num_classes=dataset.num_classes), {"members": reports}

@@ -1,0 +1,12 @@
+"""Robust (re-labeling) learners on the shared training engine.
+
+``--robust-learner CE | SOP | DivideMix``; each learner also names the learner that
+trains its selection warm-up (:meth:`warmup`), as the Prune4ReL reference does.
+"""
+
+from __future__ import annotations
+
+from . import ce  # noqa: F401  (registers CE)
+from .base import get_learner, learner_names, register_learner
+
+__all__ = ["get_learner", "learner_names", "register_learner"]

@@ -1,0 +1,59 @@
+"""Cross-entropy: the plain (non-robust) learner and the default warm-up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from deep_core.engine import Learner, TrainContext
+
+from .base import register_learner
+
+
+@register_learner
+class CE(Learner):
+    """Standard training with cross-entropy on the (noisy) labels of the subset."""
+
+    name = "CE"
+
+    def setup(self, ctx: TrainContext) -> None:
+        self.net = ctx.build_network(0)
+        self.optimizer = ctx.make_optimizer(self.net.parameters())
+        self.scheduler = ctx.make_scheduler(self.optimizer)
+
+    def networks(self):
+        return [self.net]
+
+    def schedulers(self):
+        return [self.scheduler]
+
+    def train_epoch(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
+        total, count, correct = 0.0, 0, 0
+        for batch in ctx.train_batches(epoch, ("weak",)):
+            y = ctx.labels[batch.positions]
+            with ctx.autocast():
+                logits = self.net(ctx.to_input(batch.views[0]))
+                loss = F.cross_entropy(logits, y)
+            ctx.step(loss, self.optimizer)
+            ctx.record(batch.positions, logits)
+            total += loss.item() * y.numel()
+            count += y.numel()
+            correct += int((logits.argmax(1) == y).sum())
+        return {"train_loss": total / max(count, 1), "train_acc": 100.0 * correct / max(count, 1)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+    def warmup(self) -> Learner:
+        """The learner that trains the selection warm-up (CE itself)."""
+        return CE()
+
+
