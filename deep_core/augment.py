@@ -44,8 +44,8 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> to
     padded = torch.nn.functional.pad(x, (padding, padding, padding, padding))
     oy = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
     ox = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
-    rows = (oy[:, None] + torch.arange(h, device=x.device)[None, :])  # (B, H)
-    cols = (ox[:, None] + torch.arange(w, device=x.device)[None, :])  # (B, W)
+    rows = oy[:, None] + torch.arange(h, device=x.device)[None, :]  # (B, H)
+    cols = ox[:, None] + torch.arange(w, device=x.device)[None, :]  # (B, W)
     bidx = torch.arange(b, device=x.device)[:, None, None]
     # (B, H, W, C) gathered through advanced indexing, then back to (B, C, H, W)
     out = padded.permute(0, 2, 3, 1)[bidx, rows[:, :, None], cols[:, None, :]]

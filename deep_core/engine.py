@@ -247,8 +247,13 @@ class TrainContext:
     def make_optimizer(self, params) -> torch.optim.Optimizer:
         o = self.optim
         if o.optimizer == "SGD":
-            return torch.optim.SGD(params, o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
-                                   nesterov=o.nesterov and o.momentum > 0)
+            return torch.optim.SGD(
+                params,
+                o.lr,
+                momentum=o.momentum,
+                weight_decay=o.weight_decay,
+                nesterov=o.nesterov and o.momentum > 0,
+            )
         cls = torch.optim.Adam if o.optimizer == "Adam" else torch.optim.AdamW
         return cls(params, o.lr, weight_decay=o.weight_decay)
 
@@ -256,7 +261,9 @@ class TrainContext:
         o = self.optim
         epochs = self.config.epochs if epochs is None else epochs
         if o.scheduler == "CosineAnnealingLR":
-            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs), eta_min=o.min_lr)
+            return torch.optim.lr_scheduler.CosineAnnealingLR(
+                optimizer, T_max=max(1, epochs), eta_min=o.min_lr
+            )
         if o.scheduler == "StepLR":
             return torch.optim.lr_scheduler.StepLR(optimizer, step_size=o.step_size, gamma=o.gamma)
         if o.scheduler == "MultiStepLR":
@@ -280,7 +287,11 @@ class TrainContext:
         self.scaler.update()
 
     def to_input(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.config.channels_last and x.ndim == 4 else x
+        return (
+            x.contiguous(memory_format=torch.channels_last)
+            if self.config.channels_last and x.ndim == 4
+            else x
+        )
 
     # -- data -------------------------------------------------------------------------------
     def train_batches(
@@ -304,23 +315,39 @@ class TrainContext:
             g = torch.Generator().manual_seed(stream_seed(seed, epoch, 1))
             # Equal shares (DDP needs the same number of steps on every rank).
             share = idx.size // self.world_size
-            idx = idx[torch.randperm(idx.size, generator=g).numpy()][self.rank :: self.world_size][:share]
+            idx = idx[torch.randperm(idx.size, generator=g).numpy()][self.rank :: self.world_size][
+                :share
+            ]
         it = self.dataset.train.batches(
-            idx, batch_size=batch_size or self.config.batch_size, views=views,
-            shuffle=self.world_size == 1, seed=seed, epoch=epoch, device=self.device,
-            drop_last=drop_last, workers=self.config.workers,
+            idx,
+            batch_size=batch_size or self.config.batch_size,
+            views=views,
+            shuffle=self.world_size == 1,
+            seed=seed,
+            epoch=epoch,
+            device=self.device,
+            drop_last=drop_last,
+            workers=self.config.workers,
         )
-        return self._progress(it, idx.size, batch_size or self.config.batch_size, desc or f"epoch {epoch}")
+        return self._progress(
+            it, idx.size, batch_size or self.config.batch_size, desc or f"epoch {epoch}"
+        )
 
-    def eval_batches(self, images: ImageSet, indices: np.ndarray | None = None, desc: str = "eval"
-                     ) -> Iterator[Batch]:
+    def eval_batches(
+        self, images: ImageSet, indices: np.ndarray | None = None, desc: str = "eval"
+    ) -> Iterator[Batch]:
         """Clean-view batches in order; under DDP each rank takes a contiguous shard."""
         n = len(images)
         idx = np.arange(n, dtype=np.int64) if indices is None else np.asarray(indices, np.int64)
         if self.world_size > 1:
             idx = np.array_split(idx, self.world_size)[self.rank]
-        it = images.batches(idx, batch_size=self.config.test_batch_size, views=("clean",),
-                            device=self.device, workers=self.config.workers)
+        it = images.batches(
+            idx,
+            batch_size=self.config.test_batch_size,
+            views=("clean",),
+            device=self.device,
+            workers=self.config.workers,
+        )
         return self._progress(it, idx.size, self.config.test_batch_size, desc)
 
     def _progress(self, it: Iterator[Batch], n: int, bs: int, desc: str) -> Iterator[Batch]:
@@ -328,8 +355,9 @@ class TrainContext:
             return it
         from tqdm import tqdm
 
-        return iter(tqdm(it, total=math.ceil(n / bs), desc=desc, leave=False, unit="batch",
-                         mininterval=2.0))
+        return iter(
+            tqdm(it, total=math.ceil(n / bs), desc=desc, leave=False, unit="batch", mininterval=2.0)
+        )
 
     def record(self, positions: torch.Tensor, logits: torch.Tensor) -> None:
         """Report training logits of the main network for the signal recorder (if any)."""
@@ -382,8 +410,8 @@ class Learner(abc.ABC):
     def state_dict(self) -> dict[str, Any]:
         return {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Restore what :meth:`state_dict` returned (default: nothing to restore)."""
 
     def extra_metrics(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
         """Per-epoch diagnostics computed after training (e.g. DivideMix's split AUROC)."""
@@ -398,8 +426,9 @@ def unwrap(net: nn.Module) -> FeatureNet:
 # The loop
 # ----------------------------------------------------------------------------------
 @torch.no_grad()
-def evaluate(learner: Learner, ctx: TrainContext, images: ImageSet, labels: np.ndarray,
-             desc: str = "test") -> float:
+def evaluate(
+    learner: Learner, ctx: TrainContext, images: ImageSet, labels: np.ndarray, desc: str = "test"
+) -> float:
     """Top-1 accuracy (%) of ``learner.predict`` on ``images``."""
     for net in learner.networks():
         net.eval()
@@ -439,9 +468,15 @@ class Trainer:
         Test (and validation) accuracy after every epoch.
     """
 
-    def __init__(self, learner: Learner, ctx: TrainContext, *, checkpoint: str | Path | None = None,
-                 on_epoch: Callable[[dict[str, Any]], None] | None = None,
-                 evaluate_each_epoch: bool = True) -> None:
+    def __init__(
+        self,
+        learner: Learner,
+        ctx: TrainContext,
+        *,
+        checkpoint: str | Path | None = None,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        evaluate_each_epoch: bool = True,
+    ) -> None:
         self.learner = learner
         self.ctx = ctx
         self.checkpoint = Path(checkpoint) if checkpoint else None
@@ -475,21 +510,36 @@ class Trainer:
             row.update(learner.extra_metrics(ctx, epoch))
             if self.evaluate_each_epoch or epoch == ctx.config.epochs - 1:
                 if has_val:
-                    row["val_acc"] = evaluate(learner, ctx, ctx.dataset.val, ctx.dataset.val_labels, "val")
+                    row["val_acc"] = evaluate(
+                        learner, ctx, ctx.dataset.val, ctx.dataset.val_labels, "val"
+                    )
                 row["test_acc"] = evaluate(learner, ctx, ctx.dataset.test, ctx.dataset.test_labels)
             learner.end_epoch(ctx, epoch)
             row["seconds"] = round(time.time() - t0, 3)
             seconds += row["seconds"]
             history.append(row)
             if self.checkpoint is not None and ctx.rank == 0:
-                save_checkpoint(self.checkpoint, {
-                    "epoch": epoch, "learner": learner.state_dict(), "scaler": ctx.scaler.state_dict(),
-                    "history": history, "seconds": seconds,
-                })
+                save_checkpoint(
+                    self.checkpoint,
+                    {
+                        "epoch": epoch,
+                        "learner": learner.state_dict(),
+                        "scaler": ctx.scaler.state_dict(),
+                        "history": history,
+                        "seconds": seconds,
+                    },
+                )
             if self.on_epoch is not None and ctx.rank == 0:
                 self.on_epoch(row)
-            log.info("epoch %d: %s", epoch, ", ".join(
-                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k != "epoch"))
+            log.info(
+                "epoch %d: %s",
+                epoch,
+                ", ".join(
+                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in row.items()
+                    if k != "epoch"
+                ),
+            )
         return summarise(history, has_val, seconds)
 
 
@@ -500,8 +550,14 @@ def summarise(history: list[dict[str, Any]], has_val: bool, seconds: float) -> F
         return FitResult(None, None, None, "val" if has_val else "test", history, seconds)
     key = "val_acc" if has_val else "test_acc"
     best = max(rows, key=lambda r: (r[key], -r["epoch"]))
-    return FitResult(rows[-1]["test_acc"], best["test_acc"], best["epoch"],
-                     "val" if has_val else "test", history, seconds)
+    return FitResult(
+        rows[-1]["test_acc"],
+        best["test_acc"],
+        best["epoch"],
+        "val" if has_val else "test",
+        history,
+        seconds,
+    )
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

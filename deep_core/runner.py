@@ -46,8 +46,18 @@ from .subset import Subset
 log = logging.getLogger("deep_core")
 
 #: settings that may differ between runs of one group (they do not change the method)
-NON_SETTINGS = ("seed", "num_exp", "device", "workers", "out_dir", "progress", "signals_cache",
-                "save_log", "data_path", "dry_run")
+NON_SETTINGS = (
+    "seed",
+    "num_exp",
+    "device",
+    "workers",
+    "out_dir",
+    "progress",
+    "signals_cache",
+    "save_log",
+    "data_path",
+    "dry_run",
+)
 
 
 # ----------------------------------------------------------------------------------
@@ -72,8 +82,20 @@ def build_learner(cfg: RunConfig):
         raise DeepCoreError(f"{cfg.robust_learner}: {e}") from None
 
 
+#: run-level settings handed to the methods that take an option of the same name
+SHARED_METHOD_OPTIONS = ("device", "workers")
+
+
 def build_selection(cfg: RunConfig) -> tuple[SelectionMethod, dict[str, Any]]:
-    return build_method(cfg.selection, dict(cfg.method_options))
+    """The selection method with its options; run-level ``device``/``workers`` passed on."""
+    from .methods import get_method
+    from .methods.base import option_names
+
+    accepted = set(option_names(get_method(cfg.selection)))
+    shared = {"device": str(resolve_device(cfg.device)), "workers": max(1, cfg.workers)}
+    options = {k: v for k, v in shared.items() if k in accepted}
+    options.update(cfg.method_options)
+    return build_method(cfg.selection, options)
 
 
 def validate(cfg: RunConfig) -> None:
@@ -99,25 +121,45 @@ def validate(cfg: RunConfig) -> None:
 
 def optim_config(cfg: RunConfig) -> OptimConfig:
     return OptimConfig(
-        optimizer=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-        nesterov=cfg.nesterov, scheduler=cfg.scheduler, min_lr=cfg.min_lr,
-        milestones=tuple(cfg.milestone) if cfg.milestone else None, gamma=cfg.gamma,
+        optimizer=cfg.optimizer,
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
+        nesterov=cfg.nesterov,
+        scheduler=cfg.scheduler,
+        min_lr=cfg.min_lr,
+        milestones=tuple(cfg.milestone) if cfg.milestone else None,
+        gamma=cfg.gamma,
         step_size=int(cfg.step_size),
     )
 
 
 def train_config(cfg: RunConfig, epochs: int, seed: int) -> TrainConfig:
     return TrainConfig(
-        epochs=epochs, batch_size=cfg.batch_size, test_batch_size=cfg.test_batch_size, seed=seed,
-        device=cfg.device, workers=cfg.workers, amp=cfg.amp, channels_last=cfg.channels_last,
-        deterministic=cfg.deterministic, progress=cfg.progress,
+        epochs=epochs,
+        batch_size=cfg.batch_size,
+        test_batch_size=cfg.test_batch_size,
+        seed=seed,
+        device=cfg.device,
+        workers=cfg.workers,
+        amp=cfg.amp,
+        channels_last=cfg.channels_last,
+        deterministic=cfg.deterministic,
+        progress=cfg.progress,
     )
 
 
 def data_config(cfg: RunConfig, seed: int) -> DataConfig:
-    return DataConfig(dataset=cfg.dataset, data_path=cfg.data_path, noise_type=cfg.noise_type,
-                      noise_rate=cfg.noise_rate, seed=seed, n_train=cfg.n_train,
-                      download=cfg.download, image_size=cfg.image_size)
+    return DataConfig(
+        dataset=cfg.dataset,
+        data_path=cfg.data_path,
+        noise_type=cfg.noise_type,
+        noise_rate=cfg.noise_rate,
+        seed=seed,
+        n_train=cfg.n_train,
+        download=cfg.download,
+        image_size=cfg.image_size,
+    )
 
 
 def load_data(cfg: RunConfig, seed: int) -> NoisyDataset:
@@ -134,10 +176,15 @@ def settings_hash(cfg: RunConfig) -> str:
 
 
 def run_name(cfg: RunConfig, seed: int) -> str:
-    noise = cfg.noise_type if cfg.noise_type.startswith("real") or cfg.noise_type == "clean" \
+    noise = (
+        cfg.noise_type
+        if cfg.noise_type.startswith("real") or cfg.noise_type == "clean"
         else f"{cfg.noise_type}{cfg.noise_rate:g}"
-    return (f"{cfg.dataset}_{cfg.robust_learner}_{cfg.selection}_{noise}_fr{cfg.fraction:g}"
-            f"_s{seed}_{settings_hash(cfg)}")
+    )
+    return (
+        f"{cfg.dataset}_{cfg.robust_learner}_{cfg.selection}_{noise}_fr{cfg.fraction:g}"
+        f"_s{seed}_{settings_hash(cfg)}"
+    )
 
 
 # ----------------------------------------------------------------------------------
@@ -155,8 +202,9 @@ def auroc(scores: np.ndarray, positive: np.ndarray) -> float | None:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def subset_quality(subset: Subset, labels: np.ndarray, clean_labels: np.ndarray | None,
-                   num_classes: int) -> dict[str, Any]:
+def subset_quality(
+    subset: Subset, labels: np.ndarray, clean_labels: np.ndarray | None, num_classes: int
+) -> dict[str, Any]:
     """Size, per-class counts, and against clean labels: noise rate, noisy kept, AUROC."""
     idx = subset.indices
     out: dict[str, Any] = {
@@ -178,8 +226,13 @@ def versions() -> dict[str, str]:
     import faiss
     import torch
 
-    return {"deep_core": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": np.__version__, "faiss": getattr(faiss, "__version__", "?")}
+    return {
+        "deep_core": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "faiss": getattr(faiss, "__version__", "?"),
+    }
 
 
 # ----------------------------------------------------------------------------------
@@ -230,7 +283,9 @@ def select_subset(cfg: RunConfig, ds: NoisyDataset, seed: int) -> tuple[Subset, 
     """Warm-up (or the cache) and selection; returns the subset and a report for the log."""
     method, unused = build_selection(cfg)
     for name in sorted(unused):
-        log.warning("warning: --%s is not used by %s (ignored)", name.replace("_", "-"), cfg.selection)
+        log.warning(
+            "warning: --%s is not used by %s (ignored)", name.replace("_", "-"), cfg.selection
+        )
     needed = set(method.required_signals())
     report: dict[str, Any] = {"ignored_options": sorted(unused), "warmup_seconds": 0.0}
     t0 = time.time()
@@ -239,13 +294,26 @@ def select_subset(cfg: RunConfig, ds: NoisyDataset, seed: int) -> tuple[Subset, 
         members = int(method.ensemble_size)
         model = cfg.model or ds.default_model
         wcfg = WarmupConfig(
-            data_key=data_config(cfg, seed).__dict__, learner=type(learner.warmup()).__name__,
-            model=model, epochs=cfg.selection_epochs, train=train_config(cfg, cfg.selection_epochs, seed),
-            optim=optim_config(cfg), pretrained=cfg.pre_trained, model_path=cfg.model_path,
+            data_key=data_config(cfg, seed).__dict__,
+            learner=type(learner.warmup()).__name__,
+            model=model,
+            epochs=cfg.selection_epochs,
+            train=train_config(cfg, cfg.selection_epochs, seed),
+            optim=optim_config(cfg),
+            pretrained=cfg.pre_trained,
+            model_path=cfg.model_path,
         )
-        cache = Path(cfg.signals_cache) if cfg.signals_cache else Path(cfg.out_dir) / "signals-cache"
-        signals, sig_report = warm_up_signals(ds, lambda: build_learner(cfg).warmup(), wcfg,
-                                              members=members, cache_dir=cache, needed=needed)
+        cache = (
+            Path(cfg.signals_cache) if cfg.signals_cache else Path(cfg.out_dir) / "signals-cache"
+        )
+        signals, sig_report = warm_up_signals(
+            ds,
+            lambda: build_learner(cfg).warmup(),
+            wcfg,
+            members=members,
+            cache_dir=cache,
+            needed=needed,
+        )
         report["signals"] = sig_report
         report["warmup_seconds"] = round(time.time() - t0, 3)
     else:
@@ -295,7 +363,9 @@ def run_experiment(cfg: RunConfig, *, exp: int = 0) -> dict[str, Any]:
             handler.close()
 
 
-def resume_experiment(path: str | Path, *, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def resume_experiment(
+    path: str | Path, *, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Continue the run in ``path`` from its checkpoint to the same final result."""
     run = RunDir(path)
     if not run.is_run():
@@ -306,7 +376,9 @@ def resume_experiment(path: str | Path, *, overrides: dict[str, Any] | None = No
     allowed = {"device", "workers", "progress"}
     bad = sorted(set(overrides or {}) - allowed)
     if bad:
-        raise DeepCoreError(f"--resume takes the run's own settings; cannot change: {', '.join(bad)}")
+        raise DeepCoreError(
+            f"--resume takes the run's own settings; cannot change: {', '.join(bad)}"
+        )
     cfg = replace(cfg, **(overrides or {}))
     validate(cfg)
     ds = load_data(cfg, cfg.seed)
@@ -321,8 +393,9 @@ def resume_experiment(path: str | Path, *, overrides: dict[str, Any] | None = No
         handler.close()
 
 
-def _train_and_summarise(cfg: RunConfig, ds: NoisyDataset, run: RunDir, seed: int, *, resume: bool
-                         ) -> dict[str, Any]:
+def _train_and_summarise(
+    cfg: RunConfig, ds: NoisyDataset, run: RunDir, seed: int, *, resume: bool
+) -> dict[str, Any]:
     from .engine import dist_info
 
     rank = dist_info()[0]
@@ -336,19 +409,35 @@ def _train_and_summarise(cfg: RunConfig, ds: NoisyDataset, run: RunDir, seed: in
             run.write_subset(subset)
             write_json(run.path / "selection.json", report)
     quality = subset_quality(subset, ds.labels, ds.clean_labels, ds.num_classes)
-    log.info("selected %d of %d samples with %s: noise rate %s (full set %s), noisy kept %s, "
-             "score AUROC %s", quality["subset_size"], ds.labels.size, cfg.selection,
-             _fmt(quality["subset_noise_rate"]), _fmt(ds.realised_noise_rate()),
-             _fmt(quality["noisy_kept_fraction"]), _fmt(quality["score_auroc"]))
+    log.info(
+        "selected %d of %d samples with %s: noise rate %s (full set %s), noisy kept %s, "
+        "score AUROC %s",
+        quality["subset_size"],
+        ds.labels.size,
+        cfg.selection,
+        _fmt(quality["subset_noise_rate"]),
+        _fmt(ds.realised_noise_rate()),
+        _fmt(quality["noisy_kept_fraction"]),
+        _fmt(quality["score_auroc"]),
+    )
     summary: dict[str, Any] = {
         "run": run.path.name,
-        "dataset": cfg.dataset, "noise_type": cfg.noise_type, "noise_rate": cfg.noise_rate,
-        "full_noise_rate": ds.realised_noise_rate(), "selection": cfg.selection,
-        "method_options": cfg.method_options, "robust_learner": cfg.robust_learner,
-        "learner_options": cfg.learner_options, "model": cfg.model or ds.default_model,
-        "fraction": cfg.fraction, "seed": seed, "epochs": cfg.epochs,
+        "dataset": cfg.dataset,
+        "noise_type": cfg.noise_type,
+        "noise_rate": cfg.noise_rate,
+        "full_noise_rate": ds.realised_noise_rate(),
+        "selection": cfg.selection,
+        "method_options": cfg.method_options,
+        "robust_learner": cfg.robust_learner,
+        "learner_options": cfg.learner_options,
+        "model": cfg.model or ds.default_model,
+        "fraction": cfg.fraction,
+        "seed": seed,
+        "epochs": cfg.epochs,
         "settings_hash": settings_hash(cfg),
-        "last_acc": None, "best_acc": None, "best_epoch": None,
+        "last_acc": None,
+        "best_acc": None,
+        "best_epoch": None,
         "best_by": "val" if ds.val is not None else "test",
         **quality,
         "warmup_seconds": report.get("warmup_seconds", 0.0),
@@ -363,8 +452,15 @@ def _train_and_summarise(cfg: RunConfig, ds: NoisyDataset, run: RunDir, seed: in
         return summary
     learner = build_learner(cfg)
     model = cfg.model or ds.default_model
-    ctx = TrainContext(ds, subset.indices, train_config(cfg, cfg.epochs, seed), optim_config(cfg),
-                       model=model, pretrained=cfg.pre_trained, model_path=cfg.model_path)
+    ctx = TrainContext(
+        ds,
+        subset.indices,
+        train_config(cfg, cfg.epochs, seed),
+        optim_config(cfg),
+        model=model,
+        pretrained=cfg.pre_trained,
+        model_path=cfg.model_path,
+    )
     writer = None
     if rank == 0:
         from torch.utils.tensorboard import SummaryWriter
@@ -392,14 +488,24 @@ def _train_and_summarise(cfg: RunConfig, ds: NoisyDataset, run: RunDir, seed: in
             writer.close()
     if rank == 0:
         run.write_metrics(result.history)
-    summary.update(last_acc=result.last_acc, best_acc=result.best_acc, best_epoch=result.best_epoch,
-                   best_by=result.best_by, train_seconds=round(result.seconds, 3))
+    summary.update(
+        last_acc=result.last_acc,
+        best_acc=result.best_acc,
+        best_epoch=result.best_epoch,
+        best_by=result.best_by,
+        train_seconds=round(result.seconds, 3),
+    )
     if rank == 0:
         write_json(run.summary, summary)
         if cfg.save_log:
             _reference_log(cfg, summary)
-    log.info("done: last acc %s, best acc %s (best chosen on %s) -> %s", _fmt(result.last_acc),
-             _fmt(result.best_acc), result.best_by, run.path)
+    log.info(
+        "done: last acc %s, best acc %s (best chosen on %s) -> %s",
+        _fmt(result.last_acc),
+        _fmt(result.best_acc),
+        result.best_by,
+        run.path,
+    )
     return summary
 
 
@@ -408,7 +514,10 @@ def _reference_log(cfg: RunConfig, summary: dict[str, Any]) -> None:
     folder = Path(cfg.out_dir) / "logs" / cfg.dataset / cfg.robust_learner / cfg.selection
     row = [summary["last_acc"], summary["best_acc"], 100.0 * (summary["subset_noise_rate"] or 0.0)]
     row += summary["class_counts"]
-    name = f"{cfg.noise_type}_r{cfg.noise_rate}_{summary['model']}_fr{cfg.fraction}_trial{summary['seed']}.txt"
+    name = (
+        f"{cfg.noise_type}_r{cfg.noise_rate}_{summary['model']}_fr{cfg.fraction}"
+        f"_trial{summary['seed']}.txt"
+    )
     write_text(folder / name, " ".join(f"{float(v):f}" for v in row) + "\n")
 
 
@@ -417,8 +526,10 @@ def _fmt(v: float | None) -> str:
 
 
 def configure_logging(verbose: bool = True) -> None:
-    if not any(isinstance(h, logging.StreamHandler) and getattr(h, "_deep_core", False)
-               for h in log.handlers):
+    if not any(
+        isinstance(h, logging.StreamHandler) and getattr(h, "_deep_core", False)
+        for h in log.handlers
+    ):
         h = logging.StreamHandler(sys.stderr)
         h.setFormatter(logging.Formatter("%(message)s"))
         h._deep_core = True  # type: ignore[attr-defined]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 
 from deep_core.engine import Learner, TrainContext
@@ -44,8 +43,11 @@ class CE(Learner):
         return {"train_loss": total / max(count, 1), "train_acc": 100.0 * correct / max(count, 1)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict()}
+        return {
+            "net": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["net"])
@@ -55,5 +57,3 @@ class CE(Learner):
     def warmup(self) -> Learner:
         """The learner that trains the selection warm-up (CE itself)."""
         return CE()
-
-

@@ -16,9 +16,14 @@ from typing import Any
 
 from ..config import RunConfig, read_yaml
 from ..errors import DeepCoreError
+from ..runner import SHARED_METHOD_OPTIONS
 from .common import run_cli, str_to_bool
-from .method_args import add_method_arguments, method_option_specs, method_options_from_args, \
-    method_options_from_mapping
+from .method_args import (
+    add_method_arguments,
+    method_option_specs,
+    method_options_from_args,
+    method_options_from_mapping,
+)
 
 S = argparse.SUPPRESS
 
@@ -33,8 +38,12 @@ LEARNER_FLAGS: list[tuple[tuple[str, ...], str, Any, str]] = [
     (("--T",), "T", float, "DivideMix: sharpening temperature"),
     (("--alpha",), "alpha", float, "DivideMix: Beta(alpha, alpha) of mixup"),
     (("--warmup-epochs",), "warmup_epochs", int, "DivideMix: CE warm-up epochs"),
-    (("--reference-rampup",), "reference_rampup", str_to_bool,
-     "DivideMix: disable the lambda-u ramp-up as the Prune4ReL code does"),
+    (
+        ("--reference-rampup",),
+        "reference_rampup",
+        str_to_bool,
+        "DivideMix: disable the lambda-u ramp-up as the Prune4ReL code does",
+    ),
 ]
 LEARNER_DESTS = {dest for _, dest, _, _ in LEARNER_FLAGS}
 
@@ -47,38 +56,73 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g = p.add_argument_group("run")
     g.add_argument("--config", metavar="FILE.yaml", help="settings file; flags override it")
-    g.add_argument("--out-dir", dest="out_dir", help="parent of the run directories (default runs/)")
-    g.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
-    g.add_argument("--dry-run", dest="dry_run", type=str_to_bool, nargs="?", const=True,
-                   help="stop after selection (warm-up, subset, summary without accuracies)")
+    g.add_argument(
+        "--out-dir", dest="out_dir", help="parent of the run directories (default runs/)"
+    )
+    g.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint"
+    )
+    g.add_argument(
+        "--dry-run",
+        dest="dry_run",
+        type=str_to_bool,
+        nargs="?",
+        const=True,
+        help="stop after selection (warm-up, subset, summary without accuracies)",
+    )
     g.add_argument("--device", help="cpu, cuda, cuda:N or auto (default auto)")
-    g.add_argument("--gpu", type=int, nargs="+", help="GPU id (reference flag; one id, or use torchrun)")
+    g.add_argument(
+        "--gpu", type=int, nargs="+", help="GPU id (reference flag; one id, or use torchrun)"
+    )
     g.add_argument("--seed", type=int, help="random seed (default 0); experiment k uses seed+k")
     g.add_argument("--num_exp", type=int, help="number of experiments with consecutive seeds")
     g.add_argument("-j", "--workers", type=int, help="DataLoader workers for image files")
-    g.add_argument("--save-log", dest="save_log", type=str_to_bool,
-                   help="also write the reference's one-row text log under OUT/logs/")
-    g.add_argument("--signals-cache", dest="signals_cache", help="warm-up signal cache (default OUT/signals-cache)")
+    g.add_argument(
+        "--save-log",
+        dest="save_log",
+        type=str_to_bool,
+        help="also write the reference's one-row text log under OUT/logs/",
+    )
+    g.add_argument(
+        "--signals-cache",
+        dest="signals_cache",
+        help="warm-up signal cache (default OUT/signals-cache)",
+    )
     g.add_argument("--deterministic", type=str_to_bool, nargs="?", const=True)
     g.add_argument("--amp", type=str_to_bool, help="mixed precision on CUDA (default True)")
     g.add_argument("--channels-last", dest="channels_last", type=str_to_bool)
     g.add_argument("--progress", type=str_to_bool, help="progress bars (default True)")
 
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", help="Digits (default, embedded), CIFAR10, CIFAR100, ImageFolder, ...")
+    g.add_argument(
+        "--dataset", help="Digits (default, embedded), CIFAR10, CIFAR100, ImageFolder, ..."
+    )
     g.add_argument("--data_path", "--data-path", dest="data_path", help="data root folder")
-    g.add_argument("--noise-type", dest="noise_type",
-                   help="clean sym sym-all asym idn; CIFAR-10N real1 real2 real3 realA realW; CIFAR-100N real")
-    g.add_argument("--noise-rate", dest="noise_rate", type=float, help="synthetic noise rate in [0, 1)")
-    g.add_argument("--n-train", dest="n_train", type=int, help="use only the first N training samples")
-    g.add_argument("--n-class", dest="n_class", type=int, help="expected number of classes (checked)")
+    g.add_argument(
+        "--noise-type",
+        dest="noise_type",
+        help="clean sym sym-all asym idn; CIFAR-10N real1 real2 real3 realA realW; CIFAR-100N real",
+    )
+    g.add_argument(
+        "--noise-rate", dest="noise_rate", type=float, help="synthetic noise rate in [0, 1)"
+    )
+    g.add_argument(
+        "--n-train", dest="n_train", type=int, help="use only the first N training samples"
+    )
+    g.add_argument(
+        "--n-class", dest="n_class", type=int, help="expected number of classes (checked)"
+    )
     g.add_argument("--download", type=str_to_bool, help="let torchvision download CIFAR")
     g.add_argument("--image-size", dest="image_size", type=int, help="image side for ImageFolder")
 
     g = p.add_argument_group("model and optimisation")
-    g.add_argument("--model", help="SmallCNN, PreActResNet18/34, ResNet18/34/50 (default per data set)")
+    g.add_argument(
+        "--model", help="SmallCNN, PreActResNet18/34, ResNet18/34/50 (default per data set)"
+    )
     g.add_argument("--pre-trained", dest="pre_trained", type=str_to_bool)
-    g.add_argument("--model-path", dest="model_path", help="local state dict to initialise the model")
+    g.add_argument(
+        "--model-path", dest="model_path", help="local state dict to initialise the model"
+    )
     g.add_argument("--epochs", type=int, help="robust training epochs (default 200)")
     g.add_argument("-b", "--batch-size", dest="batch_size", type=int)
     g.add_argument("--test-batch-size", dest="test_batch_size", type=int)
@@ -96,9 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("selection")
     g.add_argument("--selection", help="selection method (deepcore-select --list shows them)")
     g.add_argument("--fraction", type=float, help="fraction of the training set to keep, in (0, 1]")
-    g.add_argument("-se", "--selection_epochs", dest="selection_epochs", type=int,
-                   help="warm-up epochs that record the selection signals (default 10)")
-    add_method_arguments(p)
+    g.add_argument(
+        "-se",
+        "--selection_epochs",
+        dest="selection_epochs",
+        type=int,
+        help="warm-up epochs that record the selection signals (default 10)",
+    )
+    # --device and --workers are run-level flags; methods that take them get the run's values.
+    add_method_arguments(p, exclude=SHARED_METHOD_OPTIONS)
 
     g = p.add_argument_group("robust learner")
     g.add_argument("--robust-learner", dest="robust_learner", help="CE, SOP, DivideMix")
@@ -115,7 +165,9 @@ def config_from_args(ns: argparse.Namespace) -> RunConfig:
     fields = set(RunConfig.field_names())
     method_opts = method_options_from_mapping(file_values.get("method_options", {}) or {})
     method_opts.update(method_options_from_mapping(file_values))
-    method_opts.update(method_options_from_args(ns))
+    method_opts.update(method_options_from_args(ns, exclude=SHARED_METHOD_OPTIONS))
+    for k in SHARED_METHOD_OPTIONS:
+        method_opts.pop(k, None)
     learner_opts = dict(file_values.get("learner_options", {}) or {})
     learner_opts.update({k: v for k, v in file_values.items() if k in LEARNER_DESTS})
     learner_opts.update({k: given[k] for k in LEARNER_DESTS if k in given})
@@ -125,8 +177,11 @@ def config_from_args(ns: argparse.Namespace) -> RunConfig:
         for k, v in source.items():
             if k in fields and k not in ("method_options", "learner_options"):
                 settings[k] = v
-            elif k not in specs and k not in LEARNER_DESTS and k not in ("method_options",
-                                                                           "learner_options", "gpu"):
+            elif (
+                k not in specs
+                and k not in LEARNER_DESTS
+                and k not in ("method_options", "learner_options", "gpu")
+            ):
                 raise DeepCoreError(f"unknown setting {k!r} in the config file")
     if "gpu" in given or "gpu" in file_values:
         gpus = given.get("gpu", file_values.get("gpu"))

@@ -55,7 +55,9 @@ class DataConfig:
 def _digits(cfg: DataConfig) -> NoisyDataset:
     from .digits import load_digits_dataset
 
-    return load_digits_dataset(noise_type=cfg.noise_type, noise_rate=cfg.noise_rate, seed=cfg.seed)
+    return load_digits_dataset(
+        noise_type=cfg.noise_type, noise_rate=cfg.noise_rate, seed=cfg.seed, n_train=cfg.n_train
+    )
 
 
 def _cifar(name: str) -> Callable[[DataConfig], NoisyDataset]:
@@ -63,8 +65,13 @@ def _cifar(name: str) -> Callable[[DataConfig], NoisyDataset]:
         from .cifar import load_cifar
 
         return load_cifar(
-            name, data_path=_need_path(cfg), noise_type=cfg.noise_type,
-            noise_rate=cfg.noise_rate, seed=cfg.seed, download=cfg.download,
+            name,
+            data_path=_need_path(cfg),
+            noise_type=cfg.noise_type,
+            noise_rate=cfg.noise_rate,
+            seed=cfg.seed,
+            download=cfg.download,
+            n_train=cfg.n_train,
         )
 
     return load
@@ -74,8 +81,36 @@ def _image_folder(cfg: DataConfig) -> NoisyDataset:
     from .image_folder import load_image_folder
 
     return load_image_folder(
-        data_path=_need_path(cfg), noise_type=cfg.noise_type, noise_rate=cfg.noise_rate,
-        seed=cfg.seed, image_size=cfg.image_size,
+        data_path=_need_path(cfg),
+        noise_type=cfg.noise_type,
+        noise_rate=cfg.noise_rate,
+        seed=cfg.seed,
+        image_size=cfg.image_size,
+        n_train=cfg.n_train,
+    )
+
+
+def _webvision(cfg: DataConfig) -> NoisyDataset:
+    from .webvision import load_webvision
+
+    return load_webvision(
+        data_path=_need_path(cfg),
+        noise_type=cfg.noise_type,
+        noise_rate=cfg.noise_rate,
+        image_size=cfg.image_size,
+        n_train=cfg.n_train,
+    )
+
+
+def _clothing1m(cfg: DataConfig) -> NoisyDataset:
+    from .clothing1m import load_clothing1m
+
+    return load_clothing1m(
+        data_path=_need_path(cfg),
+        noise_type=cfg.noise_type,
+        noise_rate=cfg.noise_rate,
+        image_size=cfg.image_size,
+        n_train=cfg.n_train,
     )
 
 
@@ -90,6 +125,8 @@ DATASETS: dict[str, Callable[[DataConfig], NoisyDataset]] = {
     "CIFAR10": _cifar("CIFAR10"),
     "CIFAR100": _cifar("CIFAR100"),
     "ImageFolder": _image_folder,
+    "WebVision": _webvision,
+    "Clothing1M": _clothing1m,
 }
 
 
@@ -107,10 +144,7 @@ def load_dataset(cfg: DataConfig) -> NoisyDataset:
     if cfg.dataset not in DATASETS:
         raise unknown_name("dataset", cfg.dataset, DATASETS)
     check_rate(cfg.noise_rate)
-    ds = DATASETS[cfg.dataset](cfg)
-    if cfg.n_train is not None:
-        ds = ds.head(cfg.n_train)
-    return ds
+    return DATASETS[cfg.dataset](cfg)
 
 
 __all__ = [

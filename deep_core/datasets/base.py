@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,25 @@ from ..errors import DeepCoreError
 VIEWS = ("clean", "weak", "strong")
 
 
+def train_positions(n_total: int, n_train: int | None, *, spread: bool = False) -> np.ndarray:
+    """Positions kept by ``--n-train``: the first ``n_train`` (or, with ``spread``, evenly
+    spaced ones, for listings sorted by class). Label noise is drawn after this cut, so
+    synthetic rates stay exact on the kept samples."""
+    if n_train is None:
+        return np.arange(n_total, dtype=np.int64)
+    if not 0 < n_train <= n_total:
+        raise DeepCoreError(f"--n-train must be in [1, {n_total}], got {n_train}")
+    if spread:
+        return np.floor(np.arange(n_train) * (n_total / n_train)).astype(np.int64)
+    return np.arange(n_train, dtype=np.int64)
+
+
 def stream_seed(*parts: int) -> int:
     """A 63-bit seed mixed from integers (seed, epoch, stream id, ...)."""
-    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint64)[0] >> 1)
+    return int(
+        np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint64)[0]
+        >> 1
+    )
 
 
 @dataclass
@@ -55,10 +71,6 @@ class ImageSet(abc.ABC):
     def __len__(self) -> int: ...
 
     @abc.abstractmethod
-    def head(self, n: int) -> ImageSet:
-        """The first ``n`` images as an image set of their own."""
-
-    @abc.abstractmethod
     def batches(
         self,
         positions: np.ndarray | None = None,
@@ -75,7 +87,9 @@ class ImageSet(abc.ABC):
         """Yield batches of ``positions`` (default: all), shuffled by (seed, epoch) if asked."""
 
     @staticmethod
-    def _order(positions: np.ndarray | None, n: int, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
+    def _order(
+        positions: np.ndarray | None, n: int, shuffle: bool, seed: int, epoch: int
+    ) -> np.ndarray:
         pos = np.arange(n, dtype=np.int64) if positions is None else np.asarray(positions, np.int64)
         if shuffle:
             g = torch.Generator().manual_seed(stream_seed(seed, epoch, 1))
@@ -102,9 +116,6 @@ class TensorImageSet(ImageSet):
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
-
-    def head(self, n: int) -> TensorImageSet:
-        return TensorImageSet(self.images[:n], self.spec)
 
     def _on(self, device: torch.device) -> torch.Tensor:
         if device.type == "cpu":
@@ -170,7 +181,9 @@ def decode_image_file(path: str | Path) -> torch.Tensor:
     except FileNotFoundError:
         raise DeepCoreError(f"image not found: {path}") from None
     except (RuntimeError, ValueError) as e:
-        raise DeepCoreError(f"corrupt or unreadable image {path}: {str(e).splitlines()[0]}") from None
+        raise DeepCoreError(
+            f"corrupt or unreadable image {path}: {str(e).splitlines()[0]}"
+        ) from None
 
 
 class FileImageSet(ImageSet):
@@ -195,9 +208,6 @@ class FileImageSet(ImageSet):
 
     def __len__(self) -> int:
         return len(self.paths)
-
-    def head(self, n: int) -> FileImageSet:
-        return FileImageSet(self.paths[:n], self.transforms, self.image_shape)
 
     def batches(
         self,
@@ -280,18 +290,6 @@ class NoisyDataset:
     def noise_mask(self) -> np.ndarray | None:
         """True where the noisy label differs from the clean one (None if unknown)."""
         return None if self.clean_labels is None else self.labels != self.clean_labels
-
-    def head(self, n: int) -> NoisyDataset:
-        """The same data set restricted to its first ``n`` training samples."""
-        if not 0 < n <= self.labels.size:
-            raise DeepCoreError(f"--n-train must be in [1, {self.labels.size}], got {n}")
-        return replace(
-            self,
-            train=self.train.head(n),
-            labels=self.labels[:n],
-            clean_labels=None if self.clean_labels is None else self.clean_labels[:n],
-            ids=self.ids[:n],
-        )
 
     def realised_noise_rate(self) -> float | None:
         m = self.noise_mask

@@ -15,7 +15,7 @@ import torch
 
 from ..augment import AugmentSpec
 from ..errors import DeepCoreError
-from .base import NoisyDataset, TensorImageSet
+from .base import NoisyDataset, TensorImageSet, train_positions
 from .cifar_n import load_human_labels
 from .noise import CIFAR10_ASYM, make_noisy_labels, superclass_map
 
@@ -30,8 +30,13 @@ _SPEC = {
         names_key="label_names",
         mean=(0.4914, 0.4822, 0.4465),
         std=(0.2023, 0.1994, 0.2010),
-        real={"real1": "random_label1", "real2": "random_label2", "real3": "random_label3",
-              "realA": "aggre_label", "realW": "worse_label"},
+        real={
+            "real1": "random_label1",
+            "real2": "random_label2",
+            "real3": "random_label3",
+            "realA": "aggre_label",
+            "realW": "worse_label",
+        },
         n=(50000, 10000),
     ),
     "CIFAR100": dict(
@@ -50,7 +55,18 @@ _SPEC = {
 }
 
 NOISE_TYPES = {
-    "CIFAR10": ("clean", "sym", "sym-all", "asym", "idn", "real1", "real2", "real3", "realA", "realW"),
+    "CIFAR10": (
+        "clean",
+        "sym",
+        "sym-all",
+        "asym",
+        "idn",
+        "real1",
+        "real2",
+        "real3",
+        "realA",
+        "realW",
+    ),
     "CIFAR100": ("clean", "sym", "sym-all", "asym", "idn", "real"),
 }
 
@@ -78,7 +94,9 @@ def _read_batch(path: Path) -> dict:
         raise DeepCoreError(f"corrupt CIFAR batch {path}: {e}") from None
 
 
-def read_split(name: str, folder: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def read_split(
+    name: str, folder: Path, split: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Images (N, 3, 32, 32) uint8, fine labels, coarse labels (CIFAR-100 only)."""
     spec = _SPEC[name]
     images, labels, coarse = [], [], []
@@ -91,7 +109,9 @@ def read_split(name: str, folder: Path, split: str) -> tuple[np.ndarray, np.ndar
     x, y = np.concatenate(images), np.concatenate(labels)
     expected = spec["n"][0 if split == "train" else 1]
     if x.shape[0] != expected:
-        raise DeepCoreError(f"{name} {split} split has {x.shape[0]:,} images, expected {expected:,}")
+        raise DeepCoreError(
+            f"{name} {split} split has {x.shape[0]:,} images, expected {expected:,}"
+        )
     return x, y, (np.concatenate(coarse) if coarse else None)
 
 
@@ -112,6 +132,7 @@ def load_cifar(
     noise_rate: float,
     seed: int,
     download: bool = False,
+    n_train: int | None = None,
 ) -> NoisyDataset:
     """Load CIFAR-10/100 and apply the requested label noise.
 
@@ -132,6 +153,8 @@ def load_cifar(
         _download(name, data_path)
         folder = find_batches_dir(name, data_path)
     x_train, clean, coarse = read_split(name, folder, "train")
+    keep = train_positions(clean.size, n_train)
+    clean_all = clean
     x_test, y_test, _ = read_split(name, folder, "test")
     meta = _read_batch(folder / spec["meta"])
     classes = [str(c) for c in meta[spec["names_key"]]]
@@ -143,20 +166,27 @@ def load_cifar(
             raise DeepCoreError(
                 f"CIFAR-N clean labels do not match the {name} training labels in {folder}"
             )
-        noisy = human[spec["real"][noise_type]].astype(np.int64)
+        noisy = human[spec["real"][noise_type]].astype(np.int64)[keep]
+        x_train, clean = x_train[keep], clean[keep]
         noise = {"type": noise_type, "source": human["_source"]}
     else:
+        x_train, clean = x_train[keep], clean[keep]
         class_map = None
         if noise_type == "asym":
-            class_map = CIFAR10_ASYM if name == "CIFAR10" else superclass_map(coarse, clean)
+            class_map = CIFAR10_ASYM if name == "CIFAR10" else superclass_map(coarse, clean_all)
         images = None
         if noise_type == "idn":
             mean = np.asarray(spec["mean"], np.float32).reshape(1, 3, 1, 1)
             std = np.asarray(spec["std"], np.float32).reshape(1, 3, 1, 1)
             images = ((x_train.astype(np.float32) / 255.0) - mean) / std
         noisy = make_noisy_labels(
-            clean, noise_type=noise_type, rate=noise_rate, num_classes=num_classes,
-            seed=seed, class_map=class_map, images=images,
+            clean,
+            noise_type=noise_type,
+            rate=noise_rate,
+            num_classes=num_classes,
+            seed=seed,
+            class_map=class_map,
+            images=images,
         )
         noise = {"type": noise_type, "rate": noise_rate, "seed": seed}
 
@@ -169,7 +199,7 @@ def load_cifar(
         test=TensorImageSet(torch.from_numpy(x_test), aug),
         test_labels=y_test,
         classes=classes,
-        ids=np.arange(clean.size, dtype=np.int64),
+        ids=keep,
         default_model="PreActResNet18",
         noise=noise,
     )

@@ -49,7 +49,9 @@ def read_official_pt(path: str | Path) -> dict[str, np.ndarray]:
         with torch.serialization.safe_globals(allow):
             raw = torch.load(str(path), weights_only=True, map_location="cpu")
     except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise DeepCoreError(f"cannot read CIFAR-N labels {path}: {str(e).splitlines()[0]}") from None
+        raise DeepCoreError(
+            f"cannot read CIFAR-N labels {path}: {str(e).splitlines()[0]}"
+        ) from None
     if not isinstance(raw, dict):
         raise DeepCoreError(f"CIFAR-N file {path} does not hold a dict of label arrays")
     return {str(k): np.asarray(v) for k, v in raw.items()}
@@ -91,7 +93,9 @@ def load_human_labels(name: str, *, search: Iterable[Path] = ()) -> dict:
     for key, arr in arrays.items():
         arr = np.asarray(arr).astype(np.int64)
         if arr.shape != (_N,):
-            raise DeepCoreError(f"CIFAR-N array {key!r} in {source} has shape {arr.shape}, expected ({_N},)")
+            raise DeepCoreError(
+                f"CIFAR-N array {key!r} in {source} has shape {arr.shape}, expected ({_N},)"
+            )
         out[key] = arr
     if "clean_label" not in out:
         raise DeepCoreError(f"CIFAR-N file {source} has no 'clean_label' array")

@@ -12,7 +12,7 @@ import torch
 
 from ..augment import AugmentSpec
 from ..errors import unknown_name
-from .base import NoisyDataset, TensorImageSet
+from .base import NoisyDataset, TensorImageSet, train_positions
 from .noise import DIGITS_ASYM, make_noisy_labels
 
 NOISE_TYPES = ("clean", "sym", "sym-all", "asym", "idn")
@@ -29,7 +29,9 @@ def _split(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-def load_digits_dataset(*, noise_type: str, noise_rate: float, seed: int) -> NoisyDataset:
+def load_digits_dataset(
+    *, noise_type: str, noise_rate: float, seed: int, n_train: int | None = None
+) -> NoisyDataset:
     """The digits data set (1,348 train / 449 test) with the requested noise."""
     from sklearn.datasets import load_digits
 
@@ -39,13 +41,19 @@ def load_digits_dataset(*, noise_type: str, noise_rate: float, seed: int) -> Noi
     x = np.clip(np.rint(d.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)[:, None]  # (N,1,8,8)
     y = d.target.astype(np.int64)
     tr, te = _split(y)
+    tr = tr[train_positions(tr.size, n_train)]
     x_train, clean = x[tr], y[tr]
     mean = float(x_train.mean() / 255.0)
     std = float(x_train.std() / 255.0)
     images = ((x_train.astype(np.float32) / 255.0) - mean) / std
     noisy = make_noisy_labels(
-        clean, noise_type=noise_type, rate=noise_rate, num_classes=10, seed=seed,
-        class_map=DIGITS_ASYM, images=images,
+        clean,
+        noise_type=noise_type,
+        rate=noise_rate,
+        num_classes=10,
+        seed=seed,
+        class_map=DIGITS_ASYM,
+        images=images,
     )
     spec = AugmentSpec(mean=(mean,), std=(std,), crop_padding=1, flip=False, cutout=3)
     return NoisyDataset(

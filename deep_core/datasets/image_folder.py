@@ -16,7 +16,14 @@ import torch
 
 from ..augment import AugmentSpec
 from ..errors import DeepCoreError, unknown_name
-from .base import FileImageSet, ImageSet, NoisyDataset, TensorImageSet, decode_image_file
+from .base import (
+    FileImageSet,
+    ImageSet,
+    NoisyDataset,
+    TensorImageSet,
+    decode_image_file,
+    train_positions,
+)
 from .noise import make_noisy_labels
 
 NOISE_TYPES = ("clean", "sym", "sym-all", "idn")
@@ -26,7 +33,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 IN_MEMORY_MAX_SIDE = 64
 
 
-def list_class_folder(root: Path, classes: list[str] | None = None) -> tuple[list[str], list[str], np.ndarray]:
+def list_class_folder(
+    root: Path, classes: list[str] | None = None
+) -> tuple[list[str], list[str], np.ndarray]:
     """Files and labels of ``root/<class>/*``; ``classes`` fixes the class list and order."""
     if not root.is_dir():
         raise DeepCoreError(f"image folder not found: {root}")
@@ -37,7 +46,9 @@ def list_class_folder(root: Path, classes: list[str] | None = None) -> tuple[lis
             raise DeepCoreError(f"no class sub-folders in {root}")
     elif found != classes:
         extra, missing = sorted(set(found) - set(classes)), sorted(set(classes) - set(found))
-        raise DeepCoreError(f"classes of {root} differ from the training classes: extra {extra}, missing {missing}")
+        raise DeepCoreError(
+            f"classes of {root} differ from the training classes: extra {extra}, missing {missing}"
+        )
     paths, labels = [], []
     for c, name in enumerate(classes):
         files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -54,8 +65,9 @@ def decode_all(paths: list[str], size: int) -> torch.Tensor:
     from tqdm import tqdm
 
     out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
-    for i, p in enumerate(tqdm(paths, desc="decoding images", unit="img", leave=False,
-                               disable=len(paths) < 2000)):
+    for i, p in enumerate(
+        tqdm(paths, desc="decoding images", unit="img", leave=False, disable=len(paths) < 2000)
+    ):
         img = decode_image_file(p)
         out[i] = F.resize(img, [size, size], antialias=True)
     return out
@@ -69,25 +81,49 @@ def file_transforms(size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> dict:
     tail = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
     return {
         "clean": v2.Compose([v2.Resize(resize, antialias=True), v2.CenterCrop(size), *tail]),
-        "weak": v2.Compose([v2.Resize(resize, antialias=True), v2.RandomCrop(size),
-                            v2.RandomHorizontalFlip(), *tail]),
-        "strong": v2.Compose([v2.Resize(resize, antialias=True), v2.RandomCrop(size),
-                              v2.RandomHorizontalFlip(), v2.AutoAugment(), *tail,
-                              v2.RandomErasing(value=0)]),
+        "weak": v2.Compose(
+            [
+                v2.Resize(resize, antialias=True),
+                v2.RandomCrop(size),
+                v2.RandomHorizontalFlip(),
+                *tail,
+            ]
+        ),
+        "strong": v2.Compose(
+            [
+                v2.Resize(resize, antialias=True),
+                v2.RandomCrop(size),
+                v2.RandomHorizontalFlip(),
+                v2.AutoAugment(),
+                *tail,
+                v2.RandomErasing(value=0),
+            ]
+        ),
     }
 
 
 def make_image_set(paths: list[str], size: int) -> ImageSet:
     if size <= IN_MEMORY_MAX_SIDE:
         images = decode_all(paths, size)
-        spec = AugmentSpec(IMAGENET_MEAN, IMAGENET_STD, crop_padding=max(1, size // 8),
-                           flip=True, cutout=max(1, size // 2))
+        spec = AugmentSpec(
+            IMAGENET_MEAN,
+            IMAGENET_STD,
+            crop_padding=max(1, size // 8),
+            flip=True,
+            cutout=max(1, size // 2),
+        )
         return TensorImageSet(images, spec)
     return FileImageSet(paths, file_transforms(size), (3, size, size))
 
 
 def load_image_folder(
-    *, data_path: str | Path, noise_type: str, noise_rate: float, seed: int, image_size: int = 32
+    *,
+    data_path: str | Path,
+    noise_type: str,
+    noise_rate: float,
+    seed: int,
+    image_size: int = 32,
+    n_train: int | None = None,
 ) -> NoisyDataset:
     """An image folder as a noisy data set (the folder labels are the clean labels)."""
     if noise_type not in NOISE_TYPES:
@@ -101,15 +137,24 @@ def load_image_folder(
     if image_size < 8:
         raise DeepCoreError(f"--image-size must be at least 8, got {image_size}")
     classes, train_paths, clean = list_class_folder(root / "train")
+    keep = train_positions(clean.size, n_train, spread=True)
+    train_paths, clean = [train_paths[i] for i in keep], clean[keep]
     _, test_paths, test_labels = list_class_folder(test_root, classes)
     train = make_image_set(train_paths, image_size)
     images = None
     if noise_type == "idn":
         if not isinstance(train, TensorImageSet):
-            raise DeepCoreError(f"idn noise needs in-memory images (--image-size <= {IN_MEMORY_MAX_SIDE})")
+            raise DeepCoreError(
+                f"idn noise needs in-memory images (--image-size <= {IN_MEMORY_MAX_SIDE})"
+            )
         images = train.images.float().div(255).numpy()
     noisy = make_noisy_labels(
-        clean, noise_type=noise_type, rate=noise_rate, num_classes=len(classes), seed=seed, images=images
+        clean,
+        noise_type=noise_type,
+        rate=noise_rate,
+        num_classes=len(classes),
+        seed=seed,
+        images=images,
     )
     return NoisyDataset(
         name="ImageFolder",
@@ -119,7 +164,7 @@ def load_image_folder(
         test=make_image_set(test_paths, image_size),
         test_labels=test_labels,
         classes=classes,
-        ids=np.arange(clean.size, dtype=np.int64),
+        ids=keep,
         default_model="ResNet18" if image_size > IN_MEMORY_MAX_SIDE else "PreActResNet18",
         noise={"type": noise_type, "rate": noise_rate, "seed": seed, "root": str(root)},
     )

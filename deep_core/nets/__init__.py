@@ -9,6 +9,7 @@ import torch
 
 from ..errors import DeepCoreError, unknown_name
 from .base import FeatureNet
+from .cifar_resnet import CifarResNet
 from .preact_resnet import preact_resnet18, preact_resnet34
 from .resnet import TorchvisionResNet
 from .small import SmallCNN
@@ -17,6 +18,9 @@ Builder = Callable[[int, tuple[int, int, int], bool], FeatureNet]
 
 MODELS: dict[str, Builder] = {
     "SmallCNN": lambda c, shape, pre: SmallCNN(c, shape[0]),
+    "ResNet8": lambda c, shape, pre: CifarResNet(8, c, shape[0]),
+    "ResNet20": lambda c, shape, pre: CifarResNet(20, c, shape[0]),
+    "ResNet32": lambda c, shape, pre: CifarResNet(32, c, shape[0]),
     "PreActResNet18": lambda c, shape, pre: preact_resnet18(c, shape[0]),
     "PreActResNet34": lambda c, shape, pre: preact_resnet34(c, shape[0]),
     "ResNet18": lambda c, shape, pre: TorchvisionResNet("resnet18", c, shape[0], shape[1], pre),

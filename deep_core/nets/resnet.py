@@ -14,8 +14,14 @@ from .base import FeatureNet
 
 
 class TorchvisionResNet(FeatureNet):
-    def __init__(self, arch: str, num_classes: int, in_channels: int, image_side: int,
-                 imagenet_weights: bool = False) -> None:
+    def __init__(
+        self,
+        arch: str,
+        num_classes: int,
+        in_channels: int,
+        image_side: int,
+        imagenet_weights: bool = False,
+    ) -> None:
         super().__init__()
         import torchvision
 

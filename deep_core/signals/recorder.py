@@ -153,17 +153,33 @@ def record_member(
     def on_logits(positions: torch.Tensor, logits: torch.Tensor, epoch: int) -> None:
         recorder(positions.cpu(), logits.cpu(), epoch)
 
-    ctx = TrainContext(dataset, indices, train, cfg.optim, model=cfg.model, member=member,
-                       pretrained=cfg.pretrained, model_path=cfg.model_path, recorder=on_logits)
+    ctx = TrainContext(
+        dataset,
+        indices,
+        train,
+        cfg.optim,
+        model=cfg.model,
+        member=member,
+        pretrained=cfg.pretrained,
+        model_path=cfg.model_path,
+        recorder=on_logits,
+    )
     # With epochs == 0 this records the initial model (e.g. GraNd at initialisation).
     result = Trainer(learner, ctx, evaluate_each_epoch=False).fit()
     arrays = clean_pass(learner, ctx)
     if ctx.world_size > 1:
         for t in (recorder.losses, recorder.correct, recorder.margins):
             all_reduce_(t)
-    arrays.update(losses=recorder.losses.numpy(), correct=recorder.correct.numpy(),
-                  margins=recorder.margins.numpy())
-    report = {"member": member, "warmup_test_acc": result.last_acc, "warmup_seconds": result.seconds}
+    arrays.update(
+        losses=recorder.losses.numpy(),
+        correct=recorder.correct.numpy(),
+        margins=recorder.margins.numpy(),
+    )
+    report = {
+        "member": member,
+        "warmup_test_acc": result.last_acc,
+        "warmup_seconds": result.seconds,
+    }
     return arrays, report
 
 

@@ -1,0 +1,256 @@
+"""Selection benchmarks.
+
+``sweep``: every label-noise method at three fractions on real CIFAR-10N (worst
+labels), side by side in one run: this project's way (one warm-up whose signals every
+selection reuses) against the DeepCore way (a fresh warm-up for every method, as
+DeepCore's ``select()`` trains its own model each time; per method rather than per
+call is the generous version of it). Prints total seconds and the ratio, plus the
+subset noise rate of each selection.
+
+``scale``: select time and peak memory of every registered method at N = 1,000,000
+synthetic signals (d = 512, C = 100, 10 epochs), each method in its own process with
+the signals memory-mapped from disk; peak RSS is reported above the process's RSS
+after opening the signals.
+
+Usage::
+
+    python ../shared/tools/make_cifar10.py /tmp/cifar
+    python benchmarks/bench_selection.py sweep --data /tmp/cifar --n-train 10000 --epochs 2
+    python benchmarks/bench_selection.py scale --n 1000000 --dim 512 --classes 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+NOISY_LABEL_METHODS = [
+    "Uniform",
+    "SmallLoss",
+    "Uncertainty",
+    "Forgetting",
+    "GraNd",
+    "EL2N",
+    "PredSum",
+    "Moderate",
+    "CCS",
+    "Prune4Rel",
+]
+FRACTIONS = (0.2, 0.5, 0.8)
+
+
+def sweep(args: argparse.Namespace) -> None:
+    import torch
+
+    from deep_core.config import RunConfig
+    from deep_core.methods import build_method
+    from deep_core.runner import build_learner, data_config, load_data, optim_config, train_config
+    from deep_core.signals.recorder import WarmupConfig, warm_up_signals
+
+    torch.set_num_threads(args.threads)
+    cfg = RunConfig(
+        dataset="CIFAR10",
+        data_path=args.data,
+        noise_type="realW",
+        n_train=args.n_train,
+        model=args.model,
+        selection_epochs=args.epochs,
+        batch_size=128,
+        lr=0.05,
+        device="cpu",
+        progress=False,
+    )
+    ds = load_data(cfg, 0)
+    wcfg = WarmupConfig(
+        data_key=data_config(cfg, 0).__dict__,
+        learner="CE",
+        model=args.model,
+        epochs=args.epochs,
+        train=train_config(cfg, args.epochs, 0),
+        optim=optim_config(cfg),
+    )
+    noisy = ds.labels != ds.clean_labels
+    print(
+        f"# CIFAR-10N worst, first {len(ds.labels)} training images ({noisy.mean():.1%} noisy), "
+        f"{args.model}, {args.epochs} warm-up epochs, {args.threads} threads"
+    )
+
+    def select_all(signals, method_name):
+        rows = []
+        for f in FRACTIONS:
+            method, _ = build_method(method_name, {})
+            sub = method.select(signals, f, seed=0)
+            rows.append((method_name, f, float(noisy[sub.indices].mean())))
+        return rows
+
+    def needed(method_name):
+        method, _ = build_method(method_name, {})
+        return method.required_signals()
+
+    # this project: one warm-up, every selection reuses it
+    t0 = time.perf_counter()
+    union = set().union(*(needed(m) for m in NOISY_LABEL_METHODS))
+    signals, _ = warm_up_signals(
+        ds, lambda: build_learner(cfg).warmup(), wcfg, members=1, cache_dir=None, needed=union
+    )
+    rows = []
+    for m in NOISY_LABEL_METHODS:
+        rows += select_all(signals, m)
+    ours = time.perf_counter() - t0
+
+    # the DeepCore way: a warm-up inside every method
+    t0 = time.perf_counter()
+    for m in NOISY_LABEL_METHODS:
+        sig, _ = warm_up_signals(
+            ds,
+            lambda: build_learner(cfg).warmup(),
+            wcfg,
+            members=1,
+            cache_dir=None,
+            needed=needed(m),
+        )
+        select_all(sig, m)
+    theirs = time.perf_counter() - t0
+    print(f"one warm-up + {len(rows)} selections: {ours:8.1f} s")
+    print(f"a warm-up per method (DeepCore):      {theirs:8.1f} s")
+    print(f"ratio: {theirs / ours:.1f}x")
+    print("\n| method | " + " | ".join(f"noise @ {f}" for f in FRACTIONS) + " |")
+    print("|---|" + "---|" * len(FRACTIONS))
+    for m in NOISY_LABEL_METHODS:
+        cells = [f"{r[2]:.1%}" for r in rows if r[0] == m]
+        print(f"| {m} | " + " | ".join(cells) + " |")
+
+
+def make_synthetic(folder: Path, n: int, d: int, c: int, epochs: int, seed: int = 0) -> None:
+    """Class-clustered features, probs that favour the true class, 30% symmetric noise."""
+    rng = np.random.default_rng(seed)
+    clean = rng.integers(0, c, n)
+    labels = clean.copy()
+    flip = rng.random(n) < 0.3
+    labels[flip] = (clean[flip] + rng.integers(1, c, flip.sum())) % c
+    centers = rng.standard_normal((c, d)).astype(np.float32)
+    feats = np.lib.format.open_memmap(folder / "features.npy", "w+", np.float32, (n, d))
+    probs = np.lib.format.open_memmap(folder / "probs.npy", "w+", np.float32, (n, c))
+    for s in range(0, n, 100_000):
+        e = min(n, s + 100_000)
+        feats[s:e] = centers[clean[s:e]] + 0.8 * rng.standard_normal((e - s, d), dtype=np.float32)
+        logits = rng.standard_normal((e - s, c), dtype=np.float32)
+        logits[np.arange(e - s), clean[s:e]] += 4.0
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        probs[s:e] = p / p.sum(1, keepdims=True)
+    feats.flush()
+    probs.flush()
+    np.save(folder / "labels.npy", labels)
+    np.save(folder / "clean_labels.npy", clean)
+    correct = rng.random((n, epochs)) < np.where(flip, 0.2, 0.8)[:, None]
+    np.save(folder / "correct.npy", correct)
+    np.save(folder / "losses.npy", rng.exponential(1.0, (n, epochs)).astype(np.float32))
+    np.save(folder / "margins.npy", rng.standard_normal((n, epochs)).astype(np.float32))
+    np.save(folder / "grad_norms.npy", rng.exponential(1.0, (1, n)).astype(np.float32))
+    np.save(folder / "member_probs.npy", np.asarray(probs)[None])
+
+
+def _one(folder: str, method_name: str, fraction: float) -> None:
+    """Child process: open the signals (memory-mapped), select, print JSON."""
+    from deep_core.methods import build_method
+    from deep_core.signals import Signals
+
+    names = [
+        "labels",
+        "clean_labels",
+        "probs",
+        "features",
+        "losses",
+        "correct",
+        "margins",
+        "grad_norms",
+        "member_probs",
+    ]
+    arrays = {k: np.load(Path(folder) / f"{k}.npy", mmap_mode="r") for k in names}
+    signals = Signals(arrays, check_finite=False)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    method, _ = build_method(method_name, {})
+    t = time.perf_counter()
+    sub = method.select(signals, fraction, seed=0)
+    dt = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(
+        json.dumps(
+            {
+                "method": method_name,
+                "seconds": dt,
+                "peak_mib": peak / 1024,
+                "extra_mib": (peak - base) / 1024,
+                "kept": len(sub),
+                "info": sub.info,
+            },
+            default=str,
+        )
+    )
+
+
+def scale(args: argparse.Namespace) -> None:
+    from deep_core.methods import list_methods
+
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        t = time.perf_counter()
+        make_synthetic(Path(tmp), args.n, args.dim, args.classes, args.epochs)
+        print(
+            f"# N={args.n:,} d={args.dim} C={args.classes} E={args.epochs}; synthetic signals "
+            f"written in {time.perf_counter() - t:.0f} s; fraction {args.fraction}"
+        )
+        print("| method | select s | peak RSS MiB | above signals MiB |")
+        print("|---|---|---|---|")
+        for name in args.methods or list_methods():
+            cmd = [sys.executable, __file__, "_one", tmp, name, str(args.fraction)]
+            try:
+                out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+            except subprocess.TimeoutExpired:
+                print(f"| {name} | > {args.timeout} (timeout) | | |", flush=True)
+                continue
+            if out.returncode != 0:
+                msg = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "?"
+                print(f"| {name} | failed: {msg} | | |", flush=True)
+                continue
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            print(
+                f"| {name} | {r['seconds']:.1f} | {r['peak_mib']:.0f} | {r['extra_mib']:.0f} |",
+                flush=True,
+            )
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_one":
+        _one(sys.argv[2], sys.argv[3], float(sys.argv[4]))
+        return
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("sweep")
+    s.add_argument("--data", required=True)
+    s.add_argument("--n-train", type=int, default=10000)
+    s.add_argument("--epochs", type=int, default=2)
+    s.add_argument("--model", default="ResNet8")
+    s.add_argument("--threads", type=int, default=2)
+    c = sub.add_parser("scale")
+    c.add_argument("--n", type=int, default=1_000_000)
+    c.add_argument("--dim", type=int, default=512)
+    c.add_argument("--classes", type=int, default=100)
+    c.add_argument("--epochs", type=int, default=10)
+    c.add_argument("--fraction", type=float, default=0.2)
+    c.add_argument("--timeout", type=int, default=1800)
+    c.add_argument("--methods", nargs="*")
+    c.add_argument("--tmp", default=None, help="folder for the memory-mapped signals")
+    args = ap.parse_args()
+    (sweep if args.cmd == "sweep" else scale)(args)
+
+
+if __name__ == "__main__":
+    main()
