@@ -8,10 +8,10 @@ so no method re-writes this loop (the direction bugs in DeepCore came from that)
 Per-class budgets (``balance=True``) give every class, by noisy label, an equal share
 of the total; a class smaller than its share is taken whole and what it leaves is
 shared among the others again (water-filling). The last few samples that do not
-divide evenly go one each to the classes with the most samples left, ties to the
-lower class id. This is the class balance of Prune4ReL's round-robin; DeepCore's
-``balance`` kept each class's proportion instead, which preserves whatever imbalance
-the noisy labels have.
+divide evenly go one each to the lowest class ids, as a round-robin over the classes
+starting from class 0 would hand them out. This is the class balance of Prune4ReL's
+round-robin; DeepCore's ``balance`` kept each class's proportion instead, which
+preserves whatever imbalance the noisy labels have.
 """
 
 from __future__ import annotations
@@ -65,10 +65,9 @@ def class_budgets(labels: np.ndarray, total: int, num_classes: int | None = None
         if small.size == 0:
             budgets[active] = share
             left -= share * active.size
-            # The remainder: one each to the classes with most samples left, then lower id.
-            room = sizes[active] - budgets[active]
-            order = active[np.lexsort((active, -room))]
-            budgets[order[:left]] += 1
+            # The remainder: one each to the lowest class ids (as a round-robin from class 0
+            # would give it); every active class has room since its size exceeds the share.
+            budgets[active[:left]] += 1
             left = 0
             break
         budgets[small] = sizes[small]
@@ -129,12 +128,68 @@ def take_top(
         raise DeepCoreError("balanced selection needs labels")
     labels = np.asarray(labels, dtype=np.int64)
     budgets = class_budgets(labels, n_select, num_classes)
+    sizes = np.bincount(labels, minlength=budgets.size)
+    offsets = np.minimum(np.round(start * sizes).astype(np.int64), sizes - budgets)
+    return take_per_group(scores, labels, budgets, offsets=offsets)
+
+
+def proportional_budgets(sizes: np.ndarray, total: int) -> np.ndarray:
+    """Split ``total`` over groups in proportion to ``sizes`` (largest remainder).
+
+    Every group gets ``floor`` or ``ceil`` of ``total * size / sum(sizes)``; the extra
+    ones go to the largest fractional parts, ties to the lower group id.
+    """
+    sizes = np.asarray(sizes, dtype=np.int64)
+    n = int(sizes.sum())
+    if not 0 <= total <= n:
+        raise DeepCoreError(f"cannot keep {total} of {n} samples")
+    if n == 0:
+        return np.zeros_like(sizes)
+    exact = sizes * (total / n)
+    base = np.minimum(np.floor(exact).astype(np.int64), sizes)
+    left = total - int(base.sum())
+    frac = np.where(base < sizes, exact - base, -1.0)
+    order = np.lexsort((np.arange(sizes.size), -frac))
+    base[order[:left]] += 1
+    return base
+
+
+def take_per_group(
+    scores: np.ndarray,
+    groups: np.ndarray,
+    budgets: np.ndarray,
+    *,
+    offsets: np.ndarray | None = None,
+) -> np.ndarray:
+    """The ``budgets[g]`` highest scores of every group ``g``; sorted indices.
+
+    Parameters
+    ----------
+    scores : ndarray of float, shape (n,)
+        Higher is kept first; ties keep the lower index first. NaN is an error.
+    groups : ndarray of int, shape (n,)
+        Group (class or cluster) of each sample.
+    budgets : ndarray of int, shape (num_groups,)
+        How many to keep per group; at most the group's size.
+    offsets : ndarray of int, shape (num_groups,), optional
+        Skip this many of each group's ranking first (window selection); default 0.
+
+    Returns
+    -------
+    ndarray of int64
+        Sorted indices, ``budgets.sum()`` of them.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    groups = np.asarray(groups, dtype=np.int64)
+    budgets = np.asarray(budgets, dtype=np.int64)
+    if np.isnan(scores).any():
+        raise DeepCoreError("selection scores contain NaN")
+    lo = np.zeros_like(budgets) if offsets is None else np.asarray(offsets, dtype=np.int64)
     order = rank(scores)
-    by_class = labels[order]
-    chosen = []
-    for c in np.flatnonzero(budgets):
-        members = order[by_class == c]
-        offset = min(int(round(start * members.size)), members.size - int(budgets[c]))
-        chosen.append(members[offset : offset + budgets[c]])
-    out = np.concatenate(chosen) if chosen else np.empty(0, dtype=np.int64)
-    return np.sort(out).astype(np.int64)
+    g = groups[order]
+    perm = np.argsort(g, kind="stable")
+    gs = g[perm]
+    starts = np.searchsorted(gs, np.arange(budgets.size))
+    pos = np.arange(gs.size) - starts[gs]
+    keep = (pos >= lo[gs]) & (pos < lo[gs] + budgets[gs])
+    return np.sort(order[perm[keep]]).astype(np.int64)

@@ -30,7 +30,7 @@ class RunConfig:
     n_train: int | None = None
     n_class: int | None = None
     download: bool = False
-    image_size: int = 32
+    image_size: int | None = None
     # model
     model: str | None = None
     pre_trained: bool = False

@@ -153,9 +153,19 @@ def init_distributed(device: torch.device) -> torch.device:
 
 
 def all_reduce_(t: torch.Tensor) -> torch.Tensor:
-    """Sum ``t`` over ranks in place (no-op on one process)."""
+    """Sum ``t`` over ranks in place (no-op on one process).
+
+    NCCL reduces only CUDA tensors: a CPU tensor makes a round trip through the rank's
+    GPU under that backend.
+    """
     if dist_info()[1] > 1:
-        torch.distributed.all_reduce(t)
+        if t.device.type == "cpu" and torch.distributed.get_backend() == "nccl":
+            dev = torch.device("cuda", torch.cuda.current_device())
+            moved = t.to(dev)
+            torch.distributed.all_reduce(moved)
+            t.copy_(moved.cpu())
+        else:
+            torch.distributed.all_reduce(t)
     return t
 
 
@@ -514,6 +524,9 @@ class Trainer:
                         learner, ctx, ctx.dataset.val, ctx.dataset.val_labels, "val"
                     )
                 row["test_acc"] = evaluate(learner, ctx, ctx.dataset.test, ctx.dataset.test_labels)
+                # further test sets (WebVision's ImageNet validation) as ``<name>_acc``
+                for name, (images, labels) in getattr(ctx.dataset, "extra_tests", {}).items():
+                    row[f"{name}_acc"] = evaluate(learner, ctx, images, labels, name)
             learner.end_epoch(ctx, epoch)
             row["seconds"] = round(time.time() - t0, 3)
             seconds += row["seconds"]

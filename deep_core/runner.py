@@ -279,6 +279,15 @@ def _attach_log(path: Path) -> logging.Handler:
 # ----------------------------------------------------------------------------------
 # The run
 # ----------------------------------------------------------------------------------
+def _learner_key(learner: Any) -> str:
+    """Warm-up learner name and options, e.g. ``SOP{"lr_u": 10, ...}`` (the cache key part).
+
+    SOP and SOP+ train different warm-ups and must not share cached signals.
+    """
+    options = learner.options() if hasattr(learner, "options") else {}
+    return type(learner).__name__ + (json.dumps(options, sort_keys=True) if options else "")
+
+
 def select_subset(cfg: RunConfig, ds: NoisyDataset, seed: int) -> tuple[Subset, dict[str, Any]]:
     """Warm-up (or the cache) and selection; returns the subset and a report for the log."""
     method, unused = build_selection(cfg)
@@ -295,7 +304,7 @@ def select_subset(cfg: RunConfig, ds: NoisyDataset, seed: int) -> tuple[Subset, 
         model = cfg.model or ds.default_model
         wcfg = WarmupConfig(
             data_key=data_config(cfg, seed).__dict__,
-            learner=type(learner.warmup()).__name__,
+            learner=_learner_key(learner.warmup()),
             model=model,
             epochs=cfg.selection_epochs,
             train=train_config(cfg, cfg.selection_epochs, seed),

@@ -170,18 +170,20 @@ def test_resume_continues_to_the_same_result(tmp_path, monkeypatch):
     a = torch.load(run_a / "checkpoint.pt", weights_only=True)["learner"]["net"]
     b = torch.load(run_b / "checkpoint.pt", weights_only=True)["learner"]["net"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
     def strip(p):
         return [
             {k: v for k, v in json.loads(x).items() if k != "seconds"}  # noqa: E731
             for x in (p / "metrics.jsonl").read_text().splitlines()
         ]
+
     assert strip(run_a) == strip(run_b)
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--dataset", "MNIST"], "unknown dataset 'MNIST'; choose from: CIFAR10, CIFAR100, Digits"),
+        (["--dataset", "MNIST"], "unknown dataset 'MNIST'; choose from: CIFAR10, CIFAR100, Clo"),
         (["--model", "VGG11"], "unknown model 'VGG11'"),
         (["--noise-type", "pairflip"], "unknown noise type for Digits 'pairflip'"),
         (["--selection", "Bogus"], "unknown selection method 'Bogus'; choose from:"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig, read_yaml
@@ -31,18 +32,44 @@ S = argparse.SUPPRESS
 LEARNER_FLAGS: list[tuple[tuple[str, ...], str, Any, str]] = [
     (("--lr-u",), "lr_u", float, "SOP: learning rate of u (default 10)"),
     (("--lr-v",), "lr_v", float, "SOP: learning rate of v (default 100)"),
-    (("-rc", "--ratio-consistency"), "ratio_consistency", float, "SOP+: consistency weight"),
-    (("-rb", "--ratio-balance"), "ratio_balance", float, "SOP+: class-balance weight"),
-    (("--lambda-u",), "lambda_u", float, "DivideMix: unlabeled loss weight"),
-    (("--p-threshold",), "p_threshold", float, "DivideMix: clean probability threshold"),
-    (("--T",), "T", float, "DivideMix: sharpening temperature"),
-    (("--alpha",), "alpha", float, "DivideMix: Beta(alpha, alpha) of mixup"),
-    (("--warmup-epochs",), "warmup_epochs", int, "DivideMix: CE warm-up epochs"),
+    (
+        ("-rc", "--ratio-consistency"),
+        "ratio_consistency",
+        float,
+        "SOP+: weak/strong consistency weight (default 0; SOP+ uses 0.9)",
+    ),
+    (
+        ("-rb", "--ratio-balance"),
+        "ratio_balance",
+        float,
+        "SOP+: class-balance weight (default 0; SOP+ uses 0.1)",
+    ),
+    (("--lambda-u",), "lambda_u", float, "DivideMix: unlabeled loss weight (default 25)"),
+    (
+        ("--p-threshold",),
+        "p_threshold",
+        float,
+        "DivideMix: clean probability threshold (default 0.5)",
+    ),
+    (("--T",), "T", float, "DivideMix: sharpening temperature (default 0.5)"),
+    (("--alpha",), "alpha", float, "DivideMix: Beta(alpha, alpha) of mixup (default 4)"),
+    (
+        ("--warmup-epochs",),
+        "warmup_epochs",
+        int,
+        "DivideMix: CE warm-up epochs (default 10; 30 with 100+ classes)",
+    ),
     (
         ("--reference-rampup",),
         "reference_rampup",
         str_to_bool,
-        "DivideMix: disable the lambda-u ramp-up as the Prune4ReL code does",
+        "DivideMix: disable the lambda-u ramp-up as the Prune4ReL code does (default False)",
+    ),
+    (
+        ("--confidence-penalty",),
+        "confidence_penalty",
+        str_to_bool,
+        "DivideMix: confidence penalty in the warm-up (default: only for asym noise)",
     ),
 ]
 LEARNER_DESTS = {dest for _, dest, _, _ in LEARNER_FLAGS}
@@ -61,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint"
+    )
+    g.add_argument(
+        "--skip-complete",
+        dest="skip_complete",
+        type=str_to_bool,
+        nargs="?",
+        const=True,
+        help="for sweeps: skip runs whose summary.json exists, resume interrupted ones",
     )
     g.add_argument(
         "--dry-run",
@@ -202,10 +237,29 @@ def _main(argv: Sequence[str] | None) -> int:
         overrides = {k: v for k, v in vars(ns).items() if k != "resume"}
         resume_experiment(ns.resume, overrides=overrides)
         return 0
+    skip_complete = bool(vars(ns).pop("skip_complete", False))
     cfg = config_from_args(ns)
     for exp in range(cfg.num_exp):
+        if skip_complete and _skip_or_resume(cfg, exp):
+            continue
         run_experiment(cfg, exp=exp)
     return 0
+
+
+def _skip_or_resume(cfg: RunConfig, exp: int) -> bool:
+    """``--skip-complete``: True if experiment ``exp`` is already done or was resumed here."""
+    from ..runner import log, resume_experiment, run_name
+
+    path = Path(cfg.out_dir) / run_name(cfg, cfg.seed + exp)
+    if (path / "summary.json").is_file():
+        log.info("skipping %s: complete (summary.json exists)", path)
+        return True
+    if path.is_dir():
+        log.info("resuming interrupted run %s", path)
+        keep = {k: getattr(cfg, k) for k in ("device", "workers", "progress")}
+        resume_experiment(path, overrides=keep)
+        return True
+    return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:

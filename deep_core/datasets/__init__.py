@@ -38,8 +38,9 @@ class DataConfig:
         Keep only the first ``n_train`` training samples.
     download : bool
         Let torchvision download CIFAR when it is missing.
-    image_size : int
-        Side of the images for image-folder data sets.
+    image_size : int, optional
+        Side of the images for file-based data sets; default 32 for ``ImageFolder`` and
+        224 for ``WebVision`` and ``Clothing1M``. CIFAR and Digits ignore it.
     """
 
     dataset: str = DEFAULT_DATASET
@@ -49,7 +50,7 @@ class DataConfig:
     seed: int = 0
     n_train: int | None = None
     download: bool = False
-    image_size: int = 32
+    image_size: int | None = None
 
 
 def _digits(cfg: DataConfig) -> NoisyDataset:
@@ -85,7 +86,7 @@ def _image_folder(cfg: DataConfig) -> NoisyDataset:
         noise_type=cfg.noise_type,
         noise_rate=cfg.noise_rate,
         seed=cfg.seed,
-        image_size=cfg.image_size,
+        image_size=cfg.image_size or 32,
         n_train=cfg.n_train,
     )
 
@@ -97,7 +98,7 @@ def _webvision(cfg: DataConfig) -> NoisyDataset:
         data_path=_need_path(cfg),
         noise_type=cfg.noise_type,
         noise_rate=cfg.noise_rate,
-        image_size=cfg.image_size,
+        image_size=cfg.image_size or 224,
         n_train=cfg.n_train,
     )
 
@@ -109,7 +110,7 @@ def _clothing1m(cfg: DataConfig) -> NoisyDataset:
         data_path=_need_path(cfg),
         noise_type=cfg.noise_type,
         noise_rate=cfg.noise_rate,
-        image_size=cfg.image_size,
+        image_size=cfg.image_size or 224,
         n_train=cfg.n_train,
     )
 

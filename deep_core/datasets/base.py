@@ -202,7 +202,10 @@ class FileImageSet(ImageSet):
     """
 
     def __init__(self, paths: Sequence[str], transforms: dict[str, Callable], image_shape) -> None:
-        self.paths = list(paths)
+        # keep compact sequences (e.g. packed path tables) as they are: a list of 1M
+        # str objects is copied page by page into every DataLoader worker
+        is_seq = hasattr(paths, "__getitem__") and hasattr(paths, "__len__")
+        self.paths = paths if is_seq and not isinstance(paths, str) else list(paths)
         self.transforms = transforms
         self.image_shape = tuple(image_shape)
 
@@ -228,6 +231,8 @@ class FileImageSet(ImageSet):
             raise DeepCoreError(f"this data set has no {missing[0]!r} view")
         device = torch.device(device)
         order = self._order(positions, len(self), shuffle, seed, epoch)
+        import torchvision.io  # noqa: F401  (once here, not in every forked worker)
+
         ds = _FileDataset(self.paths, self.transforms, list(views))
         loader = torch.utils.data.DataLoader(
             ds,

@@ -40,8 +40,11 @@ class SelectionMethod:
 
     #: one line for ``--list`` and the docs
     summary: ClassVar[str] = ""
-    #: methods that only need embeddings (corpus pruning) can run without labels' meaning
+    #: per-class budgets when ``balance`` is True (methods that take that option)
     balance: bool = False
+    #: "shared": ``balance`` means :func:`deep_core.budget.class_budgets`; any other value
+    #: names the method's own documented rule (Prune4Rel: the reference's round-robin)
+    balance_rule: ClassVar[str] = "shared"
 
     def required_signals(self) -> frozenset[str]:
         """Names of the signals :meth:`select` reads (besides ``labels``)."""

@@ -112,39 +112,71 @@ class _EpochRecorder:
 
 
 @torch.no_grad()
-def clean_pass(learner: Learner, ctx: TrainContext) -> dict[str, np.ndarray]:
-    """probs, features and last-layer gradient norms on the clean view of every sample."""
+def clean_pass(
+    learner: Learner, ctx: TrainContext, *, scratch: Path | None = None
+) -> dict[str, np.ndarray]:
+    """probs, features and last-layer gradient norms on the clean view of every sample.
+
+    With a ``scratch`` folder (one process), ``probs`` and ``features`` are written batch
+    by batch into ``.npy`` files there (memory-mapped), so N×d features need no RAM:
+    1M samples × 2048 ResNet-50 features are 8.2 GB of float32.
+    """
     for net in learner.networks():
         net.eval()
     ds = ctx.dataset
     n = len(ds.train)
     probs = feats = None
     gn = torch.zeros(n, dtype=torch.float32)
+    on_disk = scratch is not None and ctx.world_size == 1
     for batch in ctx.eval_batches(ds.train, desc="signals"):
         with ctx.autocast():
             logits, h = learner.embed(ctx, batch.views[0])
         p = torch.softmax(logits.float(), 1)
         h = h.float()
         if probs is None:
-            probs = torch.zeros((n, p.shape[1]), dtype=torch.float32)
-            feats = torch.zeros((n, h.shape[1]), dtype=torch.float32)
+            if on_disk:
+                probs = _open_memmap(scratch / "probs.npy", (n, p.shape[1]))
+                feats = _open_memmap(scratch / "features.npy", (n, h.shape[1]))
+            else:
+                probs = torch.zeros((n, p.shape[1]), dtype=torch.float32)
+                feats = torch.zeros((n, h.shape[1]), dtype=torch.float32)
         pos = batch.positions.cpu()
-        probs[pos] = p.cpu()
-        feats[pos] = h.cpu()
+        if on_disk:
+            probs[pos.numpy()] = p.cpu().numpy()
+            feats[pos.numpy()] = h.cpu().numpy()
+        else:
+            probs[pos] = p.cpu()
+            feats[pos] = h.cpu()
         err = p - F.one_hot(ctx.labels[batch.positions], p.shape[1]).float()
         gn[pos] = (err.norm(dim=1) * torch.sqrt(h.pow(2).sum(1) + 1.0)).cpu()
     if probs is None:  # empty training set cannot happen past validation; keep types sane
         raise RuntimeError("no training samples to record")
+    if on_disk:
+        probs.flush()
+        feats.flush()
+        return {"probs": probs, "features": feats, "grad_norms": gn.numpy()}
     if ctx.world_size > 1:  # each rank filled its shard; the rest are zeros
         for t in (probs, feats, gn):
             all_reduce_(t)
     return {"probs": probs.numpy(), "features": feats.numpy(), "grad_norms": gn.numpy()}
 
 
+def _open_memmap(path: Path, shape: tuple[int, int]) -> np.memmap:
+    return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+
+
 def record_member(
-    dataset: NoisyDataset, learner: Learner, cfg: WarmupConfig, member: int
+    dataset: NoisyDataset,
+    learner: Learner,
+    cfg: WarmupConfig,
+    member: int,
+    *,
+    scratch: Path | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Train one warm-up model and return its signal arrays and a small report."""
+    """Train one warm-up model and return its signal arrays and a small report.
+
+    ``scratch``: folder where the large clean-pass arrays are written memory-mapped.
+    """
     indices = np.arange(len(dataset.labels), dtype=np.int64)
     rec_labels = torch.as_tensor(dataset.labels, dtype=torch.long)
     recorder = _EpochRecorder(rec_labels, cfg.epochs)
@@ -166,7 +198,7 @@ def record_member(
     )
     # With epochs == 0 this records the initial model (e.g. GraNd at initialisation).
     result = Trainer(learner, ctx, evaluate_each_epoch=False).fit()
-    arrays = clean_pass(learner, ctx)
+    arrays = clean_pass(learner, ctx, scratch=scratch)
     if ctx.world_size > 1:
         for t in (recorder.losses, recorder.correct, recorder.margins):
             all_reduce_(t)
@@ -183,13 +215,23 @@ def record_member(
     return arrays, report
 
 
-def _save_member(folder: Path, arrays: dict[str, np.ndarray], report: dict[str, Any]) -> None:
-    """Write a member's arrays to a temporary folder and rename it into place."""
+def _save_member(
+    folder: Path, arrays: dict[str, np.ndarray], report: dict[str, Any], *, tmp: Path | None = None
+) -> None:
+    """Write a member's arrays to a temporary folder and rename it into place.
+
+    Arrays already memory-mapped in ``tmp`` (written there by the clean pass) stay as
+    they are.
+    """
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    if tmp is None:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         for name, arr in arrays.items():
-            np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
+            target = tmp / f"{name}.npy"
+            if isinstance(arr, np.memmap) and Path(arr.filename).resolve() == target.resolve():
+                continue
+            np.save(target, arr, allow_pickle=False)
         (tmp / "report.json").write_text(json.dumps(report, indent=2))
         os.replace(tmp, folder)
     except OSError:
@@ -235,7 +277,7 @@ def warm_up_signals(
     """
     from ..engine import dist_info
 
-    rank, _ = dist_info()
+    rank, world_size = dist_info()
     needed = set(needed)
     member_arrays, reports = [], []
     for m in range(members):
@@ -246,11 +288,24 @@ def warm_up_signals(
             report = {**report, "cached": True, "key": key}
             log.info("signals of warm-up member %d loaded from cache %s", m, folder)
         else:
-            arrays, report = record_member(dataset, make_learner(), cfg, m)
+            # One process writes the large arrays straight into the cache entry-to-be.
+            scratch = None
+            if folder is not None and world_size == 1:
+                folder.parent.mkdir(parents=True, exist_ok=True)
+                scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+            try:
+                arrays, report = record_member(dataset, make_learner(), cfg, m, scratch=scratch)
+            except BaseException:
+                if scratch is not None:
+                    shutil.rmtree(scratch, ignore_errors=True)
+                raise
             report = {**report, "cached": False, "key": key}
             if folder is not None and rank == 0:
-                _save_member(folder, arrays, {k: v for k, v in report.items() if k != "cached"})
+                saved = {k: v for k, v in report.items() if k != "cached"}
+                _save_member(folder, arrays, saved, tmp=scratch)
                 log.info("signals of warm-up member %d recorded and cached in %s", m, folder)
+                if scratch is not None:  # read back read-only, exactly as a cache hit
+                    arrays = _load_member(folder)[0]
         member_arrays.append(arrays)
         reports.append(report)
     main = member_arrays[0]

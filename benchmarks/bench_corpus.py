@@ -1,0 +1,294 @@
+"""Corpus pruning at scale: k-means, SemDeDup and DBP on synthetic embeddings.
+
+Builds N x d synthetic embeddings (unit "concept" centres with members of varying
+spread, plus ``dup_frac * N`` injected near-duplicates of random rows, cosine about
+0.9995), stores them as a ``.npy`` and memory-maps them as ``deepcore-prune
+--features`` does, then times, each stage in its own process so peak RSS is per stage:
+
+- ``kmeans``: spherical faiss k-means (K clusters, 20 iterations, trained on a
+  256 * K sample) and the assignment of all N rows;
+- ``semdedup``: SemDeDup's exact blockwise per-cluster similarities and the eps rule,
+  with the duplicates recovered (injected pairs with one member removed) and the
+  false removals (removed rows that are in no injected pair);
+- ``dbp``: DBP at fraction 0.5 with de-duplication first (``dedup_eps``) and without;
+- ``compare``: at ``compare_n`` rows, the blockwise similarities against the
+  straightforward per-cluster n x n matrix, same clusters and order, side by side.
+
+Usage (2-core machine; serialise heavy runs with other users of the machine)::
+
+    flock /tmp/cpu-heavy.lock python benchmarks/bench_corpus.py
+    python benchmarks/bench_corpus.py --n 200000 --k 200 --compare-n 50000   # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve()
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+_BASE = [0.0]
+
+
+def _imported() -> None:
+    """Mark the end of imports (torch comes in with the registry: hundreds of MiB)."""
+    _BASE[0] = _peak_mib()
+
+
+def _emit(**row: object) -> None:
+    row["peak_rss_mib"] = round(_peak_mib(), 1)
+    row["peak_above_imports_mib"] = round(_peak_mib() - _BASE[0], 1)
+    print("RESULT " + json.dumps(row), flush=True)
+
+
+# -- stages (each runs in a fresh process) --------------------------------------------
+def stage_gen(a: argparse.Namespace) -> None:
+    rng = np.random.default_rng(a.seed)
+    n, d = a.n, a.d
+    n_dup = int(round(a.dup_frac * n))
+    n_base = n - n_dup
+    concepts = max(2, a.k * 2)
+    centres = rng.standard_normal((concepts, d)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    spread = rng.uniform(0.4, 1.2, concepts).astype(np.float32)
+    weights = rng.dirichlet(np.full(concepts, 2.0))
+    which = rng.choice(concepts, size=n_base, p=weights)
+    t = time.perf_counter()
+    x = np.lib.format.open_memmap(a.workdir / "emb.npy", mode="w+", dtype=np.float32, shape=(n, d))
+    step = 1 << 16
+    for lo in range(0, n_base, step):
+        hi = min(n_base, lo + step)
+        g = rng.standard_normal((hi - lo, d)).astype(np.float32) / np.sqrt(d)
+        x[lo:hi] = centres[which[lo:hi]] + spread[which[lo:hi], None] * g
+    src = rng.choice(n_base, size=n_dup, replace=False)
+    for lo in range(0, n_dup, step):
+        hi = min(n_dup, lo + step)
+        rows = x[src[lo:hi]]
+        norms = np.linalg.norm(rows, axis=1, keepdims=True)
+        noise = rng.standard_normal(rows.shape).astype(np.float32) / np.sqrt(d)
+        x[n_base + lo : n_base + hi] = rows + 0.03 * norms * noise
+    x.flush()
+    # Shuffle rows so duplicates are not all at the end (written as a new file).
+    perm = rng.permutation(n)
+    y = np.lib.format.open_memmap(a.workdir / "emb2.npy", mode="w+", dtype=np.float32, shape=(n, d))
+    for lo in range(0, n, step):
+        y[lo : lo + step] = x[perm[lo : lo + step]]
+    y.flush()
+    del x, y
+    os.replace(a.workdir / "emb2.npy", a.workdir / "emb.npy")
+    where = np.empty(n, dtype=np.int64)
+    where[perm] = np.arange(n)
+    pairs = np.stack([where[src], where[n_base + np.arange(n_dup)]], axis=1)
+    np.save(a.workdir / "pairs.npy", pairs)
+    _emit(stage="gen", seconds=round(time.perf_counter() - t, 1), n=n, d=d, duplicates=n_dup)
+
+
+def _load(a: argparse.Namespace, n: int | None = None) -> np.ndarray:
+    x = np.load(a.workdir / "emb.npy", mmap_mode="r")
+    return x if n is None else x[:n]
+
+
+def stage_kmeans(a: argparse.Namespace) -> None:
+    from deep_core.neighbors.kmeans import kmeans
+
+    _imported()
+    x = _load(a, a.rows)
+    t = time.perf_counter()
+    c = kmeans(x, a.clusters, seed=a.seed, niter=20)
+    sec = time.perf_counter() - t
+    c.save(a.workdir / f"clustering-{a.rows or a.n}-{a.clusters}.npz")
+    sizes = c.sizes()
+    _emit(
+        stage=f"kmeans n={x.shape[0]} K={a.clusters}",
+        seconds=round(sec, 1),
+        largest_cluster=int(sizes.max()),
+        median_cluster=int(np.median(sizes)),
+    )
+
+
+def _recovery(removed: np.ndarray, pairs: np.ndarray) -> tuple[float, int]:
+    hit = removed[pairs[:, 0]] | removed[pairs[:, 1]]
+    in_pair = np.zeros(removed.size, dtype=bool)
+    in_pair[pairs.ravel()] = True
+    return float(hit.mean()), int((removed & ~in_pair).sum())
+
+
+def stage_semdedup(a: argparse.Namespace) -> None:
+    from deep_core.corpus.method import Precomputed
+    from deep_core.methods.semdedup import SemDeDup
+    from deep_core.neighbors.kmeans import Clustering
+    from deep_core.signals import Signals
+
+    _imported()
+    x = _load(a)
+    c = Clustering.load(a.workdir / f"clustering-{a.n}-{a.k}.npz")
+    signals = Signals(
+        {"labels": np.zeros(x.shape[0], dtype=np.int64), "features": x}, check_finite=False
+    )
+    method = SemDeDup(num_clusters=a.k, eps=a.eps, workers=a.workers)
+    t = time.perf_counter()
+    r = method.prune(signals, precomputed=Precomputed(clustering=c))
+    sec = time.perf_counter() - t
+    removed = ~r.subset.mask()
+    recall, false = _recovery(removed, np.load(a.workdir / "pairs.npy"))
+    _emit(
+        stage=f"semdedup eps={a.eps} workers={a.workers}",
+        seconds=round(sec, 1),
+        removed=int(removed.sum()),
+        duplicates_recovered=round(recall, 4),
+        false_removals=false,
+    )
+
+
+def stage_dbp(a: argparse.Namespace) -> None:
+    from deep_core.corpus.method import Precomputed
+    from deep_core.methods.dbp import DBP
+    from deep_core.neighbors.kmeans import Clustering
+    from deep_core.signals import Signals
+
+    _imported()
+    x = _load(a)
+    c = Clustering.load(a.workdir / f"clustering-{a.n}-{a.k}.npz")
+    signals = Signals(
+        {"labels": np.zeros(x.shape[0], dtype=np.int64), "features": x}, check_finite=False
+    )
+    dedup = a.eps if a.dedup else None
+    method = DBP(num_clusters=a.k, dedup_eps=dedup, workers=a.workers)
+    t = time.perf_counter()
+    r = method.prune(signals, 0.5, precomputed=Precomputed(clustering=c))
+    sec = time.perf_counter() - t
+    row = {"stage": f"dbp fraction=0.5 dedup_eps={dedup}", "seconds": round(sec, 1)}
+    row["kept"] = len(r.subset)
+    if dedup is not None:
+        row["removed_duplicates"] = r.subset.info["removed_duplicates"]
+    _emit(**row)
+
+
+def stage_compare(a: argparse.Namespace) -> None:
+    from deep_core.corpus.dedup import (
+        block_max_similarity,
+        cluster_order,
+        naive_max_similarity,
+    )
+    from deep_core.neighbors.kmeans import Clustering, unit_rows
+
+    _imported()
+    x = unit_rows(_load(a, a.rows))
+    c = Clustering.load(a.workdir / f"clustering-{a.rows}-{a.clusters}.npz")
+    order, offsets = cluster_order(c, which_to_keep="hard")
+    kernel = block_max_similarity if a.impl == "blockwise" else naive_max_similarity
+    m = np.full(x.shape[0], np.nan, dtype=np.float32)
+    base = _peak_mib()
+    t = time.perf_counter()
+    for k in range(c.num_clusters):
+        idx = order[offsets[k] : offsets[k + 1]]
+        if idx.size:
+            m[idx] = kernel(x[idx])
+    sec = time.perf_counter() - t
+    np.save(a.workdir / f"m-{a.impl}-{a.rows}-{a.clusters}.npy", m)
+    _emit(
+        stage=f"compare {a.impl} n={a.rows} K={a.clusters}",
+        seconds=round(sec, 2),
+        largest_cluster=int(c.sizes().max()),
+        rss_above_data_mib=round(_peak_mib() - base, 1),
+    )
+
+
+STAGES = {
+    "gen": stage_gen,
+    "kmeans": stage_kmeans,
+    "semdedup": stage_semdedup,
+    "dbp": stage_dbp,
+    "compare": stage_compare,
+}
+
+
+# -- driver ---------------------------------------------------------------------------
+def _child(a: argparse.Namespace, stage: str, **extra: object) -> dict:
+    cmd = [sys.executable, str(HERE), "--stage", stage, "--workdir", str(a.workdir)]
+    for key in ("n", "d", "k", "dup_frac", "eps", "seed", "workers"):
+        cmd += [f"--{key.replace('_', '-')}", str(getattr(a, key))]
+    for key, value in extra.items():
+        if value is True:
+            cmd.append(f"--{key.replace('_', '-')}")
+        else:
+            cmd += [f"--{key.replace('_', '-')}", str(value)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    line = next(row for row in out.splitlines() if row.startswith("RESULT "))
+    row = json.loads(line[len("RESULT ") :])
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--n", type=int, default=1_000_000)
+    p.add_argument("--d", type=int, default=256)
+    p.add_argument("--k", type=int, default=1000)
+    p.add_argument("--dup-frac", type=float, default=0.05)
+    p.add_argument("--eps", type=float, default=0.005)
+    p.add_argument("--compare-n", type=int, default=100_000)
+    p.add_argument("--compare-k", type=int, nargs="+", default=[100, 10])
+    p.add_argument("--workers", type=int, default=1, help="workers for DBP's de-duplication")
+    p.add_argument("--semdedup-workers", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/bench_corpus"))
+    p.add_argument("--stage", choices=sorted(STAGES), help=argparse.SUPPRESS)
+    p.add_argument("--rows", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--clusters", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--impl", help=argparse.SUPPRESS)
+    p.add_argument("--dedup", action="store_true", help=argparse.SUPPRESS)
+    a = p.parse_args()
+    a.workdir.mkdir(parents=True, exist_ok=True)
+    if a.stage:
+        STAGES[a.stage](a)
+        return
+    print(
+        f"# n={a.n} d={a.d} K={a.k} dup_frac={a.dup_frac} eps={a.eps} "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')} cpus={os.cpu_count()}",
+        flush=True,
+    )
+    _child(a, "gen")
+    _child(a, "kmeans", rows=a.n, clusters=a.k)
+    for w in a.semdedup_workers:
+        _child(a, "semdedup", workers=w)
+    _child(a, "dbp", dedup=True)
+    _child(a, "dbp")
+    for k in a.compare_k:
+        _child(a, "kmeans", rows=a.compare_n, clusters=k)
+        fast = _child(a, "compare", rows=a.compare_n, clusters=k, impl="blockwise")
+        slow = _child(a, "compare", rows=a.compare_n, clusters=k, impl="naive")
+        mb = np.load(a.workdir / f"m-blockwise-{a.compare_n}-{k}.npy")
+        mn = np.load(a.workdir / f"m-naive-{a.compare_n}-{k}.npy")
+        same = bool(np.array_equal(mb >= 1 - a.eps, mn >= 1 - a.eps))
+        print(
+            json.dumps(
+                {
+                    "compare": f"n={a.compare_n} K={k}",
+                    "naive_over_blockwise_seconds": round(slow["seconds"] / fast["seconds"], 2),
+                    "naive_over_blockwise_rss_above_data": round(
+                        slow["rss_above_data_mib"] / max(fast["rss_above_data_mib"], 1.0), 2
+                    ),
+                    "max_abs_diff": float(np.nanmax(np.abs(mb - mn))),
+                    "same_removals": same,
+                }
+            ),
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

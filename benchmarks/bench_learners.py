@@ -1,0 +1,192 @@
+"""Seconds per epoch of CE, SOP, SOP+ and DivideMix side by side (CIFAR-10, one machine).
+
+Each learner trains a fixed number of batches through the real engine (augmentation
+included) after one untimed batch; the time per batch is extrapolated to a full
+CIFAR-10 epoch (50,000 images, batch 128 → 391 batches). DivideMix's epoch after the
+warm-up is assembled from its measured parts: the co-divide pass (clean-view loss of
+every sample for both networks, timed on a slice, plus a real 2-GMM fit on 50,000
+losses) and MixMatch for both networks, whose number of batches is the labeled-set
+size / 128 (assumed here to be the clean fraction, ``1 − noise rate``). Its warm-up
+epochs cost two CE epochs.
+
+    python benchmarks/bench_learners.py --data_path /tmp/cifar [--model PreActResNet18]
+
+``--table RUN_DIR...`` instead prints the accuracy table (last/best test accuracy,
+train time) of finished ``deepcore-run`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _context(ds, indices, *, model: str, batch_size: int):
+    from deep_core.engine import OptimConfig, TrainConfig, TrainContext
+
+    cfg = TrainConfig(epochs=1, batch_size=batch_size, progress=False, device="cpu")
+    return TrainContext(ds, np.asarray(indices, np.int64), cfg, OptimConfig(), model=model)
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def time_learner(ds, learner, *, model: str, steps: int, batch_size: int) -> float:
+    """Seconds per training batch of ``learner`` (one untimed batch first)."""
+    ctx = _context(ds, np.arange(batch_size), model=model, batch_size=batch_size)
+    learner.setup(ctx)
+    for net in learner.networks():
+        net.train()
+    learner.train_epoch(ctx, 0)
+    ctx.indices = np.arange(batch_size, batch_size * (steps + 1), dtype=np.int64)
+    return _timed(lambda: learner.train_epoch(ctx, 1)) / steps
+
+
+def time_dividemix(
+    ds, *, model: str, steps: int, batch_size: int, labeled_fraction: float
+) -> dict[str, float]:
+    """Parts of a DivideMix epoch after the warm-up, extrapolated to the full training set."""
+    from robust_learners.dividemix import DivideMix, clean_probability
+
+    n_full = len(ds.labels)
+    learner = DivideMix(warmup_epochs=0)
+    # MixMatch: `steps` labeled batches with as many unlabeled samples available
+    idx = np.arange(2 * batch_size * (steps + 1))
+    ctx = _context(ds, idx, model=model, batch_size=batch_size)
+    learner.setup(ctx)
+    warm = np.r_[np.ones(batch_size), np.zeros(batch_size)]
+    ctx.indices = idx[: 2 * batch_size]
+    learner._mixmatch(ctx, 0, 0, warm)  # untimed first batch
+    ctx.indices = idx[2 * batch_size :]
+    prob = np.r_[np.ones(steps * batch_size), np.zeros(steps * batch_size)]
+    mixmatch_step = _timed(lambda: learner._mixmatch(ctx, 1, 0, prob)) / steps
+    # co-divide: clean-view losses of a slice, then the real GMM on n_full losses
+    ctx.indices = np.arange(steps * ctx.config.test_batch_size)
+    learner.per_sample_losses(ctx, 0)
+    loss_pass = _timed(lambda: learner.per_sample_losses(ctx, 0)) / ctx.indices.size
+    losses = np.random.default_rng(0).gamma(2.0, 0.3, n_full)
+    gmm = _timed(lambda: clean_probability(losses, seed=0))
+    batches = math.ceil(labeled_fraction * n_full / batch_size)
+    epoch = 2 * (batches * mixmatch_step + n_full * loss_pass + gmm)
+    return {
+        "mixmatch_step": mixmatch_step,
+        "eval_per_image": loss_pass,
+        "gmm": gmm,
+        "mixmatch_batches": batches,
+        "epoch": epoch,
+    }
+
+
+def time_views(ds, views, *, steps: int, batch_size: int) -> float:
+    """Seconds per batch spent making the augmented views alone."""
+
+    def go():
+        for _ in ds.train.batches(
+            np.arange(steps * batch_size), batch_size=batch_size, views=views, shuffle=True, seed=0
+        ):
+            pass
+
+    return _timed(go) / steps
+
+
+def bench(args) -> None:
+    from deep_core.datasets import DataConfig, load_dataset
+    from robust_learners.ce import CE
+    from robust_learners.sop import SOP
+
+    torch.set_num_threads(args.threads)
+    ds = load_dataset(
+        DataConfig(dataset="CIFAR10", data_path=args.data_path, noise_type=args.noise)
+    )
+    n, bs = len(ds.labels), args.batch_size
+    per_epoch = math.ceil(n / bs)
+    noise = ds.realised_noise_rate() or 0.0
+    print(
+        f"# CIFAR-10 ({args.noise}, noise {noise:.2%}), {args.model}, batch {bs}, "
+        f"{args.threads} threads, {args.steps} timed batches per learner; "
+        f"{platform.processor() or platform.machine()}, torch {torch.__version__}"
+    )
+    rows = []
+    for name, learner in [
+        ("CE", CE()),
+        ("SOP", SOP()),
+        ("SOP+", SOP(ratio_consistency=0.9, ratio_balance=0.1)),
+    ]:
+        step = time_learner(ds, learner, model=args.model, steps=args.steps, batch_size=bs)
+        rows.append((name, step, per_epoch, step * per_epoch))
+        print(f"  {name}: {step:.3f} s/batch", flush=True)
+    from robust_learners.dividemix import DivideMix
+
+    warm = time_learner(
+        ds, DivideMix(warmup_epochs=10**6), model=args.model, steps=args.steps, batch_size=bs
+    )
+    rows.append(("DivideMix warm-up (2 nets)", warm, per_epoch, warm * per_epoch))
+    dm = time_dividemix(
+        ds, model=args.model, steps=args.steps, batch_size=bs, labeled_fraction=1.0 - noise
+    )
+    print(f"  DivideMix parts: {json.dumps({k: round(v, 4) for k, v in dm.items()})}", flush=True)
+    rows.append(
+        ("DivideMix (after warm-up)", dm["mixmatch_step"], 2 * dm["mixmatch_batches"], dm["epoch"])
+    )
+    ce_epoch = rows[0][3]
+    print("\n| learner | s / batch | batches / epoch | s / epoch (extrapolated) | × CE |")
+    print("|---|---:|---:|---:|---:|")
+    for name, step, batches, epoch in rows:
+        print(f"| {name} | {step:.3f} | {batches} | {epoch:.0f} | {epoch / ce_epoch:.2f} |")
+    weak = time_views(ds, ("weak",), steps=args.steps, batch_size=bs)
+    strong = time_views(ds, ("weak", "strong"), steps=args.steps, batch_size=bs)
+    print(
+        f"\naugmentation alone: weak {weak:.3f} s/batch, weak+strong {strong:.3f} s/batch "
+        f"(SOP+'s AutoAugment is {strong - weak:.3f} s of its {rows[2][1]:.3f} s/batch)"
+    )
+    print(
+        f"DivideMix co-divide: {dm['eval_per_image'] * n:.0f} s per network for the loss pass "
+        f"over {n} images, GMM fit {dm['gmm']:.2f} s; "
+        f"{dm['mixmatch_batches']} MixMatch batches per network"
+    )
+
+
+def table(run_dirs: list[str]) -> None:
+    """Markdown table of finished runs (summary.json + metrics.jsonl)."""
+    print(
+        "| learner | options | model | n train | epochs | last acc | best acc (by test) "
+        "| train s | s / epoch |"
+    )
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for d in run_dirs:
+        s = json.loads((Path(d) / "summary.json").read_text())
+        print(
+            f"| {s['robust_learner']} | {s['learner_options'] or ''} | {s['model']} | "
+            f"{s['subset_size']} | {s['epochs']} | {s['last_acc']:.2f} | {s['best_acc']:.2f} | "
+            f"{s['train_seconds']:.0f} | {s['train_seconds'] / s['epochs']:.0f} |"
+        )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data_path", "--data-path", dest="data_path", default="/tmp/cifar")
+    p.add_argument("--model", default="PreActResNet18")
+    p.add_argument("--noise", default="realW")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=4, help="timed batches per learner")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--table", nargs="+", metavar="RUN_DIR", help="print the accuracy table of runs")
+    args = p.parse_args()
+    if args.table:
+        table(args.table)
+    else:
+        bench(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,271 @@
+"""Selection-method options on the command line and in config files: the one mapping.
+
+Every keyword option of every registered method (``SelectionMethod.__init__``) becomes a
+flag: option ``ccs_beta`` is ``--ccs-beta`` (underscores become hyphens), its type and
+allowed values come from the annotation (``bool`` takes ``True/False`` like the
+reference scripts, a bare ``--balance`` means True; ``Literal[...]`` gives choices).
+So ``--uncertainty --balance --tau --eta --repeat`` keep their reference names, and a
+method registered later gets its flags without editing this file.
+
+Flags have no argparse default (``argparse.SUPPRESS``): :func:`method_options_from_args`
+returns only the options the user typed, so a caller can layer them over a config file
+and the method's own defaults fill the rest. Typical use::
+
+    parser = argparse.ArgumentParser()
+    add_method_arguments(parser)
+    ns = parser.parse_args(argv)
+    options = {**method_options_from_mapping(config), **method_options_from_args(ns)}
+    method, unused = build_method(ns.selection, options)
+    for line in unused_option_warnings(ns.selection, unused):
+        print(line, file=sys.stderr)
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import types
+import typing
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import DeepCoreError
+from ..methods import get_method, list_methods
+from ..methods.base import SelectionMethod, option_names
+from .common import str_to_bool
+
+#: Help for options shared by several methods or passed by the reference scripts.
+#: Options not listed get a generic line naming the methods that take them.
+OPTION_HELP: dict[str, str] = {
+    "balance": "equal selection budget per (noisy) class",
+    "uncertainty": "uncertainty score of Uncertainty",
+    "repeat": "GraNd: independently initialised warm-up models to average over",
+    "ensemble": "EL2N / PredSum: independently seeded warm-up models (1 = the main one)",
+    "keep": "keep the 'hard' or the 'easy' end of the score (PredSum: hard = lowest agreement)",
+    "window_start": "skip this fraction of the ranking before taking the budget",
+    "ccs_beta": "CCS: fraction of the hardest samples pruned before stratified sampling",
+    "ccs_score": "CCS: base difficulty score for the cutoff and the strata",
+    "num_bins": "CCS: number of equal-width score strata",
+    "tau": "Prune4Rel: similarity threshold that defines a neighbourhood",
+    "eta": "Prune4Rel: utility (confidence) function parameter",
+}
+
+
+@dataclass
+class OptionSpec:
+    """How one method option is spelled and parsed on the command line."""
+
+    name: str
+    flag: str
+    kind: str  # "bool", "int", "float" or "str"
+    choices: tuple[str, ...] | None = None
+    optional: bool = False  # the annotation allows None (spelled "none")
+    used_by: dict[str, Any] = field(default_factory=dict)  # method name -> its default
+
+    def parse(self, text: str) -> Any:
+        """Turn command-line text into a value of this option's type."""
+        if self.optional and text.strip().lower() == "none":
+            return None
+        if self.kind == "bool":
+            return str_to_bool(text)
+        if self.kind == "int":
+            return int(text)
+        if self.kind == "float":
+            return float(text)
+        if self.choices is not None and text not in self.choices:
+            raise argparse.ArgumentTypeError(
+                f"invalid choice {text!r} (choose from {', '.join(self.choices)})"
+            )
+        return text
+
+    def coerce(self, value: Any) -> Any:
+        """Check or convert a value from a config file (strings are parsed like flags)."""
+        if value is None and self.optional:
+            return None
+        if isinstance(value, str):
+            try:
+                return self.parse(value)
+            except (argparse.ArgumentTypeError, ValueError) as e:
+                raise DeepCoreError(f"option {self.name}: {e}") from None
+        ok = {
+            "bool": isinstance(value, bool),
+            "int": isinstance(value, int) and not isinstance(value, bool),
+            "float": isinstance(value, int | float) and not isinstance(value, bool),
+            "str": False,
+        }[self.kind]
+        if not ok:
+            raise DeepCoreError(f"option {self.name} expects {self.kind}, got {value!r}")
+        return float(value) if self.kind == "float" else value
+
+    def help(self) -> str:
+        text = OPTION_HELP.get(self.name, f"option of {', '.join(self.used_by)}")
+        defaults = {repr(v) for v in self.used_by.values()}
+        if len(defaults) == 1:
+            shown = f"default {defaults.pop()}"
+        else:
+            shown = "defaults " + ", ".join(f"{m} {v!r}" for m, v in self.used_by.items())
+        return f"{text} ({shown}; used by {', '.join(self.used_by)})"
+
+
+def option_flag(name: str) -> str:
+    """The command-line flag of option ``name`` (``ccs_beta`` -> ``--ccs-beta``)."""
+    return "--" + name.replace("_", "-")
+
+
+def method_option_specs(*, strict: bool = False) -> dict[str, OptionSpec]:
+    """Specs of every option of every registered method, by option name (sorted).
+
+    Parameters
+    ----------
+    strict : bool, default=False
+        Raise ``TypeError`` for an option whose annotation has no command-line form or
+        whose type differs between methods; otherwise such an option is skipped with a
+        warning (it can still be set from the Python API).
+    """
+    specs: dict[str, OptionSpec] = {}
+    for method_name in list_methods():
+        cls = get_method(method_name)
+        hints = _init_hints(cls)
+        params = inspect.signature(cls.__init__).parameters
+        for name in option_names(cls):
+            try:
+                kind, choices, optional = _kind_of(hints.get(name, params[name].default))
+                spec = specs.get(name)
+                if spec is None:
+                    spec = specs[name] = OptionSpec(
+                        name, option_flag(name), kind, choices, optional
+                    )
+                elif spec.kind != kind:
+                    raise TypeError(
+                        f"option {name!r} is {kind} in {method_name} but {spec.kind} elsewhere"
+                    )
+                elif spec.choices is None or choices is None:
+                    spec.choices = None  # free text for one method: it validates its own
+                else:
+                    spec.choices = tuple(dict.fromkeys((*spec.choices, *choices)))
+                spec.optional = spec.optional or optional
+                default = params[name].default
+                spec.used_by[method_name] = None if default is inspect.Parameter.empty else default
+            except TypeError as e:
+                if strict:
+                    raise TypeError(f"{method_name}.{name}: {e}") from None
+                warnings.warn(f"{method_name}.{name} has no command-line flag: {e}", stacklevel=2)
+    return dict(sorted(specs.items()))
+
+
+def add_method_arguments(
+    parser: argparse.ArgumentParser, *, exclude: Iterable[str] = ()
+) -> argparse._ArgumentGroup:
+    """Add a flag for every method option to ``parser`` (no defaults: see module doc).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    exclude : iterable of str
+        Option names the caller defines itself (their flags are not added).
+
+    Returns
+    -------
+    The argument group holding the flags; ``dest`` of each flag is the option name.
+    """
+    skip = set(exclude)
+    group = parser.add_argument_group(
+        "selection method options",
+        "Passed to the --selection method; a flag the method does not take is reported.",
+    )
+    for spec in method_option_specs().values():
+        if spec.name in skip:
+            continue
+        kwargs: dict[str, Any] = {
+            "dest": spec.name,
+            "default": argparse.SUPPRESS,
+            "type": _named(spec.parse, spec.kind),
+            "help": spec.help(),
+        }
+        if spec.kind == "bool":
+            kwargs.update(nargs="?", const=True, metavar="True|False")
+        elif spec.choices is not None:
+            kwargs["metavar"] = "{" + ",".join(spec.choices) + "}"
+        group.add_argument(spec.flag, **kwargs)
+    return group
+
+
+def method_options_from_args(
+    namespace: argparse.Namespace, *, exclude: Iterable[str] = ()
+) -> dict[str, Any]:
+    """The method options the user gave on the command line, by option name."""
+    skip = set(exclude)
+    given = vars(namespace)
+    return {n: given[n] for n in method_option_specs() if n in given and n not in skip}
+
+
+def method_options_from_mapping(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """The method options in a config mapping (keys may use ``-`` or ``_``), checked.
+
+    Keys that are not method options are ignored (a config holds other settings too).
+    """
+    specs = method_option_specs()
+    out = {}
+    for key, value in mapping.items():
+        name = str(key).lstrip("-").replace("-", "_")
+        if name in specs:
+            out[name] = specs[name].coerce(value)
+    return out
+
+
+def unused_option_warnings(selection: str, unused: Mapping[str, Any]) -> list[str]:
+    """One ``warning: ...`` line per option the chosen method does not take."""
+    return [
+        f"warning: {option_flag(name)} is not used by {selection} (ignored)"
+        for name in sorted(unused)
+    ]
+
+
+def method_defaults(selection: str) -> dict[str, Any]:
+    """The default of every option of method ``selection`` (for logs and configs)."""
+    params = inspect.signature(get_method(selection).__init__).parameters
+    return {n: params[n].default for n in option_names(get_method(selection))}
+
+
+# -- helpers ----------------------------------------------------------------------------
+def _init_hints(cls: type[SelectionMethod]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls.__init__)
+    except Exception:  # unresolvable annotation: fall back to the defaults' types
+        return {}
+
+
+def _kind_of(annotation: Any) -> tuple[str, tuple[str, ...] | None, bool]:
+    """(kind, choices, optional) of an annotation, or of a default value's type."""
+    optional = False
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(annotation))
+        if len(args) != 1:
+            raise TypeError(f"unsupported union annotation {annotation!r}")
+        annotation = args[0]
+        origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        values = typing.get_args(annotation)
+        if not all(isinstance(v, str) for v in values):
+            raise TypeError(f"only string Literal choices are supported, got {annotation!r}")
+        return "str", tuple(values), optional
+    if not isinstance(annotation, type):  # no annotation: use the default's type
+        annotation = type(annotation)
+    for kind, tp in (("bool", bool), ("int", int), ("float", float), ("str", str)):
+        if issubclass(annotation, tp):
+            return kind, None, optional
+    raise TypeError(f"unsupported annotation {annotation!r}")
+
+
+def _named(parse: Callable[[str], Any], kind: str) -> Callable[[str], Any]:
+    """Wrap ``parse`` so argparse's messages name the type ("invalid float value")."""
+
+    def convert(text: str) -> Any:
+        return parse(text)
+
+    convert.__name__ = kind
+    return convert

@@ -1,0 +1,161 @@
+"""``deepcore-prune``: prune an image corpus or an embeddings file by embedding geometry.
+
+Examples::
+
+    deepcore-prune --corpus-path images/ --selection KMeansQuantile --quantile 0.9 \\
+        --data-path target/ --model-name resnet18 --model-path resnet18.pth --out-dir out/
+    deepcore-prune --features emb.npy --keys keys.txt --selection SemDeDup --eps 0.05 \\
+        --num-clusters 1000 --out-dir out/
+    deepcore-prune --features emb.npy --selection DBP --fraction 0.5 --dedup-eps 0.01 \\
+        --out-dir out/
+
+Outputs in ``--out-dir``: ``kept_keys.txt`` (sorted), ``scores.csv`` (key, group, score,
+kept), ``summary.json``, ``<hard|easy|kept> samples/<class>/...`` copies for image
+folders (unless ``--keys-only``) and ``histograms/*.png`` with ``--draw-histogram``.
+Bad input prints one ``error:`` line and exits with status 2, leaving no partial output.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from .common import run_cli
+
+#: method flags -> option names (given flags only are passed; others keep defaults)
+METHOD_FLAGS: dict[str, tuple[type, str]] = {
+    "num_clusters": (int, "k-means clusters (all methods)"),
+    "niter": (int, "k-means iterations"),
+    "difficulty": (str, "KMeansQuantile: hard | easy"),
+    "keep": (str, "SSP: hard | easy"),
+    "eps": (float, "SemDeDup: remove a member whose cosine to an earlier one is >= 1 - eps"),
+    "which_to_keep": (str, "SemDeDup, DBP: hard | easy | random"),
+    "rank": (str, "ClusterSubsample: cossim | random"),
+    "prune_type": (str, "ClusterSubsample: diverse | common"),
+    "num_nns": (int, "DBP: nearest centroids in d_inter (default 20)"),
+    "temperature": (float, "DBP: softmax temperature (default 0.5)"),
+    "cls_bal_ratio": (float, "DBP: lower-bound ratio (default 0.5)"),
+    "dedup_eps": (float, "DBP: SemDeDup eps applied first"),
+    "workers": (int, "SemDeDup, DBP: worker processes for the per-cluster work"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..corpus.run import corpus_methods
+
+    methods = corpus_methods()
+    p = argparse.ArgumentParser(
+        prog="deepcore-prune",
+        description="Prune an image corpus or an embeddings file by embedding geometry.",
+        epilog="methods: " + "; ".join(f"{name}: {summary}" for name, summary in methods.items()),
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--corpus-path", type=Path, help="image folder (<class>/<image>)")
+    src.add_argument("--features", type=Path, help="N x d embeddings (.npy, memory-mapped)")
+    p.add_argument("--keys", type=Path, help="with --features: one key per line (default 0..N-1)")
+    p.add_argument(
+        "--labels", type=Path, help="with --features: class per row (.npy ints or text names)"
+    )
+    p.add_argument(
+        "--data-path", type=Path, help="target (reference) set: image folder or .npy embeddings"
+    )
+    p.add_argument("--target-labels", type=Path, help="classes of a .npy target (as --labels)")
+    p.add_argument("--selection", required=True, help=f"one of: {', '.join(methods)}")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--fraction",
+        type=float,
+        help="keep exactly round(F * N) samples (ClusterSubsample: ceil(F * n) per cluster)",
+    )
+    budget.add_argument(
+        "--quantile",
+        type=float,
+        help="KMeansQuantile, SSP: keep scores above the per-group quantile (default 0.9 "
+        "for KMeansQuantile)",
+    )
+    m = p.add_argument_group("method options (only the given ones are passed)")
+    for name, (kind, text) in METHOD_FLAGS.items():
+        m.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=text)
+    m.add_argument(
+        "--supervised",
+        action="store_true",
+        default=None,
+        help="KMeansQuantile: target class means, corpus grouped by class",
+    )
+    e = p.add_argument_group("embedding")
+    e.add_argument(
+        "--model-name",
+        default="pixels",
+        help="pixels (flattened normalised images) or a torchvision architecture",
+    )
+    e.add_argument("--model-path", type=Path, help="local state dict (nothing is downloaded)")
+    e.add_argument("--image-size", type=int, help="resize to S x S (default 32 pixels, 224 models)")
+    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--threads", type=int, default=4, help="image decoding threads")
+    o = p.add_argument_group("output")
+    o.add_argument("--out-dir", type=Path, required=True)
+    out = o.add_mutually_exclusive_group()
+    out.add_argument(
+        "--copy",
+        action="store_true",
+        default=None,
+        help="copy kept images (the default for --corpus-path)",
+    )
+    out.add_argument("--keys-only", action="store_true", help="write keys and scores only")
+    o.add_argument("--draw-histogram", action="store_true", help="score histograms (PNG)")
+    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--quiet", action="store_true", help="no progress bars")
+    s = p.add_mutually_exclusive_group()
+    s.add_argument("--shard", help="i/n: compute shard i of n of the per-cluster work, then stop")
+    s.add_argument("--merge", action="store_true", help="merge the shards and finish")
+    return p
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    from ..corpus.run import PruneConfig, parse_shard, run_prune
+
+    args = build_parser().parse_args(argv)
+    options = {
+        name: getattr(args, name)
+        for name in (*METHOD_FLAGS, "supervised")
+        if getattr(args, name) is not None
+    }
+    copy = False if args.keys_only else args.copy
+    cfg = PruneConfig(
+        selection=args.selection,
+        out_dir=args.out_dir,
+        corpus_path=args.corpus_path,
+        features=args.features,
+        keys=args.keys,
+        labels=args.labels,
+        data_path=args.data_path,
+        target_labels=args.target_labels,
+        fraction=args.fraction,
+        quantile=args.quantile,
+        method_options=options,
+        model_name=args.model_name,
+        model_path=args.model_path,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        device=args.device,
+        threads=args.threads,
+        seed=args.seed,
+        copy=copy,
+        draw_histogram=args.draw_histogram,
+        shard=parse_shard(args.shard) if args.shard is not None else None,
+        merge=args.merge,
+        progress=not args.quiet,
+    )
+    run_prune(cfg)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point (``deepcore-prune``)."""
+    return run_cli(_main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

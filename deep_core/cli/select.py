@@ -1,0 +1,93 @@
+"""``deepcore-select``: select a subset from signals you bring yourself.
+
+::
+
+    deepcore-select --signals SIGNALS.npz --selection SmallLoss --fraction 0.3 \\
+        [--balance True] [--uncertainty Margin] [--tau 0.95] ... --out SUBSET.npy
+    deepcore-select --list
+
+The ``.npz`` holds ``labels`` (noisy, int) and whatever the method needs: ``probs``
+(N, C), ``features`` (N, d), ``losses`` / ``correct`` / ``margins`` (N, E),
+``grad_norms`` (M, N), ``member_probs`` (M, N, C); see :mod:`deep_core.signals`. The
+output is the selected indices as a sorted int64 ``.npy``, written atomically. Method
+options use the same flags as ``main_label_noise.py`` (:mod:`deep_core.cli.method_args`);
+a flag the chosen method does not take is reported on stderr, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import DeepCoreError
+from ..io import save_npy
+from ..methods import build_method, list_methods
+from ..signals import Signals
+from .common import run_cli
+from .method_args import add_method_arguments, method_options_from_args, unused_option_warnings
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line and exit status 2 (via run_cli)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise DeepCoreError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``deepcore-select`` argument parser."""
+    p = _Parser(
+        prog="deepcore-select",
+        description="Select a training subset from per-sample signals in an .npz file.",
+    )
+    p.add_argument("--list", action="store_true", help="print the registered methods and exit")
+    p.add_argument("--signals", metavar="FILE.npz", help="signals file (labels, probs, ...)")
+    p.add_argument("--selection", metavar="NAME", help="method name (case-sensitive; see --list)")
+    p.add_argument("--fraction", type=float, metavar="F", help="fraction of samples kept, (0, 1]")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--n-class",
+        dest="num_classes",
+        type=int,
+        default=None,
+        help="number of classes (default: width of probs, else max label + 1)",
+    )
+    p.add_argument("--out", metavar="SUBSET.npy", help="where to write the sorted int64 indices")
+    add_method_arguments(p)
+    return p
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list:
+        methods = list_methods()
+        width = max((len(n) for n in methods), default=0)
+        for name, summary in methods.items():
+            print(f"{name:<{width}}  {summary}")
+        return 0
+    missing = [f for f in ("signals", "selection", "fraction", "out") if getattr(args, f) is None]
+    if missing:
+        raise DeepCoreError("missing " + ", ".join("--" + m for m in missing) + " (or use --list)")
+    method, unused = build_method(args.selection, method_options_from_args(args))
+    for line in unused_option_warnings(args.selection, unused):
+        print(line, file=sys.stderr)
+    signals = Signals.from_npz(args.signals, num_classes=args.num_classes)
+    subset = method.select(signals, args.fraction, seed=args.seed)
+    save_npy(args.out, np.asarray(subset.indices, dtype=np.int64))
+    print(
+        f"{method!r}: kept {len(subset):,} of {len(signals):,} samples "
+        f"(fraction {args.fraction}) -> {args.out}"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; bad input prints one ``error:`` line and returns 2."""
+    return run_cli(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,361 @@
+"""Embeddings of an image folder or from a file, validated and cached.
+
+Image folders are ``ROOT/<class>/.../<image>`` (files directly under ``ROOT`` belong to
+the class ``""``); a sample's key is its path relative to ``ROOT`` (POSIX separators),
+and samples are in sorted key order.
+
+Embeddings:
+
+- ``pixels``: the image resized to ``image_size`` x ``image_size``, normalised with the
+  ImageNet channel mean and std, flattened (3 * size^2 dims);
+- a torchvision classification architecture (``resnet18``, ``vit_b_16``, ...): its
+  penultimate features, i.e. the input of its last linear layer, which is replaced by
+  the identity. The weights come from ``model_path``, a local state dict (the last
+  layer's weights are not needed and any class count is accepted); nothing is
+  downloaded.
+
+Embedding writes straight into a ``.npy`` memory map in the cache folder (named by a
+hash of the model, its weights file, the image size and every key's size and
+modification time), renamed into place when complete, so memory stays
+O(batch) and an interrupted run leaves no half-written cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DeepCoreError, unknown_name
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+)
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+CHUNK_ROWS = 1 << 16
+
+
+@dataclass(frozen=True)
+class ImageFolder:
+    """The images under ``root``, sorted by key.
+
+    Attributes
+    ----------
+    root : Path
+    keys : tuple of str
+        Relative POSIX paths.
+    classes : tuple of str
+        Sorted class names (first path component; ``""`` for top-level files).
+    labels : ndarray of int64, shape (N,)
+        Index of each image's class in ``classes``.
+    """
+
+    root: Path
+    keys: tuple[str, ...]
+    classes: tuple[str, ...]
+    labels: np.ndarray
+
+    def path(self, i: int) -> Path:
+        return self.root / self.keys[i]
+
+
+def scan_folder(root: str | Path, *, what: str = "corpus") -> ImageFolder:
+    """List the images under ``root`` (recursively); an empty folder is an error."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DeepCoreError(f"{what} folder not found: {root}")
+    keys = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                keys.append((Path(dirpath) / name).relative_to(root).as_posix())
+    if not keys:
+        raise DeepCoreError(
+            f"{what} folder {root} has no images ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+        )
+    keys.sort()
+    cls = [k.split("/", 1)[0] if "/" in k else "" for k in keys]
+    classes = tuple(sorted(set(cls)))
+    index = {c: i for i, c in enumerate(classes)}
+    labels = np.array([index[c] for c in cls], dtype=np.int64)
+    return ImageFolder(root=root, keys=tuple(keys), classes=classes, labels=labels)
+
+
+def load_image(path: Path, size: int, key: str) -> np.ndarray:
+    """RGB image resized to ``size`` x ``size``, ImageNet-normalised, shape (3, size, size)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            rgb = img.convert("RGB").resize((size, size), Image.BILINEAR)
+    except Exception as e:  # PIL raises many types for bad files
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DeepCoreError(f"cannot read image {key}: {msg}") from None
+    a = np.asarray(rgb, dtype=np.float32) / 255.0
+    a = (a - IMAGENET_MEAN) / IMAGENET_STD
+    return np.ascontiguousarray(a.transpose(2, 0, 1))
+
+
+# -- models ---------------------------------------------------------------------------
+def model_names() -> list[str]:
+    """Torchvision classification architectures, plus ``pixels``."""
+    import torchvision
+
+    return ["pixels", *torchvision.models.list_models(module=torchvision.models)]
+
+
+def _set_module(model, name: str, module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
+def build_feature_model(model_name: str, model_path: str | Path | None):
+    """A torchvision model whose output is its penultimate features (eval mode, CPU)."""
+    import torch
+    import torchvision
+    from torch import nn
+
+    names = torchvision.models.list_models(module=torchvision.models)
+    if model_name not in names:
+        raise unknown_name("model", model_name, ["pixels", *names])
+    if model_path is None:
+        raise DeepCoreError(
+            f"--model-path (a local state dict) is required for {model_name}; "
+            "weights are never downloaded"
+        )
+    path = Path(model_path)
+    if not path.is_file():
+        raise DeepCoreError(f"model weights not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise DeepCoreError(f"cannot read model weights {path}: {str(e).splitlines()[0]}") from None
+    if isinstance(state, dict):
+        for key in ("state_dict", "model", "model_state_dict"):
+            if key in state and isinstance(state[key], dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict):
+        raise DeepCoreError(f"{path} does not hold a state dict")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    model = torchvision.models.get_model(model_name, weights=None)
+    linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise DeepCoreError(f"{model_name} has no final linear layer to take features from")
+    head = linears[-1]
+    state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
+    _set_module(model, head, nn.Identity())
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        bad = (result.missing_keys or result.unexpected_keys)[:3]
+        raise DeepCoreError(
+            f"{path} does not fit {model_name} (missing or unexpected keys, e.g. {bad})"
+        )
+    return model.eval()
+
+
+def _file_hash(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def embedding_key(
+    folder: ImageFolder, model_name: str, model_path: str | Path | None, image_size: int
+) -> str:
+    """Cache name of a folder's embeddings: model, weights, size, and every file's stat."""
+    h = hashlib.sha1(f"v1|{model_name}|{image_size}".encode())
+    if model_path is not None and Path(model_path).is_file():
+        h.update(_file_hash(Path(model_path)).encode())
+    for key in folder.keys:
+        st = (folder.root / key).stat()
+        h.update(f"|{key}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:20]
+
+
+def embed_folder(
+    folder: ImageFolder,
+    out_path: Path,
+    *,
+    model_name: str = "pixels",
+    model_path: str | Path | None = None,
+    image_size: int = 32,
+    batch_size: int = 64,
+    device: str = "cpu",
+    threads: int = 4,
+    progress: bool = True,
+) -> np.ndarray:
+    """Embed every image of ``folder`` into the ``.npy`` file ``out_path``.
+
+    The file is complete when this returns (written under a temporary name and renamed).
+
+    Parameters
+    ----------
+    folder : ImageFolder
+    out_path : Path
+        Destination ``.npy`` (float32, N x d).
+    model_name : str, default="pixels"
+        ``pixels`` or a torchvision classification architecture.
+    model_path : path, optional
+        Local state dict (required for architectures).
+    image_size : int, default=32
+        Square size images are resized to.
+    batch_size : int, default=64
+    device : str, default="cpu"
+        Torch device for the model.
+    threads : int, default=4
+        Threads decoding images.
+    progress : bool, default=True
+        tqdm bar on stderr.
+
+    Returns
+    -------
+    ndarray of float32, memory-mapped from ``out_path``.
+    """
+    from tqdm import tqdm
+
+    model = None
+    if model_name != "pixels":
+        import torch
+
+        model = build_feature_model(model_name, model_path).to(device)
+    n = len(folder.keys)
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    feats = None
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            bar = tqdm(total=n, unit="img", desc="embed", disable=not progress, leave=False)
+            for lo in range(0, n, batch_size):
+                hi = min(n, lo + batch_size)
+                imgs = list(
+                    pool.map(
+                        lambda i: load_image(folder.path(i), image_size, folder.keys[i]),
+                        range(lo, hi),
+                    )
+                )
+                batch = np.stack(imgs)
+                if model is None:
+                    emb = batch.reshape(batch.shape[0], -1)
+                else:
+                    with torch.no_grad():
+                        t = torch.from_numpy(batch).to(device)
+                        emb = model(t).flatten(1).float().cpu().numpy()
+                if feats is None:
+                    feats = np.lib.format.open_memmap(
+                        tmp, mode="w+", dtype=np.float32, shape=(n, emb.shape[1])
+                    )
+                feats[lo:hi] = emb
+                bar.update(hi - lo)
+            bar.close()
+        check_finite(feats, f"{model_name} embeddings")  # never cache NaN
+        feats.flush()
+        del feats
+        os.replace(tmp, out_path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return np.load(out_path, mmap_mode="r")
+
+
+# -- files ----------------------------------------------------------------------------
+def load_features(path: str | Path, *, what: str = "features") -> np.ndarray:
+    """An N x d float ``.npy``, memory-mapped; shape, dtype and finiteness are checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise DeepCoreError(f"{what} file not found: {path}")
+    try:
+        x = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DeepCoreError(f"cannot read {what} file {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(x, np.ndarray) or x.ndim != 2:
+        raise DeepCoreError(f"{what} must be an N x d array, got shape {getattr(x, 'shape', '?')}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise DeepCoreError(f"{what} is empty (shape {x.shape})")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise DeepCoreError(f"{what} must be floating point, got dtype {x.dtype}")
+    check_finite(x, what)
+    return x
+
+
+def check_finite(x: np.ndarray, what: str) -> None:
+    """Error naming the first row with a NaN or infinite value."""
+    for lo in range(0, x.shape[0], CHUNK_ROWS):
+        ok = np.isfinite(x[lo : lo + CHUNK_ROWS]).all(axis=1)
+        if not ok.all():
+            row = lo + int(np.flatnonzero(~ok)[0])
+            raise DeepCoreError(f"{what} contain NaN or infinite values (first at row {row})")
+
+
+def read_lines(path: str | Path, *, what: str) -> list[str]:
+    """Non-final-empty lines of a UTF-8 text file (one entry per line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DeepCoreError(f"{what} file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DeepCoreError(f"cannot read {what} file {path}: {e}") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.rstrip("\r") for line in lines]
+
+
+def load_keys(path: str | Path | None, n: int) -> tuple[str, ...]:
+    """Keys from a text file (one per line, unique, non-empty) or ``0..n-1``."""
+    if path is None:
+        return tuple(str(i) for i in range(n))
+    keys = read_lines(path, what="keys")
+    if len(keys) != n:
+        raise DeepCoreError(f"keys file {path} has {len(keys):,} lines but features has {n:,} rows")
+    if any(not k for k in keys):
+        raise DeepCoreError(f"keys file {path} has an empty line (line {keys.index('') + 1})")
+    if len(set(keys)) != n:
+        seen: set[str] = set()
+        dup = next(k for k in keys if k in seen or seen.add(k))
+        raise DeepCoreError(f"keys file {path} repeats the key {dup!r}")
+    return tuple(keys)
+
+
+def load_labels(
+    path: str | Path, n: int, *, what: str = "labels"
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Class of every row: an ``.npy`` of ints or a text file of class names.
+
+    Returns ids into the sorted class names, and the names.
+    """
+    path = Path(path)
+    if path.suffix == ".npy":
+        if not path.is_file():
+            raise DeepCoreError(f"{what} file not found: {path}")
+        try:
+            raw = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise DeepCoreError(f"cannot read {what} file {path}: {e}") from None
+        if raw.ndim != 1 or not np.issubdtype(raw.dtype, np.integer):
+            raise DeepCoreError(f"{what} must be a 1-D integer array, got {raw.dtype} {raw.shape}")
+        names_in = [str(int(v)) for v in raw]
+    else:
+        names_in = read_lines(path, what=what)
+    if len(names_in) != n:
+        raise DeepCoreError(
+            f"{what} file {path} has {len(names_in):,} entries but {n:,} are needed"
+        )
+    classes = tuple(sorted(set(names_in), key=_natural))
+    index = {c: i for i, c in enumerate(classes)}
+    return np.array([index[c] for c in names_in], dtype=np.int64), classes
+
+
+def _natural(name: str) -> tuple:
+    return (0, int(name), "") if name.lstrip("-").isdigit() else (1, 0, name)

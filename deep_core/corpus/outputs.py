@@ -1,0 +1,196 @@
+"""The output folder of ``deepcore-prune``: written whole or not at all.
+
+:class:`OutputDir` stages every output in a hidden folder and moves it into place on
+:meth:`OutputDir.commit`. When the output folder did not exist before, the whole
+folder is built under a temporary name and renamed at the end, so a failed run
+leaves nothing behind; when it existed (a cache from an earlier run), the previous
+outputs are replaced only once the new ones are complete.
+
+Files:
+
+- ``kept_keys.txt``: the kept keys, sorted, one per line;
+- ``scores.csv``: ``key,group,score,kept`` for every sample, in input order;
+- ``<kind> samples/<key>``: copies of the kept images (``kind`` = hard, easy or kept);
+- ``histograms/``: score histograms, all samples and per group (``--draw-histogram``);
+- ``summary.json``: the method, its options and what it kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from ..errors import DeepCoreError
+from ..io import atomic_open
+
+#: outputs of an earlier run that a new run replaces (the cache and shards stay)
+OUTPUT_NAMES = (
+    "kept_keys.txt",
+    "scores.csv",
+    "summary.json",
+    "histograms",
+    "hard samples",
+    "easy samples",
+    "kept samples",
+)
+#: per-group histograms drawn at most (the largest groups)
+MAX_GROUP_HISTOGRAMS = 50
+
+
+class OutputDir:
+    """Staging area for one run's outputs (context manager; call :meth:`commit`)."""
+
+    def __init__(self, out: str | Path) -> None:
+        self.out = Path(out)
+        self.existed = False
+        self.root: Path | None = None
+        self.stage: Path | None = None
+
+    def __enter__(self) -> OutputDir:
+        out = self.out
+        if out.exists() and not out.is_dir():
+            raise DeepCoreError(f"--out-dir {out} exists and is not a folder")
+        self.existed = out.is_dir()
+        if self.existed:
+            self.root = out
+        else:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            self.root = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        self.stage = Path(tempfile.mkdtemp(prefix=".stage-", dir=self.root))
+        return self
+
+    @property
+    def cache_dir(self) -> Path:
+        assert self.root is not None
+        return self.root / "cache"
+
+    def path(self, name: str) -> Path:
+        """Where to write output ``name`` (inside the stage)."""
+        assert self.stage is not None
+        return self.stage / name
+
+    def commit(self) -> None:
+        """Move the staged outputs into the output folder (replacing earlier ones)."""
+        assert self.root is not None and self.stage is not None
+        for name in OUTPUT_NAMES:
+            old = self.root / name
+            if old.is_dir():
+                shutil.rmtree(old)
+            elif old.exists():
+                old.unlink()
+        for item in sorted(self.stage.iterdir()):
+            os.replace(item, self.root / item.name)
+        self.stage.rmdir()
+        self.stage = None
+        if not self.existed:
+            if self.out.exists():
+                raise DeepCoreError(f"--out-dir {self.out} appeared while this run was writing")
+            os.rename(self.root, self.out)
+            self.root = self.out
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            return
+        if self.stage is not None:
+            shutil.rmtree(self.stage, ignore_errors=True)
+        if not self.existed and self.root is not None and self.root != self.out:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def write_kept_keys(path: Path, keys: Sequence[str], indices: np.ndarray) -> None:
+    kept = sorted(keys[i] for i in indices)
+    with atomic_open(path, "w") as f:
+        for k in kept:
+            f.write(k + "\n")
+
+
+def write_scores(
+    path: Path,
+    keys: Sequence[str],
+    group_names: Sequence[str],
+    groups: np.ndarray,
+    scores: np.ndarray,
+    kept: np.ndarray,
+) -> None:
+    """``key,group,score,kept`` per sample (scores with 9 significant digits)."""
+    with atomic_open(path, "w") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["key", "group", "score", "kept"])
+        for k, g, s, m in zip(keys, groups.tolist(), scores.tolist(), kept.tolist()):
+            w.writerow([k, group_names[g], f"{s:.9g}", int(m)])
+
+
+def copy_kept(
+    dest: Path, root: Path, keys: Sequence[str], indices: np.ndarray, *, progress: bool
+) -> None:
+    """Copy the kept files, keeping their paths relative to ``root`` under ``dest``."""
+    from tqdm import tqdm
+
+    made: set[Path] = set()
+    for i in tqdm(indices.tolist(), desc="copy", unit="file", disable=not progress, leave=False):
+        target = dest / keys[i]
+        if target.parent not in made:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            made.add(target.parent)
+        shutil.copy2(root / keys[i], target)
+
+
+def draw_histograms(
+    folder: Path,
+    scores: np.ndarray,
+    groups: np.ndarray,
+    group_names: Sequence[str],
+    kept: np.ndarray,
+    *,
+    title: str,
+) -> int:
+    """``all.png`` plus one PNG per group (the largest ``MAX_GROUP_HISTOGRAMS``).
+
+    Kept and removed samples are stacked in two colours. Returns the number of files.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    folder.mkdir(parents=True, exist_ok=True)
+    finite = np.isfinite(scores)
+
+    def draw(name: str, mask: np.ndarray, label: str) -> None:
+        fig = Figure(figsize=(6, 4))
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        s = scores[mask & finite]
+        k = kept[mask & finite]
+        bins = np.histogram_bin_edges(s, bins=40) if s.size else 10
+        ax.hist([s[k], s[~k]], bins=bins, stacked=True, label=["kept", "removed"])
+        ax.set_xlabel("score (higher = kept first)")
+        ax.set_ylabel("samples")
+        ax.set_title(f"{title}: {label} ({int(k.sum())} of {int(mask.sum())} kept)")
+        ax.legend()
+        with atomic_open(folder / name, "wb") as f:
+            fig.savefig(f, format="png", dpi=80)
+
+    draw("all.png", np.ones(scores.shape[0], dtype=bool), "all samples")
+    sizes = np.bincount(groups)
+    largest = np.lexsort((np.arange(sizes.size), -sizes))[:MAX_GROUP_HISTOGRAMS]
+    count = 1
+    for g in sorted(int(g) for g in largest if sizes[g] > 0):
+        name = _safe_name(group_names[g]) or "_"
+        draw(f"group-{name}.png", groups == g, f"group {group_names[g]}")
+        count += 1
+    return count
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

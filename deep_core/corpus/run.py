@@ -1,0 +1,513 @@
+"""The ``deepcore-prune`` pipeline: inputs -> embeddings -> clustering -> method -> outputs.
+
+Everything a user can get wrong (paths, shapes, NaN, keys, method name and options,
+fraction) is checked before the output folder is touched; a later failure (a corrupt
+image found while embedding) removes whatever this run staged.
+
+Caches live in ``OUT/cache``: embeddings of image folders (``embeddings-<hash>.npy``)
+and k-means results (``clustering-<hash>.npz``, keyed by the data, the k-means
+options and the seed), so re-running with another fraction or method costs neither.
+
+Sharding (SemDeDup, DBP with ``dedup_eps``): ``shard=(i, n)`` computes the
+similarities of shard ``i``'s clusters (balanced by n^2, see
+:func:`~deep_core.corpus.dedup.shard_clusters`) and writes
+``OUT/shards/<tag>/shard-i-of-n.npz``; ``merge=True`` checks that the ``n`` shards
+cover every cluster once for the same clustering and finishes the selection. Run one
+shard (or any run) first so the clustering is cached, then the others in parallel,
+on any machines that share ``OUT``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DeepCoreError
+from ..io import save_npz, write_json
+from ..methods import build_method, list_methods
+from ..methods._common import check_seed
+from ..methods.base import get_method, option_names
+from ..neighbors.kmeans import Clustering
+from ..signals import Signals
+from .dedup import shard_clusters
+from .embed import (
+    ImageFolder,
+    embed_folder,
+    embedding_key,
+    load_features,
+    load_keys,
+    load_labels,
+    model_names,
+    scan_folder,
+)
+from .method import CorpusMethod, CorpusResult, Precomputed, Target
+from .outputs import OutputDir, copy_kept, draw_histograms, write_kept_keys, write_scores
+
+
+@dataclass
+class PruneConfig:
+    """Typed options of one ``deepcore-prune`` run (see the CLI's ``--help``)."""
+
+    selection: str
+    out_dir: Path
+    corpus_path: Path | None = None
+    features: Path | None = None
+    keys: Path | None = None
+    labels: Path | None = None
+    data_path: Path | None = None
+    target_labels: Path | None = None
+    fraction: float | None = None
+    quantile: float | None = None
+    method_options: dict[str, Any] = field(default_factory=dict)
+    model_name: str = "pixels"
+    model_path: Path | None = None
+    image_size: int | None = None
+    batch_size: int = 64
+    device: str = "cpu"
+    threads: int = 4
+    seed: int = 0
+    copy: bool | None = None
+    draw_histogram: bool = False
+    shard: tuple[int, int] | None = None
+    merge: bool = False
+    progress: bool = True
+
+
+@dataclass
+class _Corpus:
+    keys: tuple[str, ...]
+    features: np.ndarray
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    fingerprint: str
+    folder: ImageFolder | None = None
+
+
+def corpus_methods() -> dict[str, str]:
+    """Registered corpus methods and their summaries."""
+    return {
+        name: s for name, s in list_methods().items() if issubclass(get_method(name), CorpusMethod)
+    }
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
+        raise DeepCoreError(f"--shard must be i/n with 0 <= i < n, got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _stat_fingerprint(path: Path) -> str:
+    st = path.stat()
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def _hash(*parts: object) -> str:
+    return hashlib.sha1("|".join(str(p) for p in parts).encode()).hexdigest()[:20]
+
+
+def _build(cfg: PruneConfig, log: Callable[[str], None]) -> CorpusMethod:
+    """The method from ``--selection`` and its options; unused options are named."""
+    cls = get_method(cfg.selection)  # an unknown name lists the registered ones
+    if not issubclass(cls, CorpusMethod):
+        raise DeepCoreError(
+            f"{cfg.selection} is not a corpus method; choose from: "
+            f"{', '.join(sorted(corpus_methods()))}"
+        )
+    options = dict(cfg.method_options)
+    if cfg.quantile is not None:
+        if "quantile" not in option_names(cls):
+            raise DeepCoreError(f"{cfg.selection} does not take --quantile; use --fraction")
+        options["quantile"] = cfg.quantile
+    method, unused = build_method(cfg.selection, options)
+    for name in sorted(unused):
+        log(f"note: --{name.replace('_', '-')} is not used by {cfg.selection}")
+    assert isinstance(method, CorpusMethod)
+    return method
+
+
+def _validate(cfg: PruneConfig, method: CorpusMethod) -> None:
+    if (cfg.corpus_path is None) == (cfg.features is None):
+        raise DeepCoreError("give exactly one of --corpus-path and --features")
+    if cfg.fraction is not None and cfg.quantile is not None:
+        raise DeepCoreError("give --fraction or --quantile, not both")
+    method.check_rule(cfg.fraction)
+    if cfg.corpus_path is not None and (cfg.keys is not None or cfg.labels is not None):
+        raise DeepCoreError("--keys and --labels go with --features (folders have their own)")
+    if cfg.copy and cfg.corpus_path is None:
+        raise DeepCoreError("--copy needs --corpus-path (there are no files to copy)")
+    if cfg.data_path is not None and not method.uses_target:
+        raise DeepCoreError(f"--data-path (a target set) is not used by {cfg.selection}")
+    if cfg.target_labels is not None and (cfg.data_path is None or cfg.data_path.is_dir()):
+        raise DeepCoreError("--target-labels goes with a --data-path .npy file")
+    if (cfg.shard is not None or cfg.merge) and not method.uses_dedup:
+        raise DeepCoreError(
+            "--shard/--merge split SemDeDup's per-cluster work; "
+            f"{cfg.selection} with these options has none"
+        )
+    if cfg.shard is not None and cfg.merge:
+        raise DeepCoreError("give --shard or --merge, not both")
+    if cfg.model_name != "pixels" and cfg.model_name not in model_names():
+        raise DeepCoreError(
+            f"unknown model {cfg.model_name!r}; use pixels or a torchvision architecture"
+        )
+    if cfg.image_size is not None and cfg.image_size < 1:
+        raise DeepCoreError(f"--image-size must be positive, got {cfg.image_size}")
+    if cfg.batch_size < 1:
+        raise DeepCoreError(f"--batch-size must be positive, got {cfg.batch_size}")
+    check_seed(cfg.seed)
+
+
+def _image_size(cfg: PruneConfig) -> int:
+    if cfg.image_size is not None:
+        return cfg.image_size
+    return 32 if cfg.model_name == "pixels" else 224
+
+
+def _embed(cfg: PruneConfig, folder: ImageFolder, cache: Path, log: Callable[[str], None]):
+    size = _image_size(cfg)
+    key = embedding_key(folder, cfg.model_name, cfg.model_path, size)
+    path = cache / f"embeddings-{key}.npy"
+    if path.is_file():
+        log(f"embeddings of {folder.root} from cache ({path.name})")
+        return np.load(path, mmap_mode="r"), key
+    t = time.perf_counter()
+    x = embed_folder(
+        folder,
+        path,
+        model_name=cfg.model_name,
+        model_path=cfg.model_path,
+        image_size=size,
+        batch_size=cfg.batch_size,
+        device=cfg.device,
+        threads=cfg.threads,
+        progress=cfg.progress,
+    )
+    log(
+        f"embedded {len(folder.keys):,} images of {folder.root} with {cfg.model_name} "
+        f"({x.shape[1]} dims, {time.perf_counter() - t:.1f} s)"
+    )
+    return x, key
+
+
+def _load_corpus(
+    cfg: PruneConfig, folder: ImageFolder | None, cache: Path, log: Callable[[str], None]
+) -> _Corpus:
+    if folder is not None:
+        x, key = _embed(cfg, folder, cache, log)
+        return _Corpus(folder.keys, x, folder.labels, folder.classes, key, folder)
+    assert cfg.features is not None
+    x = load_features(cfg.features)
+    keys = load_keys(cfg.keys, x.shape[0])
+    if cfg.labels is not None:
+        labels, classes = load_labels(cfg.labels, x.shape[0])
+    else:
+        labels, classes = np.zeros(x.shape[0], dtype=np.int64), ("",)
+    return _Corpus(keys, x, labels, classes, _stat_fingerprint(cfg.features))
+
+
+def _load_target(
+    cfg: PruneConfig,
+    corpus: _Corpus,
+    target_folder: ImageFolder | None,
+    cache: Path,
+    log: Callable[[str], None],
+    *,
+    supervised: bool,
+) -> tuple[Target | None, str]:
+    if cfg.data_path is None:
+        return None, corpus.fingerprint
+    if target_folder is not None:
+        x, fp = _embed(cfg, target_folder, cache, log)
+        names, classes = target_folder.labels, target_folder.classes
+    else:
+        x = load_features(cfg.data_path, what="target features")
+        fp = _stat_fingerprint(cfg.data_path)
+        if cfg.target_labels is not None:
+            names, classes = load_labels(cfg.target_labels, x.shape[0], what="target labels")
+        else:
+            names, classes = None, None
+    if x.shape[1] != corpus.features.shape[1]:
+        raise DeepCoreError(
+            f"target embeddings have {x.shape[1]} dims but the corpus has "
+            f"{corpus.features.shape[1]}"
+        )
+    labels = None
+    if names is not None and classes is not None:
+        # Same class names -> the corpus's ids; other names get ids past them.
+        index = {c: i for i, c in enumerate(corpus.classes)}
+        extra = [c for c in classes if c not in index]
+        for c in extra:
+            index[c] = len(index)
+        remap = np.array([index[c] for c in classes], dtype=np.int64)
+        labels = remap[names]
+        if supervised:
+            _same_classes(corpus.classes, classes)
+    return Target(x, labels), fp
+
+
+def _same_classes(corpus: tuple[str, ...], target: tuple[str, ...]) -> None:
+    only_c, only_t = sorted(set(corpus) - set(target)), sorted(set(target) - set(corpus))
+    if only_c or only_t:
+        raise DeepCoreError(
+            "supervised KMeansQuantile needs the same classes in corpus and target; "
+            f"only in the corpus: {only_c}, only in the target: {only_t}"
+        )
+
+
+def _clustering(
+    method: CorpusMethod,
+    data: np.ndarray,
+    data_fp: str,
+    cache: Path,
+    seed: int,
+    log: Callable[[str], None],
+) -> Clustering:
+    key = _hash(
+        "clustering-v1",
+        data_fp,
+        data.shape,
+        method.spherical,
+        method.num_clusters,  # type: ignore[attr-defined]
+        method.niter,  # type: ignore[attr-defined]
+        seed,
+    )
+    path = cache / f"clustering-{key}.npz"
+    if path.is_file():
+        log(f"clustering from cache ({path.name})")
+        return Clustering.load(path)
+    t = time.perf_counter()
+    clustering = method.cluster(data, seed=seed)
+    clustering.save(path)
+    log(
+        f"k-means: {clustering.num_clusters:,} clusters of {data.shape[0]:,} embeddings "
+        f"({time.perf_counter() - t:.1f} s)"
+    )
+    return clustering
+
+
+def _shard_dir(root: Path, clustering: Clustering, method: CorpusMethod, seed: int) -> Path:
+    tag = _hash(clustering.fingerprint(), method.dedup_order_key(), seed)[:12]  # type: ignore[attr-defined]
+    return root / "shards" / tag
+
+
+def _write_shard(
+    cfg: PruneConfig,
+    method: CorpusMethod,
+    corpus: _Corpus,
+    clustering: Clustering,
+    root: Path,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    from ..methods.semdedup import max_similarities
+
+    assert cfg.shard is not None
+    i, n = cfg.shard
+    clusters = shard_clusters(clustering.sizes(), i, n)
+    t = time.perf_counter()
+    m = max_similarities(
+        corpus.features,
+        clustering,
+        which_to_keep=method.dedup_order_key(),  # type: ignore[attr-defined]
+        seed=cfg.seed,
+        workers=method.workers,  # type: ignore[attr-defined]
+        progress=cfg.progress,
+        clusters=clusters,
+    )
+    rows = np.flatnonzero(~np.isnan(m))
+    path = _shard_dir(root, clustering, method, cfg.seed) / f"shard-{i}-of-{n}.npz"
+    save_npz(
+        path,
+        clusters=clusters,
+        rows=rows,
+        values=m[rows],
+        fingerprint=np.array(clustering.fingerprint()),
+        num_samples=np.array(m.shape[0]),
+    )
+    log(
+        f"shard {i}/{n}: {clusters.size:,} clusters, {rows.size:,} samples "
+        f"({time.perf_counter() - t:.1f} s) -> {path}"
+    )
+    return {"shard": f"{i}/{n}", "clusters": int(clusters.size), "samples": int(rows.size)}
+
+
+def _merge_shards(
+    root: Path, clustering: Clustering, method: CorpusMethod, seed: int, n_samples: int
+) -> np.ndarray:
+    folder = _shard_dir(root, clustering, method, seed)
+    files = sorted(folder.glob("shard-*-of-*.npz")) if folder.is_dir() else []
+    if not files:
+        raise DeepCoreError(
+            f"no shards in {folder} for this clustering and method; run --shard i/n first"
+        )
+    counts = {int(re.search(r"-of-(\d+)\.npz$", f.name).group(1)) for f in files}  # type: ignore[union-attr]
+    if len(counts) != 1:
+        raise DeepCoreError(f"shards in {folder} disagree on the shard count: {sorted(counts)}")
+    n = counts.pop()
+    have = {int(re.match(r"shard-(\d+)-of-", f.name).group(1)) for f in files}  # type: ignore[union-attr]
+    missing = sorted(set(range(n)) - have)
+    if missing:
+        raise DeepCoreError(f"missing shards {missing} of {n} in {folder}")
+    m = np.full(n_samples, np.nan, dtype=np.float32)
+    seen = np.zeros(clustering.num_clusters, dtype=np.int64)
+    for i in range(n):
+        with np.load(folder / f"shard-{i}-of-{n}.npz", allow_pickle=False) as z:
+            if str(z["fingerprint"]) != clustering.fingerprint():
+                raise DeepCoreError(f"shard {i}/{n} was computed for another clustering")
+            seen[z["clusters"]] += 1
+            m[z["rows"]] = z["values"]
+    if (seen != 1).any():
+        raise DeepCoreError("the shards do not cover every cluster exactly once")
+    if np.isnan(m).any():
+        raise DeepCoreError("the shards do not cover every sample")
+    return m
+
+
+def _write_outputs(
+    od: OutputDir,
+    cfg: PruneConfig,
+    method: CorpusMethod,
+    corpus: _Corpus,
+    result: CorpusResult,
+    copy: bool,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    subset = result.subset
+    kept = subset.mask()
+    if result.group_kind == "class":
+        names = list(corpus.classes)
+        names += [str(g) for g in range(len(names), int(result.groups.max()) + 1)]
+    else:
+        names = [str(g) for g in range(int(result.groups.max()) + 1)]
+    write_kept_keys(od.path("kept_keys.txt"), corpus.keys, subset.indices)
+    write_scores(od.path("scores.csv"), corpus.keys, names, result.groups, subset.scores, kept)
+    if copy and corpus.folder is not None:
+        copy_kept(
+            od.path(f"{result.kind} samples"),
+            corpus.folder.root,
+            corpus.keys,
+            subset.indices,
+            progress=cfg.progress,
+        )
+    if cfg.draw_histogram:
+        count = draw_histograms(
+            od.path("histograms"),
+            subset.scores,
+            result.groups,
+            names,
+            kept,
+            title=cfg.selection,
+        )
+        log(f"drew {count} histograms")
+    summary = {
+        "selection": cfg.selection,
+        "options": method.options(),
+        "seed": cfg.seed,
+        "fraction": cfg.fraction,
+        "num_samples": int(kept.size),
+        "num_kept": len(subset),
+        "kind": result.kind,
+        "groups": result.group_kind,
+        "embedding": cfg.model_name if corpus.folder is not None else str(cfg.features),
+        "info": subset.info,
+    }
+    write_json(od.path("summary.json"), summary)
+    return summary
+
+
+def run_prune(cfg: PruneConfig, *, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run one ``deepcore-prune`` invocation; returns its summary.
+
+    Raises :class:`~deep_core.errors.DeepCoreError` for bad input, before anything is
+    written when the problem is visible up front.
+    """
+    if log is None:
+
+        def log(msg: str) -> None:
+            print(msg, file=sys.stderr)
+
+    method = _build(cfg, log)
+    _validate(cfg, method)
+    folder = scan_folder(cfg.corpus_path) if cfg.corpus_path is not None else None
+    target_folder = None
+    if cfg.data_path is not None:
+        if cfg.data_path.is_dir():
+            target_folder = scan_folder(cfg.data_path, what="target")
+        elif not cfg.data_path.is_file():
+            raise DeepCoreError(f"target (--data-path) not found: {cfg.data_path}")
+    supervised = bool(getattr(method, "supervised", False))
+    if supervised and folder is not None and target_folder is not None:
+        _same_classes(folder.classes, target_folder.classes)
+    # Embedding files are checked (shape, dtype, NaN, keys) before OUT exists.
+    early = _load_corpus(cfg, None, cfg.out_dir, log) if folder is None else None
+    copy = cfg.copy if cfg.copy is not None else folder is not None
+
+    if cfg.shard is not None:
+        root = cfg.out_dir
+        created = not root.exists()
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            corpus = early or _load_corpus(cfg, folder, root / "cache", log)
+            clustering = _clustering(
+                method, corpus.features, corpus.fingerprint, root / "cache", cfg.seed, log
+            )
+            return _write_shard(cfg, method, corpus, clustering, root, log)
+        except BaseException:
+            if created:
+                import shutil
+
+                shutil.rmtree(root, ignore_errors=True)
+            raise
+
+    with OutputDir(cfg.out_dir) as od:
+        cache = od.cache_dir
+        corpus = early or _load_corpus(cfg, folder, cache, log)
+        target, target_fp = _load_target(
+            cfg,
+            corpus,
+            target_folder,
+            cache,
+            log,
+            supervised=supervised,
+        )
+        signals = Signals(
+            {"labels": corpus.labels, "features": corpus.features},
+            num_classes=max(len(corpus.classes), int(corpus.labels.max()) + 1),
+            check_finite=False,
+        )
+        data = method.clustering_data(signals, target)
+        clustering = None
+        if data is not None:
+            fp = target_fp if (method.uses_target and target is not None) else corpus.fingerprint
+            clustering = _clustering(method, data, fp, cache, cfg.seed, log)
+        m = None
+        if cfg.merge:
+            assert clustering is not None
+            m = _merge_shards(od.root, clustering, method, cfg.seed, len(corpus.keys))  # type: ignore[arg-type]
+        t = time.perf_counter()
+        result = method.prune(
+            signals,
+            cfg.fraction,
+            seed=cfg.seed,
+            target=target,
+            precomputed=Precomputed(clustering=clustering, max_similarity=m),
+            progress=cfg.progress,
+        )
+        info = result.subset.info
+        msg = f"{cfg.selection}: kept {len(result.subset):,} of {len(corpus.keys):,}"
+        if "eps" in info and cfg.selection == "SemDeDup":
+            msg += f" (eps={info['eps']})"
+        log(f"{msg} in {time.perf_counter() - t:.1f} s")
+        summary = _write_outputs(od, cfg, method, corpus, result, copy, log)
+        od.commit()
+    log(f"wrote {cfg.out_dir}")
+    return summary

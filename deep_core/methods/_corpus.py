@@ -1,0 +1,214 @@
+"""The contract of the corpus (embedding-geometry) selection methods.
+
+(Public path: :mod:`deep_core.corpus.method`; defined here, next to the registry, so that
+importing either package first works.)
+
+KMeansQuantile, SSP, SemDeDup, ClusterSubsample and DBP are ordinary registered
+selection methods: ``select(signals, fraction, seed=...)`` reads ``signals.features``
+and keeps exactly ``round(fraction * N)`` samples, so they run from
+``main_label_noise.py`` like any other method.
+
+A corpus tool also wants each method's own keep rule and the grouping behind it, so
+every corpus method has :meth:`CorpusMethod.prune`, which returns a
+:class:`CorpusResult` (the subset, the group of every sample, and whether the kept
+samples are the "hard" or the "easy" ones):
+
+- ``prune(signals, fraction)``: as ``select`` (ClusterSubsample: the reference's
+  ``ceil(fraction * n)`` per cluster instead of an exact total);
+- ``prune(signals)`` without a fraction: the method's threshold rule, e.g. the
+  per-group ``quantile`` of KMeansQuantile and SSP, or SemDeDup's ``eps``.
+
+Inputs beyond the signals are explicit keyword arguments:
+
+- ``target`` (:class:`Target`): the reference set of KMeansQuantile; by default the
+  signals themselves (the training set in ``main_label_noise.py``).
+- ``precomputed`` (:class:`Precomputed`): a clustering and SemDeDup similarities that
+  were computed before (cached, or merged from shards) instead of recomputed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..budget import check_fraction
+from ..errors import DeepCoreError
+from ..neighbors.kmeans import Clustering, kmeans
+from ..signals import Signals
+from ..subset import Subset
+from .base import SelectionMethod
+
+
+@dataclass(frozen=True)
+class Target:
+    """A reference set whose geometry scores the corpus (KMeansQuantile).
+
+    Attributes
+    ----------
+    features : ndarray, shape (M, d)
+        Embeddings in the same space as the corpus's ``signals.features``.
+    labels : ndarray of int, shape (M,), optional
+        Class ids in the same id space as ``signals.labels`` (supervised mode).
+    """
+
+    features: np.ndarray
+    labels: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        f = self.features
+        if f.ndim != 2 or f.shape[0] == 0:
+            raise DeepCoreError(f"target features must be a non-empty M x d array, got {f.shape}")
+        if self.labels is not None:
+            labels = np.asarray(self.labels)
+            if labels.shape != (f.shape[0],):
+                raise DeepCoreError(
+                    f"target labels have shape {labels.shape} but target features have "
+                    f"{f.shape[0]:,} rows"
+                )
+            if not np.issubdtype(labels.dtype, np.integer):
+                raise DeepCoreError(f"target labels must be integers, got dtype {labels.dtype}")
+            object.__setattr__(self, "labels", labels.astype(np.int64))
+
+
+@dataclass(frozen=True)
+class Precomputed:
+    """Stages computed earlier, reused instead of recomputed.
+
+    Attributes
+    ----------
+    clustering : Clustering, optional
+        The method's k-means of :meth:`CorpusMethod.clustering_data` (same options
+        and seed).
+    max_similarity : ndarray of float32, shape (N,), optional
+        SemDeDup's per-sample ``M`` (see :mod:`deep_core.corpus.dedup`) for that
+        clustering and the method's processing order (SemDeDup, DBP's de-duplication).
+    """
+
+    clustering: Clustering | None = None
+    max_similarity: np.ndarray | None = None
+
+
+@dataclass
+class CorpusResult:
+    """What a corpus method kept and how it grouped the samples.
+
+    Attributes
+    ----------
+    subset : Subset
+        Kept indices and per-sample scores (higher = kept first).
+    groups : ndarray of int64, shape (N,)
+        Cluster (or class) of every sample, the unit of the keep rule.
+    kind : {"hard", "easy", "kept"}
+        What the kept samples are: the hard ones, the easy ones, or neither (random).
+    group_kind : {"cluster", "class"}, default="cluster"
+        Whether groups are k-means clusters or the samples' own classes (labels).
+    group_names : tuple of str, optional
+        Display name of each group id (class names); default the id itself.
+    """
+
+    subset: Subset
+    groups: np.ndarray
+    kind: str
+    group_kind: str = "cluster"
+    group_names: tuple[str, ...] | None = None
+
+    def group_name(self, g: int) -> str:
+        if self.group_names is not None and 0 <= g < len(self.group_names):
+            return self.group_names[g]
+        return str(int(g))
+
+
+class CorpusMethod(SelectionMethod):
+    """Base of the embedding-geometry methods (see the module docstring)."""
+
+    #: whether :meth:`prune` takes a ``target`` (KMeansQuantile)
+    uses_target: bool = False
+    #: whether the method computes SemDeDup similarities (shardable per cluster)
+    uses_dedup: bool = False
+    #: cosine (spherical) or Euclidean k-means in :meth:`cluster`
+    spherical: bool = True
+    #: the option that replaces a fraction in :meth:`prune` (None: a fraction is required)
+    rule_option: str | None = None
+
+    def required_signals(self) -> frozenset[str]:
+        return frozenset({"features"})
+
+    @property
+    def kind(self) -> str:
+        """What the kept samples are: "hard", "easy" or "kept" (neither, e.g. random)."""
+        return "kept"
+
+    def check_rule(self, fraction: float | None) -> None:
+        """Error unless ``fraction`` or the method's own rule option is set."""
+        if fraction is not None:
+            check_fraction(fraction)
+            return
+        name = type(self).__name__
+        if self.rule_option is None:
+            raise DeepCoreError(f"{name} needs a fraction")
+        if getattr(self, self.rule_option) is None:
+            raise DeepCoreError(f"{name} needs a fraction or {self.rule_option}")
+
+    def select(self, signals: Signals, fraction: float, *, seed: int = 0) -> Subset:
+        check_fraction(fraction)
+        return self.prune(signals, fraction, seed=seed).subset
+
+    def prune(
+        self,
+        signals: Signals,
+        fraction: float | None = None,
+        *,
+        seed: int = 0,
+        target: Target | None = None,
+        precomputed: Precomputed | None = None,
+        progress: bool = False,
+    ) -> CorpusResult:
+        """Select by ``fraction``, or by the method's own rule when it is None.
+
+        ``progress`` shows tqdm bars for the long per-cluster passes.
+        """
+        raise NotImplementedError
+
+    # -- clustering ---------------------------------------------------------------------
+    def clustering_data(self, signals: Signals, target: Target | None = None) -> np.ndarray | None:
+        """The rows this method runs k-means on (None when it runs none)."""
+        return signals.features
+
+    def cluster(self, x: np.ndarray, *, seed: int = 0) -> Clustering:
+        """k-means with this method's options (``num_clusters``, ``niter``).
+
+        With fewer rows than ``num_clusters``, every row gets its own cluster (K = N);
+        ``info["num_clusters"]`` reports the K used.
+        """
+        return kmeans(
+            x,
+            min(self.num_clusters, x.shape[0]),  # type: ignore[attr-defined]
+            spherical=self.spherical,
+            niter=self.niter,  # type: ignore[attr-defined]
+            seed=seed,
+        )
+
+    def _clustering(self, x: np.ndarray, seed: int, precomputed: Precomputed | None) -> Clustering:
+        c = precomputed.clustering if precomputed is not None else None
+        if c is None:
+            return self.cluster(x, seed=seed)
+        if c.labels.shape[0] != x.shape[0] or c.centroids.shape[1] != x.shape[1]:
+            raise DeepCoreError(
+                f"precomputed clustering is for {c.labels.shape[0]:,} x "
+                f"{c.centroids.shape[1]} embeddings, not {x.shape[0]:,} x {x.shape[1]}"
+            )
+        return c
+
+    def _no_target(self, target: Target | None) -> None:
+        if target is not None:
+            raise DeepCoreError(f"{type(self).__name__} does not use a target (reference) set")
+
+
+def features_of(signals: Signals, who: str) -> np.ndarray:
+    """``signals.features`` as a 2-D array, with a clear error when missing."""
+    signals.require(("features",), who=who)
+    x = signals.features
+    if x.shape[0] == 0:
+        raise DeepCoreError(f"{who}: no samples to select from")
+    return x

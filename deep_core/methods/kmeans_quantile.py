@@ -1,0 +1,217 @@
+"""KMeansQuantile: hard or easy samples by distances to the centroids of a target set.
+
+Reference
+    The "Data Pruning" tool (hard/easy samples of an image corpus, after Sorscher et
+    al. 2022, "Beyond neural scaling laws"). Two folders: the *corpus* to select from
+    and a *target* set whose geometry defines what is hard. In this package the
+    target is a :class:`~deep_core.corpus.method.Target` passed to ``prune``/``select``
+    (the CLI's ``--data-path``); by default it is the corpus itself (in
+    ``main_label_noise.py``: the training set, with its noisy labels).
+
+Score (Euclidean distances throughout)
+    Unsupervised: Euclidean k-means on the target embeddings (``num_clusters``); each
+    corpus sample joins its nearest centroid. With ``d(1) <= d(2) <= d(3)`` its
+    distances to the three nearest centroids, hard = ``d(1) - d(2) - d(3)`` (needs
+    K >= 3: near a boundary ``d(1)`` approaches ``d(2)``), easy = ``-d(1)``.
+    Supervised: the centroids are the target's class means and each corpus sample is
+    grouped by its own class. With ``d_own`` its distance to its class mean and
+    ``d'(1) <= d'(2)`` the distances to the two nearest *other* class means,
+    hard = ``d_own - d'(1) - d'(2)`` (needs 3 classes), easy = ``-d_own``. Corpus and
+    target must have the same classes. Higher = kept first.
+
+Budget
+    The tool's rule (no fraction): keep the samples whose score is above their group's
+    ``quantile`` (default 0.9, about 10% of every group); groups are clusters or
+    classes. With a fraction: exactly ``round(fraction * N)``, shared over the groups
+    in proportion to their sizes (the exact-count version of the same rule).
+
+Reference quirks
+    Distances are recomputed exactly for the centroids found by the faiss search
+    (faiss's ``|x|^2 + |c|^2 - 2 x.c`` loses precision next to a centroid).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..budget import budget_size, proportional_budgets, take_per_group
+from ..corpus.rules import quantile_mask
+from ..errors import DeepCoreError
+from ..neighbors.kmeans import CHUNK_ROWS, assign
+from ..signals import Signals
+from ..subset import Subset
+from ._common import check_choice, check_int, check_seed, check_unit
+from ._corpus import CorpusMethod, CorpusResult, Precomputed, Target, features_of
+from .base import register
+
+
+def exact_distances(
+    x: np.ndarray, centroids: np.ndarray, ids: np.ndarray, *, chunk_rows: int = CHUNK_ROWS
+) -> np.ndarray:
+    """Euclidean distances ``|x_i - centroids[ids[i, j]]|``, shape of ``ids`` (float64)."""
+    out = np.empty(ids.shape, dtype=np.float64)
+    c = centroids.astype(np.float64)
+    step = max(1, chunk_rows // max(1, ids.shape[1]))
+    for lo in range(0, x.shape[0], step):
+        hi = min(x.shape[0], lo + step)
+        xi = np.asarray(x[lo:hi], dtype=np.float64)[:, None, :]
+        out[lo:hi] = np.sqrt(((xi - c[ids[lo:hi]]) ** 2).sum(axis=2))
+    return out
+
+
+def class_means(features: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Mean embedding of each class in ``classes`` (float32, one row per class)."""
+    pos = np.full(int(labels.max()) + 1, -1, dtype=np.int64)
+    pos[classes] = np.arange(classes.size)
+    sums = np.zeros((classes.size, features.shape[1]), dtype=np.float64)
+    for lo in range(0, features.shape[0], CHUNK_ROWS):
+        hi = min(features.shape[0], lo + CHUNK_ROWS)
+        rows = pos[labels[lo:hi]]
+        onehot = sp.csr_matrix(
+            (np.ones(hi - lo), (rows, np.arange(hi - lo))), shape=(classes.size, hi - lo)
+        )
+        sums += onehot @ np.asarray(features[lo:hi], dtype=np.float64)
+    counts = np.bincount(pos[labels], minlength=classes.size).astype(np.float64)
+    return (sums / counts[:, None]).astype(np.float32)
+
+
+@register
+class KMeansQuantile(CorpusMethod):
+    """Hard/easy samples by distances to target centroids, kept per-group by quantile.
+
+    Parameters
+    ----------
+    num_clusters : int, default=10
+        k-means clusters on the target (unsupervised mode).
+    supervised : bool, default=False
+        Use the target's class means and the corpus's own classes instead of k-means.
+    difficulty : {"hard", "easy"}, default="hard"
+        Which samples to keep.
+    quantile : float, default=0.9
+        Per-group quantile in ``[0, 1)`` used when no fraction is given.
+    niter : int, default=20
+        k-means iterations.
+    """
+
+    summary = "hard/easy by distances to target k-means or class centroids, per-group quantile"
+    uses_target = True
+    rule_option = "quantile"
+    spherical = False
+
+    def __init__(
+        self,
+        *,
+        num_clusters: int = 10,
+        supervised: bool = False,
+        difficulty: str = "hard",
+        quantile: float = 0.9,
+        niter: int = 20,
+    ) -> None:
+        self.num_clusters = check_int("num_clusters", num_clusters, low=1)
+        self.supervised = bool(supervised)
+        self.difficulty = check_choice("difficulty", difficulty, ("hard", "easy"))
+        self.quantile = check_unit("quantile", quantile)
+        self.niter = check_int("niter", niter, low=1)
+        if not self.supervised and self.difficulty == "hard" and self.num_clusters < 3:
+            raise DeepCoreError("KMeansQuantile hard scores need num_clusters >= 3")
+
+    @property
+    def kind(self) -> str:
+        return self.difficulty
+
+    def clustering_data(self, signals: Signals, target: Target | None = None) -> np.ndarray | None:
+        if self.supervised:
+            return None
+        return target.features if target is not None else features_of(signals, "KMeansQuantile")
+
+    def prune(
+        self,
+        signals: Signals,
+        fraction: float | None = None,
+        *,
+        seed: int = 0,
+        target: Target | None = None,
+        precomputed: Precomputed | None = None,
+        progress: bool = False,
+    ) -> CorpusResult:
+        seed = check_seed(seed)
+        self.check_rule(fraction)
+        x = features_of(signals, "KMeansQuantile")
+        if target is None:
+            target = Target(x, signals.labels)
+        if target.features.shape[1] != x.shape[1]:
+            raise DeepCoreError(
+                f"target embeddings have {target.features.shape[1]} dims but the corpus has "
+                f"{x.shape[1]}"
+            )
+        if self.supervised:
+            scores, groups, info = self._supervised(x, signals.labels, target)
+        else:
+            scores, groups, info = self._unsupervised(x, target, seed, precomputed)
+        if fraction is None:
+            idx = np.flatnonzero(quantile_mask(scores, groups, self.quantile))
+            info["quantile"] = self.quantile
+        else:
+            sizes = np.bincount(groups)
+            budgets = proportional_budgets(sizes, budget_size(x.shape[0], fraction))
+            idx = take_per_group(scores, groups, budgets)
+        return CorpusResult(
+            subset=Subset(indices=idx, scores=scores, info=info),
+            groups=groups,
+            kind=self.kind,
+            group_kind="class" if self.supervised else "cluster",
+        )
+
+    def _unsupervised(
+        self, x: np.ndarray, target: Target, seed: int, precomputed: Precomputed | None
+    ) -> tuple[np.ndarray, np.ndarray, dict]:
+        clustering = self._clustering(target.features, seed, precomputed)
+        k = 3 if self.difficulty == "hard" else 1
+        if clustering.num_clusters < k:
+            raise DeepCoreError("KMeansQuantile hard scores need num_clusters >= 3")
+        ids, _ = assign(x, clustering.centroids, k=k, spherical=False)
+        d = exact_distances(x, clustering.centroids, ids)
+        # Re-sort: the exact distances may swap near-ties of the faiss order.
+        swap = np.argsort(d, axis=1, kind="stable")
+        d = np.take_along_axis(d, swap, axis=1)
+        ids = np.take_along_axis(ids, swap, axis=1)
+        scores = d[:, 0] - d[:, 1] - d[:, 2] if k == 3 else -d[:, 0]
+        info = {"num_clusters": clustering.num_clusters, "clustering": clustering.fingerprint()}
+        return scores, ids[:, 0].copy(), info
+
+    def _supervised(
+        self, x: np.ndarray, labels: np.ndarray, target: Target
+    ) -> tuple[np.ndarray, np.ndarray, dict]:
+        if target.labels is None:
+            raise DeepCoreError("supervised KMeansQuantile needs target labels (class folders)")
+        corpus_classes = np.unique(labels)
+        target_classes = np.unique(target.labels)
+        if not np.array_equal(corpus_classes, target_classes):
+            only_c = np.setdiff1d(corpus_classes, target_classes).tolist()
+            only_t = np.setdiff1d(target_classes, corpus_classes).tolist()
+            raise DeepCoreError(
+                "supervised KMeansQuantile needs the same classes in corpus and target; "
+                f"only in the corpus: {only_c}, only in the target: {only_t}"
+            )
+        classes = target_classes
+        need = 3 if self.difficulty == "hard" else 1
+        if classes.size < need:
+            raise DeepCoreError(
+                f"supervised KMeansQuantile hard scores need 3 classes, got {classes.size}"
+            )
+        means = class_means(target.features, target.labels, classes)
+        pos = np.full(int(classes.max()) + 1, -1, dtype=np.int64)
+        pos[classes] = np.arange(classes.size)
+        own = pos[labels]
+        d_own = exact_distances(x, means, own[:, None])[:, 0]
+        if self.difficulty == "easy":
+            return -d_own, labels.copy(), {"num_classes": int(classes.size)}
+        ids, _ = assign(x, means, k=3, spherical=False)
+        others = ids != own[:, None]
+        # First two "other" columns per row, keeping faiss's nearest-first order.
+        cols = np.argsort(~others, axis=1, kind="stable")[:, :2]
+        other_ids = np.take_along_axis(ids, cols, axis=1)
+        d_other = np.sort(exact_distances(x, means, other_ids), axis=1)
+        scores = d_own - d_other[:, 0] - d_other[:, 1]
+        return scores, labels.copy(), {"num_classes": int(classes.size)}

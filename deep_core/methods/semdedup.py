@@ -1,0 +1,200 @@
+"""SemDeDup: remove semantic near-duplicates within k-means clusters.
+
+Paper
+    Abbas, Tirumala, Simig, Ganguli, Morcos, "SemDeDup: Data-efficient learning at
+    web-scale through semantic deduplication", 2023 (facebookresearch/SemDeDup).
+
+Score
+    Spherical k-means (faiss) on the embeddings; within each cluster the members are
+    put in order (``which_to_keep``: ``hard`` = farthest from the centroid first,
+    ``easy`` = nearest first, ``random`` = shuffled) and ``M[j]`` is member ``j``'s
+    largest cosine similarity to an *earlier* member. ``j`` is removed when
+    ``M[j] >= 1 - eps``. The score is ``-M`` (higher = kept first; a cluster's first
+    member scores 1).
+
+Direction
+    Keeps one representative of every group of near-duplicates: the hardest (or
+    easiest, or a random) one.
+
+Budget
+    ``prune(signals)`` applies ``eps``. With a fraction, the ``eps`` that keeps
+    ``round(fraction * N)`` is found by bisection over the sorted ``M`` (the kept count
+    is a step function of ``eps`` whose steps are the values of ``M``, so the search is
+    exact); ties at the boundary go to the lower index. The ``eps`` found is logged in
+    ``info["eps"]``.
+
+Reference quirks
+    Kept: removal is against any earlier member, removed or not, and ``random`` /
+    ``easy`` only change the order. Fixed: the reference builds the n x n matrix of a
+    cluster (its "advanced" variant splits big clusters into parts and misses
+    duplicates across parts); here the maxima are exact in blocks of any size. The
+    test is ``>=`` instead of ``>`` and exact repeats count as similarity 1, so
+    ``eps = 0`` removes exactly the identical embeddings (the reference's ``> 1``
+    removes nothing, and float rounding makes identical pairs land on either side of 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..budget import budget_size, take_top
+from ..corpus.dedup import (
+    WHICH_TO_KEEP,
+    SharedRows,
+    cluster_order,
+    earlier_max_similarity,
+)
+from ..errors import DeepCoreError
+from ..neighbors.kmeans import Clustering, unit_rows
+from ..signals import Signals
+from ..subset import Subset
+from ._common import check_choice, check_int, check_seed
+from ._corpus import (
+    CorpusMethod,
+    CorpusResult,
+    Precomputed,
+    Target,
+    features_of,
+)
+from .base import register
+
+
+def check_eps(eps: float | None, name: str = "eps") -> float | None:
+    """``eps`` as a float in ``[0, 2)`` (cosine distances), or None."""
+    if eps is None:
+        return None
+    v = float(eps)
+    if not 0.0 <= v < 2.0:
+        raise DeepCoreError(f"{name} must be in [0, 2), got {eps!r}")
+    return v
+
+
+def max_similarities(
+    x: np.ndarray,
+    clustering: Clustering,
+    *,
+    which_to_keep: str,
+    seed: int,
+    workers: int = 1,
+    progress: bool = False,
+    clusters: np.ndarray | None = None,
+) -> np.ndarray:
+    """SemDeDup's ``M`` for every row (NaN outside ``clusters`` when given)."""
+    order, offsets = cluster_order(clustering, which_to_keep=which_to_keep, seed=seed)
+    if workers > 1:
+        with SharedRows(x.shape) as shared:
+            unit_rows(x, out=shared.array)
+            return earlier_max_similarity(
+                shared, order, offsets, clusters=clusters, workers=workers, progress=progress
+            )
+    return earlier_max_similarity(
+        unit_rows(x), order, offsets, clusters=clusters, progress=progress
+    )
+
+
+def eps_for_count(m: np.ndarray, n_keep: int) -> float | None:
+    """The ``eps`` whose rule ``M >= 1 - eps`` removes all but the ``n_keep`` lowest ``M``.
+
+    None when nothing is removed (any ``eps`` below ``1 - max(M)`` keeps everything).
+    """
+    if n_keep >= m.size:
+        return None
+    s = np.sort(m.astype(np.float64))
+    return float(max(0.0, 1.0 - s[n_keep]))
+
+
+@register
+class SemDeDup(CorpusMethod):
+    """Semantic de-duplication within spherical k-means clusters.
+
+    Parameters
+    ----------
+    num_clusters : int, default=100
+        k-means clusters (the paper uses 50,000 for LAION-440M).
+    eps : float, optional
+        Cosine-distance threshold in ``[0, 2)``: a member is removed when its
+        similarity to an earlier member is at least ``1 - eps``. Used when no fraction
+        is given.
+    which_to_keep : {"hard", "easy", "random"}, default="hard"
+        Processing order within a cluster (see the module docstring).
+    niter : int, default=20
+        k-means iterations.
+    workers : int, default=1
+        Worker processes for the per-cluster similarities.
+    """
+
+    summary = "semantic de-duplication within k-means clusters (Abbas et al. 2023)"
+    uses_dedup = True
+    rule_option = "eps"
+
+    def __init__(
+        self,
+        *,
+        num_clusters: int = 100,
+        eps: float | None = None,
+        which_to_keep: str = "hard",
+        niter: int = 20,
+        workers: int = 1,
+    ) -> None:
+        self.num_clusters = check_int("num_clusters", num_clusters, low=1)
+        self.eps = check_eps(eps)
+        self.which_to_keep = check_choice("which_to_keep", which_to_keep, WHICH_TO_KEEP)
+        self.niter = check_int("niter", niter, low=1)
+        self.workers = check_int("workers", workers, low=1)
+
+    @property
+    def kind(self) -> str:
+        return {"hard": "hard", "easy": "easy"}.get(self.which_to_keep, "kept")
+
+    def dedup_order_key(self) -> str:
+        """The processing order the similarities depend on (for caches and shards)."""
+        return self.which_to_keep
+
+    def prune(
+        self,
+        signals: Signals,
+        fraction: float | None = None,
+        *,
+        seed: int = 0,
+        target: Target | None = None,
+        precomputed: Precomputed | None = None,
+        progress: bool = False,
+    ) -> CorpusResult:
+        self._no_target(target)
+        seed = check_seed(seed)
+        self.check_rule(fraction)
+        x = features_of(signals, "SemDeDup")
+        n = x.shape[0]
+        clustering = self._clustering(x, seed, precomputed)
+        m = precomputed.max_similarity if precomputed is not None else None
+        if m is None:
+            m = max_similarities(
+                x,
+                clustering,
+                which_to_keep=self.which_to_keep,
+                seed=seed,
+                workers=self.workers,
+                progress=progress,
+            )
+        elif m.shape != (n,) or np.isnan(m).any():
+            raise DeepCoreError("precomputed max_similarity must cover every sample")
+        scores = -m.astype(np.float64)
+        if fraction is None:
+            eps = float(self.eps)  # type: ignore[arg-type]
+            idx = np.flatnonzero(m < 1.0 - eps).astype(np.int64)
+        else:
+            n_keep = budget_size(n, fraction)
+            idx = take_top(scores, n_keep)
+            eps = eps_for_count(m, n_keep)
+        info = {
+            "eps": eps,
+            "num_clusters": clustering.num_clusters,
+            "removed": int(n - idx.size),
+            "exact_duplicates": int((m >= 1.0).sum()),
+            "clustering": clustering.fingerprint(),
+        }
+        return CorpusResult(
+            subset=Subset(indices=idx, scores=scores, info=info),
+            groups=clustering.labels,
+            kind=self.kind,
+        )

@@ -1,0 +1,111 @@
+"""SSP: self-supervised prototypes, the cluster-distance metric of Sorscher et al.
+
+Paper
+    Sorscher, Geirhos, Shekhar, Ganguli, Morcos, "Beyond neural scaling laws: beating
+    power law scaling via data pruning", NeurIPS 2022 (Section 5, "self-supervised
+    prototype metric").
+
+Score
+    Spherical k-means (faiss) on the embeddings (self-supervised ones in the paper);
+    a sample's score is its cosine distance to the nearest centroid. ``keep="hard"``
+    keeps the farthest (the least prototypical; the paper's choice when data is
+    plentiful), ``keep="easy"`` the nearest (better when data is scarce). The
+    returned scores are signed so that higher = kept first (``-distance`` for easy).
+
+Budget
+    With a fraction: the globally hardest (easiest) ``round(fraction * N)``, as in the
+    paper. Without one, the ``quantile`` rule per cluster: keep a sample whose score
+    is above its cluster's quantile (so about ``1 - quantile`` of every cluster).
+
+Reference quirks
+    The paper's k-means ran on normalised SWaV embeddings with Euclidean distance; on
+    unit vectors that ranks exactly as the cosine distance used here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..budget import budget_size, take_top
+from ..corpus.rules import quantile_mask
+from ..signals import Signals
+from ..subset import Subset
+from ._common import check_choice, check_int, check_seed, check_unit
+from ._corpus import (
+    CorpusMethod,
+    CorpusResult,
+    Precomputed,
+    Target,
+    features_of,
+)
+from .base import register
+
+
+@register
+class SSP(CorpusMethod):
+    """Distance to the nearest self-supervised prototype (k-means centroid).
+
+    Parameters
+    ----------
+    num_clusters : int, default=100
+        k-means clusters (prototypes).
+    keep : {"hard", "easy"}, default="hard"
+        Keep the farthest from their prototype, or the nearest.
+    quantile : float, optional
+        Per-cluster quantile in ``[0, 1)`` used when no fraction is given.
+    niter : int, default=20
+        k-means iterations.
+    """
+
+    summary = "distance to the nearest self-supervised prototype (Sorscher et al. 2022)"
+    rule_option = "quantile"
+
+    def __init__(
+        self,
+        *,
+        num_clusters: int = 100,
+        keep: str = "hard",
+        quantile: float | None = None,
+        niter: int = 20,
+    ) -> None:
+        self.num_clusters = check_int("num_clusters", num_clusters, low=1)
+        self.keep = check_choice("keep", keep, ("hard", "easy"))
+        self.quantile = None if quantile is None else check_unit("quantile", quantile)
+        self.niter = check_int("niter", niter, low=1)
+
+    @property
+    def kind(self) -> str:
+        return self.keep
+
+    def prune(
+        self,
+        signals: Signals,
+        fraction: float | None = None,
+        *,
+        seed: int = 0,
+        target: Target | None = None,
+        precomputed: Precomputed | None = None,
+        progress: bool = False,
+    ) -> CorpusResult:
+        self._no_target(target)
+        seed = check_seed(seed)
+        self.check_rule(fraction)
+        x = features_of(signals, "SSP")
+        clustering = self._clustering(x, seed, precomputed)
+        dist = clustering.distances.astype(np.float64)
+        scores = dist if self.keep == "hard" else -dist
+        if fraction is None:
+            idx = np.flatnonzero(quantile_mask(scores, clustering.labels, self.quantile))
+        else:
+            idx = take_top(scores, budget_size(x.shape[0], fraction))
+        info = {
+            "num_clusters": clustering.num_clusters,
+            "mean_distance": float(dist.mean()),
+            "mean_distance_kept": float(dist[idx].mean()) if idx.size else 0.0,
+            "clustering": clustering.fingerprint(),
+        }
+        return CorpusResult(
+            subset=Subset(indices=idx, scores=scores, info=info),
+            groups=clustering.labels,
+            kind=self.kind,
+        )

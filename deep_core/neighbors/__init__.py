@@ -1,0 +1,12 @@
+"""Neighbourhoods and clustering on embeddings, backed by faiss and blocked matrix products.
+
+Shared by Prune4ReL (threshold neighbourhoods on the warm-up features) and the corpus
+methods (k-means, de-duplication, density). Memory stays O(N·k) or O(N·d): no N x N
+matrix is ever formed.
+
+- :mod:`deep_core.neighbors.search`: cosine neighbourhoods on L2-normalised rows in CSR
+  form (:class:`~deep_core.neighbors.search.Neighborhoods`): exact threshold (range)
+  search and k-nearest search capped by a threshold (exact flat or IVF with measured
+  recall).
+- :mod:`deep_core.neighbors.kmeans`: k-means and nearest-centroid assignment.
+"""

@@ -1,0 +1,339 @@
+"""Prune4ReL: the fast greedy against an oracle transcription of the reference loop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from deep_core.errors import DeepCoreError
+from deep_core.methods import build_method, get_method
+from deep_core.methods.prune4rel import prune4rel_confidence, prune4rel_greedy
+from deep_core.neighbors import search
+from deep_core.neighbors.search import knn_search, range_search, similarity_error
+from deep_core.signals import Signals
+
+
+def oracle_prune4rel(features, probs, labels, n_select, *, uncertainty, tau, eta, balance, n_class):
+    """ORACLE: line-by-line transcription of the reference ``k_neighbor_confidence_greedy``.
+
+    Dense O(N) work per step (small N only). Same float32 quantities as the reference;
+    the similarity row is ``0.5 + 0.5 * dot / (|x| |p|)`` with the dot in float64, rounded
+    to float32, and tanh is rounded to float32 from float64 (the library's definitions,
+    so that BLAS order or a vectorised tanh cannot flip a tie).
+    """
+    probs_t = torch.from_numpy(np.asarray(probs, dtype=np.float32))
+    if uncertainty == "Entropy":
+        confs = -(torch.log(probs_t + 1e-6) * probs_t).sum(axis=1)
+    elif uncertainty == "Margin":
+        topk_idxs = torch.topk(probs_t, k=2).indices
+        max_probs = probs_t.gather(1, topk_idxs[:, 0].reshape((-1, 1)))
+        max_2nd_probs = probs_t.gather(1, topk_idxs[:, 1].reshape((-1, 1)))
+        confs = (max_probs - max_2nd_probs).reshape(-1)
+    else:
+        confs = probs_t.max(axis=1).values
+    confs = confs.numpy()
+
+    def tanh32(v):
+        return np.tanh(v.astype(np.float64)).astype(np.float32)
+
+    x64 = np.asarray(features, dtype=np.float32).astype(np.float64)
+    norms = np.sqrt(np.einsum("ij,ij->i", x64, x64))
+    tau32, eta32 = np.float32(tau), np.float32(eta)
+    sample_num = x64.shape[0]
+
+    if balance:
+        available_classes = list(range(n_class))
+        num_sample_per_class = [int((labels == c).sum()) for c in available_classes]
+        target_class_idxs_list = [np.flatnonzero(labels == c) for c in available_classes]
+        init_num_sample_per_class = list(num_sample_per_class)
+
+    select_result = np.zeros(sample_num, dtype=bool)
+    order = []
+    nnconfs = np.zeros(sample_num, dtype=np.float32)
+    balance_break, break_step = False, None
+    for i in range(n_select):
+        selection_scores = tanh32((nnconfs + confs) / eta32) - tanh32(nnconfs / eta32)
+        selection_scores[select_result] = -1
+        if not balance or balance_break:
+            p = int(np.argmax(selection_scores))
+        else:
+            target_label = available_classes[i % len(available_classes)]
+            target_class_idxs = target_class_idxs_list[target_label]
+            while num_sample_per_class[target_label] == 0:
+                if len(available_classes) == n_class:
+                    min_balance = init_num_sample_per_class[target_label]
+                available_classes = [c for c in available_classes if c != target_label]
+                target_label = available_classes[i % len(available_classes)]
+                target_class_idxs = target_class_idxs_list[target_label]
+                if (
+                    init_num_sample_per_class[target_label] - num_sample_per_class[target_label]
+                    > 1.5 * min_balance
+                ):
+                    balance_break, break_step = True, i
+            p = int(target_class_idxs[np.argmax(selection_scores[target_class_idxs])])
+            num_sample_per_class[target_label] -= 1
+        select_result[p] = True
+        order.append(p)
+        if i == n_select - 1:
+            break
+        sim = (0.5 + 0.5 * ((x64 @ x64[p]) / (norms * norms[p]))).astype(np.float32)
+        sim_to_selected = sim * (sim > tau32)
+        nnconfs += sim_to_selected * confs[p]
+    return np.array(order, dtype=np.int64), break_step
+
+
+def make_data(n=1200, d=24, n_class=4, seed=0, class_sizes=None, empty_class=False, noise=0.3):
+    """Class-clustered features (sub-clusters + noise), noisy labels, peaked softmax."""
+    rng = np.random.default_rng(seed)
+    if class_sizes is None:
+        y = rng.integers(0, n_class, n)
+    else:
+        y = np.repeat(np.arange(len(class_sizes)), class_sizes)
+        rng.shuffle(y)
+        n = y.size
+    centers = rng.standard_normal((n_class, d)) * 2.0
+    subs = centers[:, None, :] + rng.standard_normal((n_class, 6, d))
+    x = subs[y, rng.integers(0, 6, n)] + 0.35 * rng.standard_normal((n, d))
+    x[5] = x[17]  # exact duplicates: similarity 1 and tied neighbourhoods
+    x = x.astype(np.float32)
+    logits = 3.0 * rng.standard_normal((n, n_class))
+    logits[np.arange(n), y] += rng.uniform(0, 8, n)
+    probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy().astype(np.float32)
+    probs[:10] = np.eye(n_class, dtype=np.float32)[y[:10]]  # one-hot rows: Entropy < 0
+    probs[30] = probs[31]  # tied confidences
+    noisy = np.where(rng.random(n) < noise, rng.integers(0, n_class, n), y)
+    if empty_class:
+        noisy[noisy == n_class - 1] = 0
+    return x, probs, noisy.astype(np.int64)
+
+
+def fast(x, probs, labels, n_select, *, uncertainty, tau, eta, balance, n_class, **kw):
+    conf = prune4rel_confidence(probs, uncertainty)
+    return prune4rel_greedy(
+        x,
+        conf,
+        labels,
+        n_select,
+        tau=tau,
+        eta=eta,
+        balance=balance,
+        num_classes=n_class,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("uncertainty", ["LeastConfidence", "Margin", "Entropy"])
+@pytest.mark.parametrize("balance", [False, True])
+@pytest.mark.parametrize("eta", [1.0, 100.0])
+def test_exact_matches_oracle(uncertainty, balance, eta):
+    x, probs, labels = make_data(seed=1)
+    n_select = 700
+    kw = dict(uncertainty=uncertainty, tau=0.93, eta=eta, balance=balance, n_class=4)
+    ref, ref_break = oracle_prune4rel(x, probs, labels, n_select, **kw)
+    res = fast(x, probs, labels, n_select, **kw)
+    assert res.info["mode"] == "exact"
+    assert res.info["candidates_mean"] > 10  # the neighbourhoods are not trivial
+    np.testing.assert_array_equal(res.order, ref)
+    assert res.info["balance_break_step"] == ref_break
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_search_precision_does_not_change_picks(precision):
+    # the candidate search's margin covers its rounding; candidates are re-scored exactly
+    x, probs, labels = make_data(seed=11)
+    kw = dict(uncertainty="LeastConfidence", tau=0.93, eta=1.0, balance=True, n_class=4)
+    ref, _ = oracle_prune4rel(x, probs, labels, 600, **kw)
+    res = fast(x, probs, labels, 600, search_precision=precision, **kw)
+    assert res.info["search"]["precision"] == precision
+    np.testing.assert_array_equal(res.order, ref)
+
+
+@pytest.mark.parametrize("uncertainty", ["LeastConfidence", "Entropy"])
+def test_balance_break_matches_oracle(uncertainty):
+    # Class 0 runs out first (min_balance = 25); the rule is checked only when a class
+    # runs out, so the break comes when class 1 (60) runs out and the next class has had
+    # more than 1.5 x 25 picks.
+    x, probs, labels = make_data(seed=2, class_sizes=[25, 60, 280, 320], noise=0.0)
+    kw = dict(uncertainty=uncertainty, tau=0.9, eta=1.0, balance=True, n_class=4)
+    ref, ref_break = oracle_prune4rel(x, probs, labels, 600, **kw)
+    res = fast(x, probs, labels, 600, **kw)
+    assert ref_break is not None and res.info["balance_break_step"] == ref_break
+    np.testing.assert_array_equal(res.order, ref)
+
+
+def test_empty_class_breaks_at_once():
+    x, probs, labels = make_data(seed=3, n=600, n_class=5, empty_class=True)
+    kw = dict(uncertainty="Margin", tau=0.9, eta=1.0, balance=True, n_class=5)
+    ref, ref_break = oracle_prune4rel(x, probs, labels, 300, **kw)
+    res = fast(x, probs, labels, 300, **kw)
+    assert ref_break == 4 and res.info["balance_break_step"] == 4
+    np.testing.assert_array_equal(res.order, ref)
+
+
+def test_scalable_close_to_exact():
+    # The greedy is sensitive to every capped neighbourhood (a pick changes which
+    # samples follow), so "K large enough" means K covers nearly all neighbourhoods:
+    # here K = 256 caps 2% of them (mean size ~120). K = 64 (87% capped) gives a
+    # Jaccard of about 0.65 on these inputs, K = 128 about 0.85.
+    x, probs, labels = make_data(seed=4, n=1500)
+    kw = dict(uncertainty="LeastConfidence", tau=0.93, eta=1.0, balance=True, n_class=4)
+    exact = fast(x, probs, labels, 500, **kw)
+    sizes = range_search(x, 2 * 0.93 - 1).sizes()
+    k = 256
+    capped = float((sizes > k).mean())
+    print(f"neighbourhoods: mean {sizes.mean():.1f}, max {sizes.max()}; K = {k} caps {capped:.1%}")
+    assert 0 < capped < 0.05
+
+    def jaccard(order):
+        a, b = set(exact.order.tolist()), set(order.tolist())
+        return len(a & b) / len(a | b)
+
+    for index, nprobe in (("flat", 8), ("ivf", 10_000), ("ivf", 8)):
+        res = fast(x, probs, labels, 500, neighbors=k, index=index, nprobe=nprobe, **kw)
+        assert res.info["mode"] == "scalable" and res.info["neighbors"] == k
+        recall = res.info["search"]["recall"]
+        j = jaccard(res.order)
+        print(f"scalable K={k} index={index} nprobe={nprobe}: recall {recall}, Jaccard {j:.4f}")
+        if index == "flat" or nprobe == 10_000:  # exact k-NN: nprobe is capped at nlist
+            assert recall == 1.0 and j >= 0.95
+        else:  # approximate k-NN (recall ~0.99): the greedy amplifies each miss
+            assert recall >= 0.95 and j >= 0.8
+    # K at least the largest neighbourhood, exact k-NN: the very same picks
+    res = fast(x, probs, labels, 500, neighbors=int(sizes.max()), index="flat", **kw)
+    np.testing.assert_array_equal(res.order, exact.order)
+
+
+def test_auto_scalable_is_logged():
+    x, probs, labels = make_data(seed=5, n=400)
+    res = fast(x, probs, labels, 100, uncertainty="Margin", tau=0.93, eta=1.0, balance=False,
+               n_class=4, exact_max_samples=300)  # fmt: skip
+    assert res.info["mode"] == "scalable" and res.info["auto_scalable"]
+    assert "exact_max_samples" in res.info["auto_reason"]
+    # a low threshold makes neighbourhoods most of a class: too many pairs for exact mode
+    res = fast(x, probs, labels, 100, uncertainty="Margin", tau=0.6, eta=1.0, balance=False,
+               n_class=4, exact_max_pairs=10_000)  # fmt: skip
+    assert res.info["mode"] == "scalable" and res.info["estimated_pairs"] > 10_000
+    assert "exact_max_pairs" in res.info["auto_reason"]
+
+
+def test_tau_one_picks_by_confidence():
+    x, probs, labels = make_data(seed=6, n=500)
+    conf = prune4rel_confidence(probs, "Margin")
+    conf[5] = conf[9]  # a tie: lower index first
+    res = prune4rel_greedy(x, conf, labels, 200, tau=1.0, eta=1.0)
+    gain = np.tanh(conf.astype(np.float64)).astype(np.float32)
+    np.testing.assert_array_equal(res.order, np.argsort(-gain, kind="stable")[:200])
+    top_by_conf = set(np.argsort(-conf, kind="stable")[:200].tolist())
+    assert set(res.order.tolist()) == top_by_conf
+
+
+@pytest.mark.parametrize("balance", [False, True])
+def test_method_fraction_one_returns_all(balance):
+    x, probs, labels = make_data(seed=7, n=300)
+    signals = Signals({"labels": labels, "probs": probs, "features": x})
+    method, unused = build_method("Prune4Rel", {"balance": balance, "tau": 0.95, "eta": 1})
+    assert not unused and get_method("Prune4Rel") is type(method)
+    assert method.required_signals() == {"probs", "features"}
+    sub = method.select(signals, 1.0)
+    np.testing.assert_array_equal(sub.indices, np.arange(300))
+    part = method.select(signals, 0.3)
+    assert len(part) == 90 and part.info["mode"] == "exact"
+    # scores are the greedy order: the kept samples outrank every other one
+    assert part.scores[part.indices].min() > np.delete(part.scores, part.indices).max()
+    again = method.select(signals, 0.3, seed=1)
+    np.testing.assert_array_equal(again.indices, part.indices)
+
+
+def test_range_search_is_exact_and_symmetric():
+    x, _, _ = make_data(seed=8, n=700)
+    g = range_search(x, 0.8, block_rows=64, block_cols=200)
+    xn = x / np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
+    cos = xn @ xn.T
+    for i in range(0, 700, 7):
+        idx, sims = g.row(i)
+        assert i in idx
+        expect = np.flatnonzero(cos[i] > 0.8)
+        # pairs within float32 error of the threshold may go either way
+        border = np.abs(cos[i] - 0.8) < 1e-5
+        loose = set(np.flatnonzero(cos[i] > 0.8 - 1e-5).tolist())
+        assert set(expect[~border[expect]].tolist()) <= set(idx.tolist()) <= loose
+        np.testing.assert_allclose(sims, cos[i, idx], atol=1e-5)
+    k = knn_search(x, 10, threshold=0.8)
+    assert k.sizes().max() <= 10 and k.info["recall"] == 1.0
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_range_search_pruned_self_join_is_exact(precision, monkeypatch):
+    monkeypatch.setattr(search, "PRUNE_MAX_WORK", 1.0)  # never fall back to plain blocks
+    x, _, _ = make_data(seed=12, n=3000)
+    t = 0.85
+    g = range_search(x, t, precision=precision, prune=True)
+    assert g.info["pruned"] and g.info["work_fraction"] < 1.0
+    xn = x / np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
+    cos = xn @ xn.T
+    err = similarity_error(x.shape[1], precision)
+    rows = np.repeat(np.arange(3000), g.sizes())
+    found = np.zeros_like(cos, dtype=bool)
+    found[rows, g.indices] = True
+    assert found[cos > t + err].all() and not found[cos <= t - err].any()
+    assert np.abs(g.sims - cos[rows, g.indices]).max() <= err
+    np.testing.assert_array_equal(found, found.T)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("nan_features", "NaN"),
+        ("zero_row", "zero norm"),
+        ("short_confidence", "confidence has shape"),
+        ("short_labels", "labels have shape"),
+        ("tau_high", "tau"),
+        ("tau_nan", "tau"),
+        ("eta_zero", "eta"),
+        ("eta_inf", "eta"),
+        ("neighbors_zero", "neighbors"),
+        ("too_many", "cannot select"),
+        ("bad_index", "neighbour index"),
+    ],
+)
+def test_bad_input(change, message):
+    x, probs, labels = make_data(seed=9, n=100)
+    conf = prune4rel_confidence(probs)
+    args = dict(features=x, confidence=conf, labels=labels, n_select=10)
+    kw = dict(tau=0.9, eta=1.0, balance=True)
+    if change == "nan_features":
+        args["features"] = x.copy()
+        args["features"][3, 2] = np.nan
+    elif change == "zero_row":
+        args["features"] = x.copy()
+        args["features"][4] = 0
+    elif change == "short_confidence":
+        args["confidence"] = conf[:-1]
+    elif change == "short_labels":
+        args["labels"] = labels[:-1]
+    elif change == "tau_high":
+        kw["tau"] = 1.5
+    elif change == "tau_nan":
+        kw["tau"] = float("nan")
+    elif change == "eta_zero":
+        kw["eta"] = 0.0
+    elif change == "eta_inf":
+        kw["eta"] = float("inf")
+    elif change == "neighbors_zero":
+        kw["neighbors"] = 0
+    elif change == "too_many":
+        args["n_select"] = 101
+    elif change == "bad_index":
+        kw["index"] = "hnsw"
+    with pytest.raises(DeepCoreError, match=message):
+        prune4rel_greedy(**args, **kw)
+
+
+def test_bad_uncertainty_and_probs():
+    with pytest.raises(DeepCoreError, match="uncertainty"):
+        prune4rel_confidence(np.full((3, 2), 0.5), "Variance")
+    with pytest.raises(DeepCoreError, match="NaN"):
+        prune4rel_confidence(np.array([[0.5, np.nan]]), "Entropy")
+    with pytest.raises(DeepCoreError, match="Margin"):
+        prune4rel_confidence(np.ones((3, 1)), "Margin")

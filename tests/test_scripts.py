@@ -1,0 +1,189 @@
+"""scripts/*.sh: syntax, the commands they issue, fail-fast, resume, and a real quickstart."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deep_core.cli.run import build_parser, config_from_args
+from deep_core.runner import validate
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted((REPO / "scripts").glob("*.sh"))
+PAPER = ["cifar10n_sop", "cifar10n_dividemix", "cifar100n_sop", "cifar100n_dividemix",
+         "webvision_sop", "clothing1m_dividemix"]  # fmt: skip
+
+
+def test_all_scripts_exist():
+    names = {p.stem for p in SCRIPTS}
+    assert set(PAPER) | {"quickstart", "common"} <= names
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_syntax_and_strict_mode(script):
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    if script.name != "common.sh":
+        text = script.read_text()
+        assert "set -euo pipefail" in text
+        assert text.index("set -euo pipefail") < text.index("source ")
+        for var in ("OUT=", "SEEDS=", "GPUS=", "EPOCH_SCALE="):
+            assert var in text.split("source ")[0], f"{script.name}: {var} not at the top"
+
+
+def _fake_python(tmp_path: Path, *, fail_after: int | None = None) -> Path:
+    """An interpreter stand-in that logs each call (one line of arguments) and succeeds."""
+    log = tmp_path / "calls.txt"
+    fake = tmp_path / "python"
+    fail = "" if fail_after is None else (
+        f'n=$(wc -l < "{log}"); if [ "$n" -ge {fail_after} ]; then exit 3; fi'
+    )  # fmt: skip
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        f'printf "%q " "$@" >> "{log}"; echo >> "{log}"\n'
+        f"{fail}\n"
+        'if [ "${1:-}" = -m ] && [ "${2:-}" = deep_core.cli.report ]; then\n'
+        '  out=""; while [ $# -gt 0 ]; do [ "$1" = --output ] && out=$2; shift; done\n'
+        '  mkdir -p "$(dirname "$out")"; echo "# table" > "$out"\n'
+        "fi\n"
+    )
+    fake.chmod(0o755)
+    return log
+
+
+def _calls(log: Path) -> list[list[str]]:
+    return [shlex.split(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+def _flag(call: list[str], name: str) -> str:
+    return call[call.index(name) + 1]
+
+
+def _run_script(name: str, tmp_path: Path, **env) -> subprocess.CompletedProcess:
+    full = {**os.environ, "PYTHON": str(tmp_path / "python"), "OUT": str(tmp_path / "out"),
+            "GPUS": "cpu", **env}  # fmt: skip
+    return subprocess.run(["bash", str(REPO / "scripts" / f"{name}.sh")], env=full,
+                          capture_output=True, text=True)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", PAPER)
+def test_paper_script_commands(name, tmp_path):
+    log = _fake_python(tmp_path)
+    res = _run_script(name, tmp_path, SEEDS="3 4", EPOCH_SCALE="0.1", DATA="/data/x")
+    assert res.returncode == 0, res.stderr
+    calls = _calls(log)
+    runs, report = calls[:-1], calls[-1]
+    assert report[:2] == ["-m", "deep_core.cli.report"] and str(tmp_path / "out") in report
+    noise = {"cifar10n_sop": 4, "cifar10n_dividemix": 4}.get(name, 1)
+    fractions = 4
+    methods = len({_flag(c, "--selection") for c in runs})
+    assert methods >= 8
+    assert len(runs) == noise * fractions * methods * 2
+    for call in runs:
+        assert call[0].endswith("main_label_noise.py")
+        assert _flag(call, "--skip-complete") == "True"
+        assert _flag(call, "--data_path") == "/data/x"
+        assert _flag(call, "--device") == "cpu"
+        assert "," not in _flag(call, "--noise-type")  # the reference's "real1," bug
+        assert "-rc" not in call or _flag(call, "-rc") not in ("3", "4")  # nor "-rc $seed"
+    assert sorted({_flag(c, "--seed") for c in runs}) == ["3", "4"]
+    first = runs[0]
+    epochs = {"webvision_sop": "10", "clothing1m_dividemix": "1"}.get(name, "30")
+    assert _flag(first, "--epochs") == epochs  # EPOCH_SCALE 0.1
+    if "cifar10n" in name:
+        assert _flag(first, "--tau") == "0.975" and _flag(first, "-se") == "1"
+    if name.endswith("_sop") and "cifar" in name:
+        assert (_flag(first, "-rc"), _flag(first, "-rb")) == ("0.9", "0.1")
+    if name == "clothing1m_dividemix":
+        assert _flag(first, "--lr") == "0.002" and _flag(first, "--lambda-u") == "0.1"
+        assert {_flag(c, "--fraction") for c in runs} == {"0.01", "0.05", "0.1", "0.2"}
+    if name == "webvision_sop":
+        assert _flag(first, "--lr-u") == "0.1" and _flag(first, "--batch-size") == "32"
+    # Every flag exists and every setting is valid for deepcore-run (no data needed).
+    for method in sorted({_flag(c, "--selection") for c in runs}):
+        call = next(c for c in runs if _flag(c, "--selection") == method)
+        ns = build_parser().parse_args(call[1:])
+        vars(ns).pop("skip_complete")
+        validate(config_from_args(ns))
+
+
+def test_several_gpus_use_torch_distributed(tmp_path):
+    log = _fake_python(tmp_path)
+    res = _run_script("clothing1m_dividemix", tmp_path, GPUS="0,1,2", SEEDS="0",
+                      METHODS="Uniform", FRACTIONS="0.1")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    call = _calls(log)[0]
+    assert call[:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "3"]
+    assert _flag(call, "--device") == "cuda"
+
+
+def test_fail_fast(tmp_path):
+    log = _fake_python(tmp_path, fail_after=1)
+    res = _run_script("cifar100n_sop", tmp_path)
+    assert res.returncode != 0
+    assert len(_calls(log)) == 1
+
+
+def test_parallel_jobs_stop_at_the_first_failure(tmp_path):
+    calls = tmp_path / "calls.txt"
+    fake = tmp_path / "python"
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        f'echo "$*" >> "{calls}"\n'
+        'if [ "$2" = deep_core.cli.select ]; then printf "A a\\nB b\\nC c\\n"; exit 0; fi\n'
+        'case "$*" in *"--fraction 0.5 --selection B"*) exit 7;; esac\n'
+        "sleep 0.3\n"
+    )
+    fake.chmod(0o755)
+    res = _run_script("quickstart", tmp_path, JOBS="2")
+    assert res.returncode == 7, res.stderr
+    runs = [c for c in calls.read_text().splitlines() if "main_label_noise.py" in c]
+    assert 5 <= len(runs) < 9  # stopped within the first sweep (3 fractions x 3 methods)
+    assert not any("--robust-learner SOP" in c for c in runs)
+
+
+def test_bad_epoch_scale(tmp_path):
+    _fake_python(tmp_path)
+    res = _run_script("cifar10n_sop", tmp_path, EPOCH_SCALE="fast")
+    assert res.returncode != 0 and "EPOCH_SCALE" in res.stderr
+
+
+def _quickstart(tmp_path: Path, **env) -> subprocess.CompletedProcess:
+    full = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path / "qs"), "GPUS": "cpu",
+            "EPOCHS": "1", "WARMUP_EPOCHS": "1", **env}  # fmt: skip
+    return subprocess.run(["bash", str(REPO / "scripts" / "quickstart.sh")], env=full,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+
+
+def test_quickstart_runs_reports_and_resumes(tmp_path):
+    res = _quickstart(tmp_path, METHODS="SmallLoss", FRACTIONS="0.5")
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = tmp_path / "qs"
+    runs = sorted(p for p in out.iterdir() if (p / "summary.json").is_file())
+    assert [json.loads((p / "summary.json").read_text())["robust_learner"] for p in runs] == [
+        "CE", "SOP"]  # fmt: skip
+    assert "| CE | SmallLoss |" in (out / "report.md").read_text()
+    assert (out / "report.png").stat().st_size > 0
+    # A second pass skips both complete runs and rebuilds the same report.
+    (runs[1] / "summary.json").unlink()  # an interrupted run is resumed instead
+    again = _quickstart(tmp_path, METHODS="SmallLoss", FRACTIONS="0.5")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "skipping" in again.stderr and "resum" in again.stderr
+    assert (runs[1] / "summary.json").is_file()
+    assert len([p for p in out.iterdir() if (p / "config.yaml").is_file()]) == 2
+
+
+@pytest.mark.slow
+def test_quickstart_every_method(tmp_path):
+    res = _quickstart(tmp_path, FRACTIONS="0.5")
+    assert res.returncode == 0, res.stderr[-3000:]
+    text = (tmp_path / "qs" / "report.md").read_text()
+    from deep_core.methods import list_methods
+
+    for name in list_methods():
+        assert f"| CE | {name} |" in text and f"| SOP | {name} |" in text
