@@ -66,14 +66,14 @@ def time_dividemix(
     learner.setup(ctx)
     warm = np.r_[np.ones(batch_size), np.zeros(batch_size)]
     ctx.indices = idx[: 2 * batch_size]
-    learner._mixmatch(ctx, 0, 0, warm)  # untimed first batch
+    learner._mixmatch(ctx, 0, 0, warm, ctx.indices)  # untimed first batch
     ctx.indices = idx[2 * batch_size :]
     prob = np.r_[np.ones(steps * batch_size), np.zeros(steps * batch_size)]
-    mixmatch_step = _timed(lambda: learner._mixmatch(ctx, 1, 0, prob)) / steps
+    mixmatch_step = _timed(lambda: learner._mixmatch(ctx, 1, 0, prob, ctx.indices)) / steps
     # co-divide: clean-view losses of a slice, then the real GMM on n_full losses
     ctx.indices = np.arange(steps * ctx.config.test_batch_size)
-    learner.per_sample_losses(ctx, 0)
-    loss_pass = _timed(lambda: learner.per_sample_losses(ctx, 0)) / ctx.indices.size
+    learner.per_sample_losses(ctx, 0, ctx.indices)
+    loss_pass = _timed(lambda: learner.per_sample_losses(ctx, 0, ctx.indices)) / ctx.indices.size
     losses = np.random.default_rng(0).gamma(2.0, 0.3, n_full)
     gmm = _timed(lambda: clean_probability(losses, seed=0))
     batches = math.ceil(labeled_fraction * n_full / batch_size)

@@ -17,6 +17,9 @@ import yaml
 
 from .errors import DeepCoreError
 
+#: synthetic noise rate of the embedded default data set when none is given
+DEFAULT_NOISE_RATE = 0.4
+
 
 @dataclass
 class RunConfig:
@@ -26,7 +29,8 @@ class RunConfig:
     dataset: str = "Digits"
     data_path: str | None = None
     noise_type: str = "sym"
-    noise_rate: float = 0.0
+    #: None: 0.4 on the embedded default data set (Digits) with synthetic noise, else 0
+    noise_rate: float | None = None
     n_train: int | None = None
     n_class: int | None = None
     download: bool = False
@@ -69,6 +73,11 @@ class RunConfig:
     amp: bool = True
     channels_last: bool = True
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.noise_rate is None:
+            synthetic = self.noise_type != "clean" and not self.noise_type.startswith("real")
+            self.noise_rate = DEFAULT_NOISE_RATE if self.dataset == "Digits" and synthetic else 0.0
 
     @classmethod
     def field_names(cls) -> list[str]:

@@ -218,6 +218,7 @@ class TrainContext:
         self.num_classes = dataset.num_classes
         self.labels = torch.as_tensor(dataset.labels, dtype=torch.long, device=self.device)
         self.recorder = recorder
+        self._pool: tuple[int, np.ndarray] | None = None
         self.use_amp = bool(config.amp and self.device.type == "cuda")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.epoch = 0
@@ -304,6 +305,25 @@ class TrainContext:
         )
 
     # -- data -------------------------------------------------------------------------------
+    def epoch_pool(self, epoch: int) -> np.ndarray:
+        """The positions one training epoch draws from (sorted).
+
+        The learner's subset, unless the data set defines its own epoch draw
+        (``epoch_indices``: Clothing-1M's class-balanced ``batches_per_epoch`` batches, as
+        DivideMix trains on it); then a fresh draw of ``batches_per_epoch × batch_size``
+        samples from the subset each epoch, the same for every caller within the epoch.
+        A selection warm-up (which records per-epoch signals of every sample) always
+        uses the whole subset.
+        """
+        draw = getattr(self.dataset, "epoch_indices", None)
+        if draw is None or self.recorder is not None:
+            return self.indices
+        if self._pool is None or self._pool[0] != epoch:
+            n = int(self.dataset.batches_per_epoch) * self.config.batch_size
+            pool = draw(self.indices, num_samples=n, epoch=epoch, seed=self.seed_for(70))
+            self._pool = (epoch, pool)
+        return self._pool[1]
+
     def train_batches(
         self,
         epoch: int,
@@ -315,11 +335,11 @@ class TrainContext:
         drop_last: bool = False,
         desc: str | None = None,
     ) -> Iterator[Batch]:
-        """Shuffled batches of ``indices`` (default: the learner's subset) for ``epoch``.
+        """Shuffled batches of ``indices`` (default: :meth:`epoch_pool`) for ``epoch``.
 
         Under DDP each rank takes its share of the shuffled order.
         """
-        idx = self.indices if indices is None else np.asarray(indices, dtype=np.int64)
+        idx = self.epoch_pool(epoch) if indices is None else np.asarray(indices, dtype=np.int64)
         seed = self.seed_for(3000 + stream)
         if self.world_size > 1:
             g = torch.Generator().manual_seed(stream_seed(seed, epoch, 1))

@@ -38,10 +38,10 @@ from .errors import DeepCoreError, unknown_name
 from .io import save_npz, write_json, write_text
 from .methods import build_method
 from .methods.base import SelectionMethod
-from .nets import check_model_name
+from .nets import check_model_name, check_pretrained
 from .signals import Signals
 from .signals.recorder import WarmupConfig, warm_up_signals
-from .subset import Subset
+from .subset import Subset, auroc, subset_quality  # noqa: F401  (auroc: public here too)
 
 log = logging.getLogger("deep_core")
 
@@ -107,6 +107,7 @@ def validate(cfg: RunConfig) -> None:
         raise DeepCoreError(f"noise rate must be in [0, 1), got {cfg.noise_rate}")
     if cfg.model is not None:
         check_model_name(cfg.model)
+        check_pretrained(cfg.model, cfg.pre_trained, cfg.model_path)
     if cfg.num_exp < 1:
         raise DeepCoreError(f"--num_exp must be at least 1, got {cfg.num_exp}")
     if cfg.selection_epochs < 0:
@@ -117,6 +118,34 @@ def validate(cfg: RunConfig) -> None:
     train_config(cfg, cfg.epochs, cfg.seed).validate()
     build_selection(cfg)
     build_learner(cfg)
+
+
+def settings_without_effect(cfg: RunConfig) -> list[str]:
+    """Flags given (differing from their default) that this combination does not use.
+
+    The reference sweeps pass the same optimiser and scheduler flags to every run, so
+    these are warnings (logged and listed in ``summary.json`` as ``ignored_options``),
+    like method options the chosen method does not take.
+    """
+    d = RunConfig()
+    out = []
+    if cfg.scheduler != "MultiStepLR" and cfg.milestone:
+        out.append(f"--milestone (only MultiStepLR uses it; scheduler is {cfg.scheduler})")
+    if cfg.scheduler != "StepLR" and cfg.step_size != d.step_size:
+        out.append(f"--step_size (only StepLR uses it; scheduler is {cfg.scheduler})")
+    if cfg.scheduler == "CosineAnnealingLR" and cfg.gamma != d.gamma:
+        out.append("--gamma (CosineAnnealingLR does not use it)")
+    if cfg.scheduler != "CosineAnnealingLR" and cfg.min_lr != d.min_lr:
+        out.append(f"--min_lr (only CosineAnnealingLR uses it; scheduler is {cfg.scheduler})")
+    if cfg.optimizer != "SGD":
+        if cfg.momentum != d.momentum:
+            out.append(f"--momentum ({cfg.optimizer} does not use it)")
+        if cfg.nesterov != d.nesterov:
+            out.append(f"--nesterov ({cfg.optimizer} does not use it)")
+    synthetic = cfg.noise_type not in ("clean",) and not cfg.noise_type.startswith("real")
+    if not synthetic and cfg.noise_rate:
+        out.append(f"--noise-rate (noise type {cfg.noise_type} has no synthetic rate)")
+    return out
 
 
 def optim_config(cfg: RunConfig) -> OptimConfig:
@@ -176,6 +205,7 @@ def settings_hash(cfg: RunConfig) -> str:
 
 
 def run_name(cfg: RunConfig, seed: int) -> str:
+    """``<dataset>_<learner>_<selection>_<noise>_fr<f>_s<seed>_<settings hash>[_dry]``."""
     noise = (
         cfg.noise_type
         if cfg.noise_type.startswith("real") or cfg.noise_type == "clean"
@@ -183,45 +213,14 @@ def run_name(cfg: RunConfig, seed: int) -> str:
     )
     return (
         f"{cfg.dataset}_{cfg.robust_learner}_{cfg.selection}_{noise}_fr{cfg.fraction:g}"
-        f"_s{seed}_{settings_hash(cfg)}"
+        f"_s{seed}_{settings_hash(cfg)}" + ("_dry" if cfg.dry_run else "")
+        # a dry run (selection only) never takes the place of the real run
     )
 
 
 # ----------------------------------------------------------------------------------
-# Subset quality
+# Provenance
 # ----------------------------------------------------------------------------------
-def auroc(scores: np.ndarray, positive: np.ndarray) -> float | None:
-    """Area under the ROC curve of ``scores`` for ``positive`` (ties count half)."""
-    from scipy.stats import rankdata
-
-    positive = np.asarray(positive, dtype=bool)
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if n_pos == 0 or n_neg == 0:
-        return None
-    ranks = rankdata(scores)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def subset_quality(
-    subset: Subset, labels: np.ndarray, clean_labels: np.ndarray | None, num_classes: int
-) -> dict[str, Any]:
-    """Size, per-class counts, and against clean labels: noise rate, noisy kept, AUROC."""
-    idx = subset.indices
-    out: dict[str, Any] = {
-        "subset_size": int(idx.size),
-        "class_counts": np.bincount(labels[idx], minlength=num_classes).tolist(),
-        "subset_noise_rate": None,
-        "noisy_kept_fraction": None,
-        "score_auroc": None,
-    }
-    if clean_labels is not None:
-        noisy = labels != clean_labels
-        out["subset_noise_rate"] = float(noisy[idx].mean()) if idx.size else None
-        out["noisy_kept_fraction"] = float(noisy[idx].sum() / noisy.sum()) if noisy.any() else None
-        out["score_auroc"] = auroc(subset.scores, ~noisy)
-    return out
-
-
 def versions() -> dict[str, str]:
     import faiss
     import torch
@@ -295,8 +294,12 @@ def select_subset(cfg: RunConfig, ds: NoisyDataset, seed: int) -> tuple[Subset, 
         log.warning(
             "warning: --%s is not used by %s (ignored)", name.replace("_", "-"), cfg.selection
         )
+    ignored = sorted(unused)
+    for text in settings_without_effect(cfg):
+        log.warning("warning: %s (ignored)", text)
+        ignored.append(text.split(" ", 1)[0].lstrip("-"))
     needed = set(method.required_signals())
-    report: dict[str, Any] = {"ignored_options": sorted(unused), "warmup_seconds": 0.0}
+    report: dict[str, Any] = {"ignored_options": ignored, "warmup_seconds": 0.0}
     t0 = time.time()
     if needed - {"labels", "clean_labels"}:
         learner = build_learner(cfg)
@@ -420,7 +423,7 @@ def _train_and_summarise(
     quality = subset_quality(subset, ds.labels, ds.clean_labels, ds.num_classes)
     log.info(
         "selected %d of %d samples with %s: noise rate %s (full set %s), noisy kept %s, "
-        "score AUROC %s",
+        "score AUROC %s; per class %s",
         quality["subset_size"],
         ds.labels.size,
         cfg.selection,
@@ -428,6 +431,7 @@ def _train_and_summarise(
         _fmt(ds.realised_noise_rate()),
         _fmt(quality["noisy_kept_fraction"]),
         _fmt(quality["score_auroc"]),
+        quality["class_counts"],
     )
     summary: dict[str, Any] = {
         "run": run.path.name,
@@ -457,7 +461,7 @@ def _train_and_summarise(
     }
     if cfg.dry_run:
         if rank == 0:
-            write_json(run.summary, summary)
+            write_json(run.summary, {**summary, "dry_run": True})
         return summary
     learner = build_learner(cfg)
     model = cfg.model or ds.default_model
@@ -471,6 +475,7 @@ def _train_and_summarise(
         model_path=cfg.model_path,
     )
     writer = None
+    history: list[dict[str, Any]] = []
     if rank == 0:
         from torch.utils.tensorboard import SummaryWriter
 
@@ -478,12 +483,14 @@ def _train_and_summarise(
         if resume and run.checkpoint.is_file():
             from .engine import load_checkpoint
 
-            start = int(load_checkpoint(run.checkpoint)["epoch"]) + 1
+            state = load_checkpoint(run.checkpoint)
+            start = int(state["epoch"]) + 1
+            history = list(state.get("history", []))
         writer = SummaryWriter(str(run.tb), purge_step=start)
-    history: list[dict[str, Any]] = []
 
     def on_epoch(row: dict[str, Any]) -> None:
         history.append(row)
+        run.write_metrics(history)  # atomically, every epoch: a running run can be followed
         for k, v in row.items():
             if k != "epoch" and isinstance(v, int | float):
                 writer.add_scalar(k, v, row["epoch"])

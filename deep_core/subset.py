@@ -49,3 +49,35 @@ class Subset:
         m = np.zeros(self.scores.shape[0], dtype=bool)
         m[self.indices] = True
         return m
+
+
+def auroc(scores: np.ndarray, positive: np.ndarray) -> float | None:
+    """Area under the ROC curve of ``scores`` for ``positive`` (ties count half)."""
+    from scipy.stats import rankdata
+
+    positive = np.asarray(positive, dtype=bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def subset_quality(
+    subset: Subset, labels: np.ndarray, clean_labels: np.ndarray | None, num_classes: int
+) -> dict[str, Any]:
+    """Size, per-class counts, and against clean labels: noise rate, noisy kept, AUROC."""
+    idx = subset.indices
+    out: dict[str, Any] = {
+        "subset_size": int(idx.size),
+        "class_counts": np.bincount(labels[idx], minlength=num_classes).tolist(),
+        "subset_noise_rate": None,
+        "noisy_kept_fraction": None,
+        "score_auroc": None,
+    }
+    if clean_labels is not None:
+        noisy = labels != clean_labels
+        out["subset_noise_rate"] = float(noisy[idx].mean()) if idx.size else None
+        out["noisy_kept_fraction"] = float(noisy[idx].sum() / noisy.sum()) if noisy.any() else None
+        out["score_auroc"] = auroc(subset.scores, ~noisy)
+    return out

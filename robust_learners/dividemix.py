@@ -234,11 +234,12 @@ class DivideMix(Learner):
     def train_epoch(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
         if epoch < self.n_warmup:
             return self.warmup_epoch(ctx, epoch)
-        probs = [self.co_divide(ctx, k, epoch) for k in (0, 1)]
-        row = self.split_metrics(ctx, probs)
+        pool = ctx.epoch_pool(epoch)  # the subset (Clothing-1M: this epoch's balanced draw)
+        probs = [self.co_divide(ctx, k, epoch, pool) for k in (0, 1)]
+        row = self.split_metrics(ctx, probs, pool)
         sums = torch.zeros(4, dtype=torch.float64, device=ctx.device)  # loss, Lx, Lu, steps
         for k in (0, 1):
-            sums += self._mixmatch(ctx, epoch, k, probs[1 - k])
+            sums += self._mixmatch(ctx, epoch, k, probs[1 - k], pool)
         all_reduce_(sums)
         steps = max(sums[3].item(), 1.0)
         row.update(
@@ -281,23 +282,23 @@ class DivideMix(Learner):
 
     # -- co-divide -----------------------------------------------------------------------
     @torch.no_grad()
-    def per_sample_losses(self, ctx: TrainContext, k: int) -> np.ndarray:
-        """Cross-entropy of network ``k`` on the clean view of the subset (all ranks)."""
+    def per_sample_losses(self, ctx: TrainContext, k: int, pool: np.ndarray) -> np.ndarray:
+        """Cross-entropy of network ``k`` on the clean view of ``pool`` (all ranks)."""
         net = self.nets[k]
         net.eval()
         losses = torch.zeros(len(ctx.dataset.labels), dtype=torch.float32, device=ctx.device)
-        for batch in ctx.eval_batches(ctx.dataset.train, ctx.indices, desc=f"co-divide {k + 1}"):
+        for batch in ctx.eval_batches(ctx.dataset.train, pool, desc=f"co-divide {k + 1}"):
             with ctx.autocast():
                 logits = net(ctx.to_input(batch.views[0]))
             losses[batch.positions] = F.cross_entropy(
                 logits.float(), ctx.labels[batch.positions], reduction="none"
             )
         all_reduce_(losses)  # each rank filled its shard; the rest are zeros
-        return losses[torch.as_tensor(ctx.indices, device=ctx.device)].cpu().numpy()
+        return losses[torch.as_tensor(pool, device=ctx.device)].cpu().numpy()
 
-    def co_divide(self, ctx: TrainContext, k: int, epoch: int) -> np.ndarray:
-        """Clean probability of each subset sample (order of ``ctx.indices``) by network ``k``."""
-        losses = self.per_sample_losses(ctx, k)
+    def co_divide(self, ctx: TrainContext, k: int, epoch: int, pool: np.ndarray) -> np.ndarray:
+        """Clean probability of each sample of ``pool`` (in its order) by network ``k``."""
+        losses = self.per_sample_losses(ctx, k, pool)
         prob = clean_probability(losses, seed=ctx.seed_for(4000 + epoch, k))
         if ctx.world_size > 1:  # one split for every rank, whatever the float details
             t = torch.as_tensor(prob, device=ctx.device)
@@ -305,11 +306,13 @@ class DivideMix(Learner):
             prob = t.cpu().numpy()
         return prob
 
-    def split_metrics(self, ctx: TrainContext, probs: list[np.ndarray]) -> dict[str, float]:
-        from deep_core.runner import auroc
+    def split_metrics(
+        self, ctx: TrainContext, probs: list[np.ndarray], pool: np.ndarray
+    ) -> dict[str, float]:
+        from deep_core.subset import auroc
 
         row: dict[str, float] = {}
-        idx = ctx.indices
+        idx = pool
         clean = None
         if ctx.dataset.clean_labels is not None:
             clean = ctx.dataset.labels[idx] == ctx.dataset.clean_labels[idx]
@@ -346,12 +349,14 @@ class DivideMix(Learner):
             )
             cycle += 1
 
-    def _mixmatch(self, ctx: TrainContext, epoch: int, k: int, prob: np.ndarray) -> torch.Tensor:
-        """Train network ``k`` for one epoch on the split ``prob`` of the other network."""
+    def _mixmatch(
+        self, ctx: TrainContext, epoch: int, k: int, prob: np.ndarray, pool: np.ndarray
+    ) -> torch.Tensor:
+        """Train network ``k`` for one epoch on the other network's split ``prob`` of ``pool``."""
         sums = torch.zeros(4, dtype=torch.float64, device=ctx.device)
         net, other, opt = self.nets[k], self.nets[1 - k], self.optimizers[k]
         mask = prob > self.p_threshold
-        labeled, unlabeled = ctx.indices[mask], ctx.indices[~mask]
+        labeled, unlabeled = pool[mask], pool[~mask]
         if labeled.size < ctx.world_size:  # no labeled batch on some rank: skip on all
             return sums
         w_all = torch.zeros(len(ctx.dataset.labels), dtype=torch.float32, device=ctx.device)

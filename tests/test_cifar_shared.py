@@ -74,3 +74,24 @@ def test_incomplete_folder_is_a_clear_error(cifar10_root, tmp_path):
     (broken / "data_batch_3").unlink()
     with pytest.raises(DeepCoreError, match="data_batch_3 is missing"):
         load_dataset(DataConfig(dataset="CIFAR10", data_path=str(tmp_path), noise_type="clean"))
+
+
+def test_short_label_file_beside_the_batches_is_exit_2_and_no_run(cifar10_root, tmp_path, capsys):
+    import torch
+
+    from deep_core.cli.run import main
+
+    data = tmp_path / "data"
+    (data / "cifar-10-batches-py").mkdir(parents=True)
+    for f in (cifar10_root / "cifar-10-batches-py").iterdir():
+        (data / "cifar-10-batches-py" / f.name).symlink_to(f)
+    short = {"clean_label": torch.zeros(100, dtype=torch.long), "worse_label": torch.zeros(100)}
+    for folder in (data, data / "cifar-10-batches-py"):
+        torch.save(short, folder / "CIFAR-10_human.pt")
+    out = tmp_path / "runs"
+    code = main(["--dataset", "CIFAR10", "--data_path", str(data), "--noise-type", "realW",
+                 "--out-dir", str(out), "--dry-run", "--progress", "False"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("error: CIFAR-N array"), err
+    assert "expected (50000,)" in err[-1]
+    assert not out.exists() or not [p for p in out.iterdir() if p.name != "signals-cache"]

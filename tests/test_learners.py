@@ -14,7 +14,7 @@ from deep_core.cli.run import main
 from deep_core.datasets import DataConfig, load_dataset
 from deep_core.engine import OptimConfig, TrainConfig, TrainContext, Trainer
 from deep_core.errors import DeepCoreError
-from deep_core.runner import auroc
+from deep_core.subset import auroc
 from robust_learners import get_learner
 from robust_learners.dividemix import (
     DivideMix,
@@ -207,7 +207,7 @@ def test_dividemix_split_has_high_auroc_after_warm_up():
     _, ctx = _fit(learner, ds, epochs=4)  # only the CE warm-up
     clean = ds.labels == ds.clean_labels
     for k in (0, 1):
-        prob = learner.co_divide(ctx, k, epoch=4)
+        prob = learner.co_divide(ctx, k, 4, ctx.epoch_pool(4))
         assert auroc(prob, clean) > 0.9
         labeled = prob > learner.p_threshold
         assert clean[labeled].mean() > 0.85 and labeled.sum() > 0.4 * clean.sum()

@@ -332,6 +332,19 @@ def test_direction_forgetting_keeps_flipping_and_never_learned():
     assert sub.scores[never].min() > sub.scores[flip].max() > 0
 
 
+@pytest.mark.parametrize(
+    "score", ["forgetting", "el2n", "loss", "grand", "uncertainty", "moderate", "pred_sum"]
+)
+def test_ccs_cuts_the_hardest_by_any_base_score(noisy, score):
+    from deep_core.methods.ccs import difficulty
+
+    sub = run("CCS", noisy, 0.3, ccs_beta=0.4, ccs_score=score, num_bins=10)
+    hard = difficulty(noisy, score)
+    assert np.array_equal(sub.scores, -hard) and len(sub) == round(0.3 * len(noisy))
+    cut = np.argsort(-hard, kind="stable")[: int(0.4 * len(hard))]
+    assert not np.isin(sub.indices, cut).any()  # the hardest 40% are never kept
+
+
 def test_direction_ccs_removes_noise_and_covers_strata(noisy):
     base = _uniform_rate(noisy, 0.3)
     sub = run("CCS", noisy, 0.3, ccs_beta=0.4, num_bins=10)

@@ -87,3 +87,36 @@ def test_idn_rate_is_close_and_deterministic():
 def test_bad_noise_settings_are_clear_errors(kwargs, match):
     with pytest.raises(DeepCoreError, match=match):
         make_noisy_labels(CLEAN, num_classes=10, seed=0, **kwargs)
+
+
+# ----------------------------------------------------------------------------------
+# CIFAR-N label files given by the user (official .pt beside the batches)
+# ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        (
+            {"clean_label": np.zeros(49_999, np.int64), "worse_label": np.zeros(49_999, np.int64)},
+            "has shape (49999,), expected (50000,)",
+        ),
+        ({"worse_label": np.zeros(50_000, np.int64)}, "has no 'clean_label' array"),
+    ],
+    ids=["wrong length", "no clean labels"],
+)
+def test_bad_cifar_n_label_file_is_a_clear_error(tmp_path, arrays, message):
+    import torch
+
+    from deep_core.datasets.cifar_n import load_human_labels
+
+    torch.save({k: torch.from_numpy(v) for k, v in arrays.items()}, tmp_path / "CIFAR-10_human.pt")
+    with pytest.raises(DeepCoreError, match="CIFAR-N") as e:
+        load_human_labels("CIFAR10", search=[tmp_path])
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_cifar_n_file_that_is_not_a_tensor_dict_is_rejected(tmp_path):
+    from deep_core.datasets.cifar_n import load_human_labels
+
+    (tmp_path / "CIFAR-10_human.pt").write_bytes(b"not a torch file")
+    with pytest.raises(DeepCoreError, match="cannot read CIFAR-N labels"):
+        load_human_labels("CIFAR10", search=[tmp_path])

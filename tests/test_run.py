@@ -213,7 +213,30 @@ def test_bad_input_is_one_line_exit_2_and_no_run_directory(tmp_path, capsys, arg
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_bad_flag_value_exits_2(capsys):
-    with pytest.raises(SystemExit) as e:
-        main(["--balance", "maybe"])
-    assert e.value.code == 2
+@pytest.mark.parametrize(
+    "args", [["--balance", "maybe"], ["--fraction", "abc"], ["--no-such-flag"]], ids=str
+)
+def test_bad_flag_value_is_one_line_exit_2(capsys, args):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+
+
+def test_settings_without_effect_are_reported(tmp_path, capsys, caplog):
+    out = tmp_path / "runs"
+    code = main(["--epochs", "0", "--dry-run", "--scheduler", "StepLR", "--milestone", "3",
+                 "--min_lr", "0.001", "--out-dir", str(out), "--progress", "False",
+                 "--noise-type", "clean", "--noise-rate", "0.3"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0, err
+    (run,) = [p for p in out.iterdir() if p.name != "signals-cache"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["dry_run"] and run.name.endswith("_dry")
+    assert set(summary["ignored_options"]) == {"milestone", "min_lr", "noise-rate"}
+    assert "--milestone (only MultiStepLR uses it; scheduler is StepLR)" in caplog.text
+
+
+def test_pre_trained_needs_published_weights(tmp_path, capsys):
+    args = ["--pre-trained", "True", "--dry-run", "--out-dir", str(tmp_path / "runs")]
+    assert main([*args, "--model", "SmallCNN"]) == 2
+    assert "no published weights for SmallCNN" in capsys.readouterr().err

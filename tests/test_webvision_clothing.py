@@ -271,6 +271,29 @@ def test_epoch_indices_depend_on_epoch(clothing):
     assert np.array_equal(a, ds.epoch_indices(idx, num_samples=28, epoch=0, seed=0))
 
 
+def test_training_epochs_use_the_balanced_draw(clothing):
+    """DivideMix-style epochs: batches_per_epoch x batch_size drawn per epoch from the subset."""
+    import dataclasses
+
+    from deep_core.engine import OptimConfig, TrainConfig, TrainContext
+
+    ds = dataclasses.replace(_load("Clothing1M", clothing), batches_per_epoch=3)
+    subset = np.arange(0, len(ds.train), 2, dtype=np.int64)
+    cfg = TrainConfig(epochs=2, batch_size=4, progress=False)
+    ctx = TrainContext(ds, subset, cfg, OptimConfig(), model="SmallCNN")
+    seen = [np.sort(np.concatenate([b.positions.numpy() for b in ctx.train_batches(e)]))
+            for e in (0, 1)]  # fmt: skip
+    for e, pos in enumerate(seen):
+        assert pos.size == 12 and np.isin(pos, subset).all()
+        assert np.array_equal(pos, ctx.epoch_pool(e))  # one draw per epoch for every caller
+        assert np.bincount(ds.labels[pos], minlength=CM_CLASSES).max() <= 1  # ceil(12 / 14)
+    assert not np.array_equal(seen[0], seen[1])
+    # a recording warm-up needs every sample's per-epoch signals: no draw there
+    rec = TrainContext(ds, subset, cfg, OptimConfig(), model="SmallCNN",
+                       recorder=lambda *a: None)  # fmt: skip
+    assert np.array_equal(rec.epoch_pool(0), subset)
+
+
 # ----------------------------------------------------------------------------------
 # Bad trees: one line, exit status 2, no run directory left behind
 # ----------------------------------------------------------------------------------

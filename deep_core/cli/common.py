@@ -11,6 +11,13 @@ from ..errors import DeepCoreError
 EXIT_BAD_INPUT = 2
 
 
+class ArgParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line and exit status 2 (via :func:`run_cli`)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise DeepCoreError(message)
+
+
 def str_to_bool(value: str | bool) -> bool:
     """Parse ``True/False`` (and yes/no, 1/0) as the reference scripts pass them."""
     if isinstance(value, bool):

@@ -21,7 +21,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from .common import run_cli
+from .common import ArgParser, run_cli
 
 #: method flags -> option names (given flags only are passed; others keep defaults)
 METHOD_FLAGS: dict[str, tuple[type, str]] = {
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ..corpus.run import corpus_methods
 
     methods = corpus_methods()
-    p = argparse.ArgumentParser(
+    p = ArgParser(
         prog="deepcore-prune",
         description="Prune an image corpus or an embeddings file by embedding geometry.",
         epilog="methods: " + "; ".join(f"{name}: {summary}" for name, summary in methods.items()),
@@ -104,7 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="copy kept images (the default for --corpus-path)",
     )
     out.add_argument("--keys-only", action="store_true", help="write keys and scores only")
-    o.add_argument("--draw-histogram", action="store_true", help="score histograms (PNG)")
+    o.add_argument(
+        "--draw-histogram",
+        action="store_true",
+        help="score histograms (PNG): all samples, plus the 50 largest groups (clusters "
+        "or classes) one file each",
+    )
     o.add_argument("--seed", type=int, default=0)
     o.add_argument("--quiet", action="store_true", help="no progress bars")
     s = p.add_mutually_exclusive_group()

@@ -18,18 +18,11 @@ from collections.abc import Sequence
 
 from ..errors import DeepCoreError
 from ..report import METRICS, build_report, parse_group_by, plot, write_report
-from .common import run_cli
-
-
-class _Parser(argparse.ArgumentParser):
-    """Argument errors are one line and exit status 2 (via run_cli)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise DeepCoreError(message)
+from .common import ArgParser, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgParser(
         prog="deepcore-report",
         description="Aggregate run directories into a comparison table and plots.",
     )

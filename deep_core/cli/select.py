@@ -26,20 +26,14 @@ from ..errors import DeepCoreError
 from ..io import save_npy
 from ..methods import build_method, list_methods
 from ..signals import Signals
-from .common import run_cli
+from ..subset import subset_quality
+from .common import ArgParser, run_cli
 from .method_args import add_method_arguments, method_options_from_args, unused_option_warnings
-
-
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line and exit status 2 (via run_cli)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise DeepCoreError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``deepcore-select`` argument parser."""
-    p = _Parser(
+    p = ArgParser(
         prog="deepcore-select",
         description="Select a training subset from per-sample signals in an .npz file.",
     )
@@ -81,7 +75,22 @@ def _main(argv: Sequence[str] | None) -> int:
         f"{method!r}: kept {len(subset):,} of {len(signals):,} samples "
         f"(fraction {args.fraction}) -> {args.out}"
     )
+    quality = subset_quality(
+        subset, signals.labels, signals.get("clean_labels"), signals.num_classes
+    )
+    print(f"per class: {quality['class_counts']}")
+    if quality["subset_noise_rate"] is not None:  # the .npz holds clean labels
+        print(
+            f"subset noise rate {quality['subset_noise_rate']:.4f} "
+            f"(full set {float((signals.labels != signals.clean_labels).mean()):.4f}), "
+            f"noisy kept {_fmt(quality['noisy_kept_fraction'])}, "
+            f"score AUROC {_fmt(quality['score_auroc'])}"
+        )
     return 0
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,11 @@ Algorithm
        - ``el2n``: ``||softmax - onehot(label)||`` of the final warm-up model.
        - ``loss``: clean-view loss ``-log p_label`` of the final warm-up model.
        - ``grand``: mean last-layer gradient norm over the recorded members.
+       - ``uncertainty``: least confidence ``1 - max softmax`` of the final warm-up model.
+       - ``moderate``: distance of the feature to its class's median (Moderate's score).
+       - ``pred_sum``: models whose prediction disagrees with the noisy label (PredSum's
+         count turned into a difficulty; all of ``member_probs`` when the signals hold
+         an ensemble, else the final warm-up model alone).
 
     2. Prune the hardest ``floor(ccs_beta * N)`` samples (fewer when the budget would not
        fit in what is left).
@@ -52,16 +57,26 @@ from ._common import check_choice, check_int, check_seed, check_unit, row_blocks
 from .base import SelectionMethod, register
 from .el2n import el2n_of
 from .forgetting import forgetting_counts
+from .moderate import median_distances
+from .pred_sum import pred_sum
 from .small_loss import label_log_prob
+from .uncertainty import uncertainty_scores
 
-CcsScore = Literal["aum", "forgetting", "el2n", "loss", "grand"]
-CCS_SCORES: tuple[str, ...] = ("aum", "forgetting", "el2n", "loss", "grand")
+CcsScore = Literal[
+    "aum", "forgetting", "el2n", "loss", "grand", "uncertainty", "moderate", "pred_sum"
+]
+CCS_SCORES: tuple[str, ...] = (
+    "aum", "forgetting", "el2n", "loss", "grand", "uncertainty", "moderate", "pred_sum"
+)  # fmt: skip
 _SIGNAL = {
     "aum": "margins",
     "forgetting": "correct",
     "el2n": "probs",
     "loss": "probs",
     "grand": "grad_norms",
+    "uncertainty": "probs",
+    "moderate": "features",
+    "pred_sum": "probs",
 }
 
 
@@ -76,6 +91,14 @@ def difficulty(signals: Signals, score: str) -> np.ndarray:
         return el2n_of(signals.probs, labels)
     if score == "loss":
         return -label_log_prob(signals.probs, labels)
+    if score == "uncertainty":
+        return uncertainty_scores(signals.probs, "LeastConfidence")
+    if score == "moderate":
+        return median_distances(signals.features, labels, signals.num_classes)
+    if score == "pred_sum":
+        stack = signals.get("member_probs")  # an ensemble when one was recorded
+        stack = signals.probs[None] if stack is None else stack
+        return stack.shape[0] - pred_sum(stack, labels)
     return np.asarray(signals.grad_norms, dtype=np.float64).mean(axis=0)
 
 
@@ -130,7 +153,8 @@ class CCS(SelectionMethod):
     ccs_beta : float, default=0.0
         Fraction of the hardest samples pruned first (the paper's hard cutoff; tune it,
         e.g. towards the noise rate under label noise).
-    ccs_score : {"aum", "forgetting", "el2n", "loss", "grand"}, default="aum"
+    ccs_score : {"aum", "forgetting", "el2n", "loss", "grand", "uncertainty", "moderate", \
+"pred_sum"}, default="aum"
         Base difficulty score for the cutoff and the strata.
     num_bins : int, default=50
         Number of equal-width strata (the authors' default).

@@ -29,6 +29,19 @@ MODELS: dict[str, Builder] = {
 }
 
 
+#: models with torchvision ImageNet weights for ``--pre-trained``
+PRETRAINED = ("ResNet18", "ResNet34", "ResNet50")
+
+
+def check_pretrained(name: str, pretrained: bool, model_path: str | Path | None) -> None:
+    """``--pre-trained`` without ``--model-path`` needs a model with published weights."""
+    if pretrained and model_path is None and name not in PRETRAINED:
+        raise DeepCoreError(
+            f"--pre-trained: no published weights for {name} (available for "
+            f"{', '.join(PRETRAINED)}); pass --model-path FILE for your own"
+        )
+
+
 def model_names() -> list[str]:
     return sorted(MODELS)
 
@@ -54,6 +67,7 @@ def build_model(
     torchvision for ImageNet weights (downloads; for online users).
     """
     check_model_name(name)
+    check_pretrained(name, pretrained, model_path)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = MODELS[name](num_classes, tuple(image_shape), bool(pretrained) and model_path is None)

@@ -80,6 +80,8 @@ class WarmupConfig:
             "batch_size": t.batch_size,
             "seed": t.seed,
             "channels_last": t.channels_last,
+            "amp": t.amp,
+            "deterministic": t.deterministic,
             "optim": self.optim.__dict__,
             "pretrained": self.pretrained,
             "model_path": self.model_path,
