@@ -152,6 +152,19 @@ def init_distributed(device: torch.device) -> torch.device:
     return device
 
 
+def finish_distributed(*, wait: bool = True) -> None:
+    """Leave the process group; a no-op outside ``torchrun``.
+
+    ``wait`` (after a successful run) first waits for every rank: without it a rank can
+    exit while gloo's threads still serve another, which aborts that one ("terminate
+    called without an active exception"). After an error, ranks leave without waiting.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if wait:
+            torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 def all_reduce_(t: torch.Tensor) -> torch.Tensor:
     """Sum ``t`` over ranks in place (no-op on one process).
 

@@ -19,7 +19,7 @@ WORKER = textwrap.dedent("""
     import numpy as np
     import torch
     from deep_core.datasets import DataConfig, load_dataset
-    from deep_core.engine import OptimConfig, TrainConfig, TrainContext, Trainer
+    from deep_core.engine import OptimConfig, TrainConfig, TrainContext, Trainer, finish_distributed
     from robust_learners.dividemix import DivideMix
     from robust_learners.sop import SOP
 
@@ -43,6 +43,7 @@ WORKER = textwrap.dedent("""
             json.dump({"world": ctx.world_size, "rows": rows,
                        "params": params.double().sum().item(),
                        "params_sq": params.double().pow(2).sum().item(), **extra}, f)
+    finish_distributed()
 """)
 
 

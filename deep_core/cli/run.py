@@ -231,6 +231,18 @@ def config_from_args(ns: argparse.Namespace) -> RunConfig:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    from ..engine import finish_distributed
+
+    try:
+        code = _run(argv)
+    except BaseException:
+        finish_distributed(wait=False)
+        raise
+    finish_distributed()
+    return code
+
+
+def _run(argv: Sequence[str] | None) -> int:
     from ..runner import configure_logging, resume_experiment, run_experiment
 
     parser = build_parser()

@@ -91,28 +91,23 @@ def _image_folder(cfg: DataConfig) -> NoisyDataset:
     )
 
 
-def _webvision(cfg: DataConfig) -> NoisyDataset:
-    from .webvision import load_webvision
+def _list_files(name: str) -> Callable[[DataConfig], NoisyDataset]:
+    """Loader of a listed-files data set (WebVision, Clothing1M): 224-pixel default."""
 
-    return load_webvision(
-        data_path=_need_path(cfg),
-        noise_type=cfg.noise_type,
-        noise_rate=cfg.noise_rate,
-        image_size=cfg.image_size or 224,
-        n_train=cfg.n_train,
-    )
+    def load(cfg: DataConfig) -> NoisyDataset:
+        if name == "WebVision":
+            from .webvision import load_webvision as loader
+        else:
+            from .clothing1m import load_clothing1m as loader
+        return loader(
+            data_path=_need_path(cfg),
+            noise_type=cfg.noise_type,
+            noise_rate=cfg.noise_rate,
+            image_size=cfg.image_size or 224,
+            n_train=cfg.n_train,
+        )
 
-
-def _clothing1m(cfg: DataConfig) -> NoisyDataset:
-    from .clothing1m import load_clothing1m
-
-    return load_clothing1m(
-        data_path=_need_path(cfg),
-        noise_type=cfg.noise_type,
-        noise_rate=cfg.noise_rate,
-        image_size=cfg.image_size or 224,
-        n_train=cfg.n_train,
-    )
+    return load
 
 
 def _need_path(cfg: DataConfig) -> str:
@@ -126,8 +121,8 @@ DATASETS: dict[str, Callable[[DataConfig], NoisyDataset]] = {
     "CIFAR10": _cifar("CIFAR10"),
     "CIFAR100": _cifar("CIFAR100"),
     "ImageFolder": _image_folder,
-    "WebVision": _webvision,
-    "Clothing1M": _clothing1m,
+    "WebVision": _list_files("WebVision"),
+    "Clothing1M": _list_files("Clothing1M"),
 }
 
 

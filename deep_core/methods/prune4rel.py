@@ -77,7 +77,7 @@ import heapq
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -100,7 +100,8 @@ from ..signals import Signals
 from ..subset import Subset
 from .base import SelectionMethod, register
 
-UNCERTAINTIES = ("LeastConfidence", "Margin", "Entropy")
+Uncertainty = Literal["LeastConfidence", "Margin", "Entropy"]
+UNCERTAINTIES: tuple[str, ...] = ("LeastConfidence", "Margin", "Entropy")
 INDEXES = ("auto", "flat", "ivf")
 #: above this many samples ``neighbors=None`` switches to the scalable mode
 EXACT_MAX_SAMPLES = 200_000
@@ -374,7 +375,7 @@ class Prune4Rel(SelectionMethod):
         self,
         *,
         balance: bool = False,
-        uncertainty: str = "LeastConfidence",
+        uncertainty: Uncertainty = "LeastConfidence",
         tau: float = 0.95,
         eta: float = 100.0,
         neighbors: int | None = None,
@@ -384,6 +385,15 @@ class Prune4Rel(SelectionMethod):
         n_threads: int | None = None,
         device: str = "cpu",
     ) -> None:
+        # bad options fail here, before any warm-up is paid for
+        if uncertainty not in UNCERTAINTIES:
+            raise unknown_name("uncertainty", uncertainty, UNCERTAINTIES)
+        if not 0.0 <= tau <= 1.0:
+            raise DeepCoreError(f"--tau must be in [0, 1], got {tau}")
+        if not eta > 0:
+            raise DeepCoreError(f"--eta must be positive, got {eta}")
+        if neighbors is not None and neighbors < 1:
+            raise DeepCoreError(f"--neighbors must be at least 1, got {neighbors}")
         self.balance = balance
         self.uncertainty = uncertainty
         self.tau = tau
