@@ -16,7 +16,7 @@ spread, plus ``dup_frac * N`` injected near-duplicates of random rows, cosine ab
 
 Usage (2-core machine; serialise heavy runs with other users of the machine)::
 
-    flock /tmp/cpu-heavy.lock python benchmarks/bench_corpus.py
+    python benchmarks/bench_corpus.py
     python benchmarks/bench_corpus.py --n 200000 --k 200 --compare-n 50000   # quicker
 """
 
