@@ -21,6 +21,11 @@ from .errors import DeepCoreError
 DEFAULT_NOISE_RATE = 0.4
 
 
+def takes_noise_rate(noise_type: str) -> bool:
+    """False for ``clean`` and the human-label types (``real*``), which have no rate."""
+    return noise_type != "clean" and not noise_type.startswith("real")
+
+
 @dataclass
 class RunConfig:
     """Everything a run needs; see ``deepcore-run --help`` for each flag."""
@@ -76,7 +81,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if self.noise_rate is None:
-            synthetic = self.noise_type != "clean" and not self.noise_type.startswith("real")
+            synthetic = takes_noise_rate(self.noise_type)
             self.noise_rate = DEFAULT_NOISE_RATE if self.dataset == "Digits" and synthetic else 0.0
 
     @classmethod

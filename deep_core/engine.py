@@ -418,6 +418,10 @@ class Learner(abc.ABC):
 
     name: ClassVar[str] = ""
 
+    def options(self) -> dict[str, Any]:
+        """The learner's settings (keyed like its keyword arguments); none by default."""
+        return {}
+
     @abc.abstractmethod
     def setup(self, ctx: TrainContext) -> None: ...
 
@@ -558,7 +562,7 @@ class Trainer:
                     )
                 row["test_acc"] = evaluate(learner, ctx, ctx.dataset.test, ctx.dataset.test_labels)
                 # further test sets (WebVision's ImageNet validation) as ``<name>_acc``
-                for name, (images, labels) in getattr(ctx.dataset, "extra_tests", {}).items():
+                for name, (images, labels) in ctx.dataset.extra_tests.items():
                     row[f"{name}_acc"] = evaluate(learner, ctx, images, labels, name)
             learner.end_epoch(ctx, epoch)
             row["seconds"] = round(time.time() - t0, 3)

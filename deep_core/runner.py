@@ -31,9 +31,9 @@ import numpy as np
 
 from . import __version__
 from .budget import check_fraction
-from .config import RunConfig, dump_yaml, read_yaml
+from .config import RunConfig, dump_yaml, read_yaml, takes_noise_rate
 from .datasets import DataConfig, NoisyDataset, dataset_names, load_dataset
-from .engine import OptimConfig, TrainConfig, TrainContext, Trainer, resolve_device
+from .engine import Learner, OptimConfig, TrainConfig, TrainContext, Trainer, resolve_device
 from .errors import DeepCoreError, unknown_name
 from .io import save_npz, write_json, write_text
 from .methods import build_method
@@ -41,7 +41,7 @@ from .methods.base import SelectionMethod
 from .nets import check_model_name, check_pretrained
 from .signals import Signals
 from .signals.recorder import WarmupConfig, warm_up_signals
-from .subset import Subset, auroc, subset_quality  # noqa: F401  (auroc: public here too)
+from .subset import Subset, auroc, describe_quality, subset_quality  # noqa: F401 (auroc)
 
 log = logging.getLogger("deep_core")
 
@@ -142,8 +142,7 @@ def settings_without_effect(cfg: RunConfig) -> list[str]:
             out.append(f"--momentum ({cfg.optimizer} does not use it)")
         if cfg.nesterov != d.nesterov:
             out.append(f"--nesterov ({cfg.optimizer} does not use it)")
-    synthetic = cfg.noise_type not in ("clean",) and not cfg.noise_type.startswith("real")
-    if not synthetic and cfg.noise_rate:
+    if not takes_noise_rate(cfg.noise_type) and cfg.noise_rate:
         out.append(f"--noise-rate (noise type {cfg.noise_type} has no synthetic rate)")
     return out
 
@@ -206,15 +205,13 @@ def settings_hash(cfg: RunConfig) -> str:
 
 def run_name(cfg: RunConfig, seed: int) -> str:
     """``<dataset>_<learner>_<selection>_<noise>_fr<f>_s<seed>_<settings hash>[_dry]``."""
-    noise = (
-        cfg.noise_type
-        if cfg.noise_type.startswith("real") or cfg.noise_type == "clean"
-        else f"{cfg.noise_type}{cfg.noise_rate:g}"
-    )
+    noise = cfg.noise_type
+    if takes_noise_rate(noise):
+        noise += f"{cfg.noise_rate:g}"
+    # a dry run (selection only) never takes the place of the real run
     return (
         f"{cfg.dataset}_{cfg.robust_learner}_{cfg.selection}_{noise}_fr{cfg.fraction:g}"
         f"_s{seed}_{settings_hash(cfg)}" + ("_dry" if cfg.dry_run else "")
-        # a dry run (selection only) never takes the place of the real run
     )
 
 
@@ -278,12 +275,12 @@ def _attach_log(path: Path) -> logging.Handler:
 # ----------------------------------------------------------------------------------
 # The run
 # ----------------------------------------------------------------------------------
-def _learner_key(learner: Any) -> str:
+def _learner_key(learner: Learner) -> str:
     """Warm-up learner name and options, e.g. ``SOP{"lr_u": 10, ...}`` (the cache key part).
 
     SOP and SOP+ train different warm-ups and must not share cached signals.
     """
-    options = learner.options() if hasattr(learner, "options") else {}
+    options = learner.options()
     return type(learner).__name__ + (json.dumps(options, sort_keys=True) if options else "")
 
 
@@ -422,16 +419,11 @@ def _train_and_summarise(
             write_json(run.path / "selection.json", report)
     quality = subset_quality(subset, ds.labels, ds.clean_labels, ds.num_classes)
     log.info(
-        "selected %d of %d samples with %s: noise rate %s (full set %s), noisy kept %s, "
-        "score AUROC %s; per class %s",
+        "selected %d of %d samples with %s: %s",
         quality["subset_size"],
         ds.labels.size,
         cfg.selection,
-        _fmt(quality["subset_noise_rate"]),
-        _fmt(ds.realised_noise_rate()),
-        _fmt(quality["noisy_kept_fraction"]),
-        _fmt(quality["score_auroc"]),
-        quality["class_counts"],
+        describe_quality(quality, ds.labels, ds.clean_labels),
     )
     summary: dict[str, Any] = {
         "run": run.path.name,

@@ -81,3 +81,20 @@ def subset_quality(
         out["noisy_kept_fraction"] = float(noisy[idx].sum() / noisy.sum()) if noisy.any() else None
         out["score_auroc"] = auroc(subset.scores, ~noisy)
     return out
+
+
+def describe_quality(
+    quality: dict[str, Any], labels: np.ndarray, clean_labels: np.ndarray | None
+) -> str:
+    """One line from :func:`subset_quality`: noise rate (and the full set's), noisy kept,
+    score AUROC, per-class counts; ``n/a`` where clean labels are unknown."""
+
+    def fmt(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.4g}"
+
+    full = None if clean_labels is None else float(np.mean(labels != clean_labels))
+    return (
+        f"noise rate {fmt(quality['subset_noise_rate'])} (full set {fmt(full)}), "
+        f"noisy kept {fmt(quality['noisy_kept_fraction'])}, "
+        f"score AUROC {fmt(quality['score_auroc'])}; per class {quality['class_counts']}"
+    )

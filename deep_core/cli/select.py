@@ -26,7 +26,7 @@ from ..errors import DeepCoreError
 from ..io import save_npy
 from ..methods import build_method, list_methods
 from ..signals import Signals
-from ..subset import subset_quality
+from ..subset import describe_quality, subset_quality
 from .common import ArgParser, run_cli
 from .method_args import add_method_arguments, method_options_from_args, unused_option_warnings
 
@@ -78,19 +78,8 @@ def _main(argv: Sequence[str] | None) -> int:
     quality = subset_quality(
         subset, signals.labels, signals.get("clean_labels"), signals.num_classes
     )
-    print(f"per class: {quality['class_counts']}")
-    if quality["subset_noise_rate"] is not None:  # the .npz holds clean labels
-        print(
-            f"subset noise rate {quality['subset_noise_rate']:.4f} "
-            f"(full set {float((signals.labels != signals.clean_labels).mean()):.4f}), "
-            f"noisy kept {_fmt(quality['noisy_kept_fraction'])}, "
-            f"score AUROC {_fmt(quality['score_auroc'])}"
-        )
+    print(describe_quality(quality, signals.labels, signals.get("clean_labels")))
     return 0
-
-
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.4f}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -272,6 +272,9 @@ class NoisyDataset:
         How the noisy labels came about (type, requested and realised rate, source).
     default_model : str
         Network used when ``--model`` is not given.
+    extra_tests : dict
+        Further test sets ``{name: (images, labels)}`` evaluated each epoch as
+        ``<name>_acc`` (WebVision's ImageNet validation).
     """
 
     name: str
@@ -286,6 +289,7 @@ class NoisyDataset:
     val: ImageSet | None = None
     val_labels: np.ndarray | None = None
     noise: dict[str, Any] = field(default_factory=dict)
+    extra_tests: dict[str, tuple[ImageSet, np.ndarray]] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:

@@ -28,13 +28,12 @@ report ``last_acc`` for an unbiased number. The ImageNet images are exposed as
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DeepCoreError
-from .base import ImageSet, NoisyDataset, train_positions
+from .base import NoisyDataset, train_positions
 from .image_folder import IMAGE_SUFFIXES, IMAGENET_MEAN, IMAGENET_STD
 from .list_files import (
     ListImageSet,
@@ -52,13 +51,6 @@ VAL_FOLDER = "val_images_256"
 SYNSETS = "info/synsets.txt"
 #: labels are the web labels as given; synthetic noise on top is not offered
 NOISE_TYPES = ("real", "clean")
-
-
-@dataclass
-class WebVisionDataset(NoisyDataset):
-    """A :class:`NoisyDataset` with optional extra test sets (ImageNet validation)."""
-
-    extra_tests: dict[str, tuple[ImageSet, np.ndarray]] = field(default_factory=dict)
 
 
 def check_noise(noise_type: str, noise_rate: float) -> None:
@@ -79,7 +71,7 @@ def load_webvision(
     image_size: int = 224,
     n_train: int | None = None,
     num_classes: int = NUM_CLASSES,
-) -> WebVisionDataset:
+) -> NoisyDataset:
     """WebVision mini (classes ``0..num_classes-1``) from the official list files.
 
     Parameters
@@ -139,7 +131,7 @@ def load_webvision(
     if imagenet is not None:
         paths, ylab = imagenet
         extra["imagenet"] = (images(paths), ylab)
-    return WebVisionDataset(
+    return NoisyDataset(
         name="WebVision",
         train=images(train_paths),
         labels=labels,

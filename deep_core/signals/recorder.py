@@ -127,44 +127,37 @@ def clean_pass(
         net.eval()
     ds = ctx.dataset
     n = len(ds.train)
-    probs = feats = None
-    gn = torch.zeros(n, dtype=torch.float32)
     on_disk = scratch is not None and ctx.world_size == 1
+
+    def alloc(name: str, cols: int) -> np.ndarray:
+        if on_disk:
+            path = scratch / f"{name}.npy"
+            return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, cols))
+        return np.zeros((n, cols), dtype=np.float32)
+
+    probs = feats = None
+    gn = np.zeros(n, dtype=np.float32)
     for batch in ctx.eval_batches(ds.train, desc="signals"):
         with ctx.autocast():
             logits, h = learner.embed(ctx, batch.views[0])
         p = torch.softmax(logits.float(), 1)
         h = h.float()
         if probs is None:
-            if on_disk:
-                probs = _open_memmap(scratch / "probs.npy", (n, p.shape[1]))
-                feats = _open_memmap(scratch / "features.npy", (n, h.shape[1]))
-            else:
-                probs = torch.zeros((n, p.shape[1]), dtype=torch.float32)
-                feats = torch.zeros((n, h.shape[1]), dtype=torch.float32)
-        pos = batch.positions.cpu()
-        if on_disk:
-            probs[pos.numpy()] = p.cpu().numpy()
-            feats[pos.numpy()] = h.cpu().numpy()
-        else:
-            probs[pos] = p.cpu()
-            feats[pos] = h.cpu()
+            probs, feats = alloc("probs", p.shape[1]), alloc("features", h.shape[1])
+        pos = batch.positions.cpu().numpy()
+        probs[pos] = p.cpu().numpy()
+        feats[pos] = h.cpu().numpy()
         err = p - F.one_hot(ctx.labels[batch.positions], p.shape[1]).float()
-        gn[pos] = (err.norm(dim=1) * torch.sqrt(h.pow(2).sum(1) + 1.0)).cpu()
+        gn[pos] = (err.norm(dim=1) * torch.sqrt(h.pow(2).sum(1) + 1.0)).cpu().numpy()
     if probs is None:  # empty training set cannot happen past validation; keep types sane
         raise RuntimeError("no training samples to record")
     if on_disk:
         probs.flush()
         feats.flush()
-        return {"probs": probs, "features": feats, "grad_norms": gn.numpy()}
-    if ctx.world_size > 1:  # each rank filled its shard; the rest are zeros
-        for t in (probs, feats, gn):
-            all_reduce_(t)
-    return {"probs": probs.numpy(), "features": feats.numpy(), "grad_norms": gn.numpy()}
-
-
-def _open_memmap(path: Path, shape: tuple[int, int]) -> np.memmap:
-    return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+    elif ctx.world_size > 1:  # each rank filled its shard; the rest are zeros
+        for a in (probs, feats, gn):
+            all_reduce_(torch.from_numpy(a))  # in place: the tensor shares a's memory
+    return {"probs": probs, "features": feats, "grad_norms": gn}
 
 
 def record_member(
