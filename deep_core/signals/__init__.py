@@ -17,6 +17,9 @@ features       (N, d)       penultimate embedding of the same model on the clean
 losses         (N, E)       per-epoch training loss (augmented view, during training)
 correct        (N, E)       per-epoch "prediction == noisy label" during training
 margins        (N, E)       per-epoch AUM margin: logit of the label minus largest other
+prob_margins   (N, E)       per-epoch margin on softmax probabilities (CCS's AUM summands)
+strong_probs   (N, C)       softmax on one seeded strong-augmented view (reference Prune4ReL)
+strong_features (N, d)      penultimate embedding on that strong view
 grad_norms     (M, N)       last-layer gradient norm per sample, per ensemble member
 member_probs   (M, N, C)    softmax on the clean view of each ensemble member
 ============== ============ ===========================================================
@@ -39,6 +42,9 @@ SIGNAL_NAMES = (
     "losses",
     "correct",
     "margins",
+    "prob_margins",
+    "strong_probs",
+    "strong_features",
     "grad_norms",
     "member_probs",
 )
@@ -50,12 +56,25 @@ _NDIM = {
     "losses": 2,
     "correct": 2,
     "margins": 2,
+    "prob_margins": 2,
+    "strong_probs": 2,
+    "strong_features": 2,
     "grad_norms": 2,
     "member_probs": 3,
 }
 # Axis that holds the sample dimension (ensemble arrays put members first).
 _SAMPLE_AXIS = {"grad_norms": 1, "member_probs": 1}
-_FLOAT_CHECKED = ("probs", "features", "losses", "margins", "grad_norms", "member_probs")
+_FLOAT_CHECKED = (
+    "probs",
+    "features",
+    "losses",
+    "margins",
+    "prob_margins",
+    "strong_probs",
+    "strong_features",
+    "grad_norms",
+    "member_probs",
+)
 
 
 def _all_finite(arr: np.ndarray, rows: int = 1 << 16) -> bool:

@@ -38,8 +38,16 @@ from . import Signals
 
 log = logging.getLogger("deep_core")
 
-FORMAT_VERSION = 1
-_MEMBER_ARRAYS = ("probs", "features", "losses", "correct", "margins", "grad_norms")
+FORMAT_VERSION = 2
+_MEMBER_ARRAYS = (
+    "probs",
+    "features",
+    "losses",
+    "correct",
+    "margins",
+    "prob_margins",
+    "grad_norms",
+)
 
 
 @dataclass(frozen=True)
@@ -92,7 +100,12 @@ class WarmupConfig:
 
 
 class _EpochRecorder:
-    """Collects per-sample training loss, correctness and AUM margin for each epoch."""
+    """Per-sample training loss, correctness and AUM margins (logits and probabilities).
+
+    ``margins`` is Pleiss et al.'s AUM summand (logit of the label minus the largest other
+    logit); ``prob_margins`` is the same margin on softmax probabilities, which is what the
+    CCS authors' code sums over training.
+    """
 
     def __init__(self, labels: torch.Tensor, epochs: int) -> None:
         n = labels.numel()
@@ -100,6 +113,7 @@ class _EpochRecorder:
         self.losses = torch.zeros((n, epochs), dtype=torch.float32)
         self.correct = torch.zeros((n, epochs), dtype=torch.bool)
         self.margins = torch.zeros((n, epochs), dtype=torch.float32)
+        self.prob_margins = torch.zeros((n, epochs), dtype=torch.float32)
 
     def __call__(self, positions: torch.Tensor, logits: torch.Tensor, epoch: int) -> None:
         logits = logits.float()
@@ -107,10 +121,14 @@ class _EpochRecorder:
         loss = F.cross_entropy(logits, y, reduction="none")
         label_logit = logits.gather(1, y[:, None]).squeeze(1)
         other = logits.scatter(1, y[:, None], float("-inf")).amax(1)
+        p = torch.softmax(logits, 1)
+        p_label = p.gather(1, y[:, None]).squeeze(1)
+        p_other = p.scatter(1, y[:, None], float("-inf")).amax(1)
         pos = positions.cpu()
         self.losses[pos, epoch] = loss.cpu()
         self.correct[pos, epoch] = (logits.argmax(1) == y).cpu()
         self.margins[pos, epoch] = (label_logit - other).cpu()
+        self.prob_margins[pos, epoch] = (p_label - p_other).cpu()
 
 
 @torch.no_grad()
@@ -195,12 +213,13 @@ def record_member(
     result = Trainer(learner, ctx, evaluate_each_epoch=False).fit()
     arrays = clean_pass(learner, ctx, scratch=scratch)
     if ctx.world_size > 1:
-        for t in (recorder.losses, recorder.correct, recorder.margins):
+        for t in (recorder.losses, recorder.correct, recorder.margins, recorder.prob_margins):
             all_reduce_(t)
     arrays.update(
         losses=recorder.losses.numpy(),
         correct=recorder.correct.numpy(),
         margins=recorder.margins.numpy(),
+        prob_margins=recorder.prob_margins.numpy(),
     )
     report = {
         "member": member,
@@ -311,6 +330,7 @@ def warm_up_signals(
         "losses": main["losses"],
         "correct": main["correct"],
         "margins": main["margins"],
+        "prob_margins": main["prob_margins"],
         "grad_norms": np.stack([a["grad_norms"] for a in member_arrays]),
     }
     if "member_probs" in needed:
