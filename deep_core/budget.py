@@ -5,6 +5,14 @@ Every selection method produces scores (higher = kept first) and calls
 the window (keep the slice ``[start, start + fraction]`` of the ranking) all live here,
 so no method re-writes this loop (the direction bugs in DeepCore came from that).
 
+Ties in a score are broken by a random permutation drawn from the method's seed (a
+stream of its own, independent of the method's other draws), so a score with few
+distinct values (PredSum's 0..E, forgetting counts) keeps tied samples in proportion
+whatever the order of the data; "lowest index first" kept none of the last class on
+class-sorted data. Scores without ties rank exactly as a stable sort does, so the
+reference-identical draws of Uniform (a permutation, never tied) are unchanged.
+Without a seed (``seed=None``) ties keep the lower index first.
+
 Per-class budgets (``balance=True``) give every class, by noisy label, an equal share
 of the total; a class smaller than its share is taken whole and what it leaves is
 shared among the others again (water-filling). The last few samples that do not
@@ -76,9 +84,26 @@ def class_budgets(labels: np.ndarray, total: int, num_classes: int | None = None
     return budgets
 
 
-def rank(scores: np.ndarray) -> np.ndarray:
-    """Positions ordered by descending score; equal scores keep the lower index first."""
-    return np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+#: mixed into the seed of the tie-breaking permutation, so it is a stream of its own
+_TIE_STREAM = 0x7E5
+
+
+def tie_permutation(n: int, seed: int) -> np.ndarray:
+    """The seeded random order that breaks ties among ``n`` scores (deterministic)."""
+    return np.random.default_rng([_TIE_STREAM, int(seed)]).permutation(n)
+
+
+def rank(scores: np.ndarray, *, seed: int | None = None) -> np.ndarray:
+    """Positions ordered by descending score.
+
+    Equal scores come in the order of :func:`tie_permutation` for ``seed``, or lower
+    index first when ``seed`` is None. Distinct scores are ordered the same either way.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    if seed is None:
+        return np.argsort(-s, kind="stable")
+    perm = tie_permutation(s.shape[0], seed)
+    return perm[np.argsort(-s[perm], kind="stable")]
 
 
 def take_top(
@@ -89,6 +114,7 @@ def take_top(
     balance: bool = False,
     num_classes: int | None = None,
     start: float = 0.0,
+    seed: int | None = None,
 ) -> np.ndarray:
     """Select ``n_select`` samples by descending score.
 
@@ -107,6 +133,9 @@ def take_top(
     start : float, default=0.0
         Window start in [0, 1): skip the first ``round(start * n)`` of the ranking
         (per class: of the class's ranking) and keep the next ``n_select``.
+    seed : int, optional
+        Breaks ties by a seeded random permutation (:func:`rank`); None: lower index
+        first.
 
     Returns
     -------
@@ -123,14 +152,14 @@ def take_top(
         raise DeepCoreError(f"window start must be in [0, 1), got {start}")
     if not balance:
         offset = min(int(round(start * n)), n - n_select)
-        return np.sort(rank(scores)[offset : offset + n_select]).astype(np.int64)
+        return np.sort(rank(scores, seed=seed)[offset : offset + n_select]).astype(np.int64)
     if labels is None:
         raise DeepCoreError("balanced selection needs labels")
     labels = np.asarray(labels, dtype=np.int64)
     budgets = class_budgets(labels, n_select, num_classes)
     sizes = np.bincount(labels, minlength=budgets.size)
     offsets = np.minimum(np.round(start * sizes).astype(np.int64), sizes - budgets)
-    return take_per_group(scores, labels, budgets, offsets=offsets)
+    return take_per_group(scores, labels, budgets, offsets=offsets, seed=seed)
 
 
 def proportional_budgets(sizes: np.ndarray, total: int) -> np.ndarray:
@@ -160,19 +189,22 @@ def take_per_group(
     budgets: np.ndarray,
     *,
     offsets: np.ndarray | None = None,
+    seed: int | None = None,
 ) -> np.ndarray:
     """The ``budgets[g]`` highest scores of every group ``g``; sorted indices.
 
     Parameters
     ----------
     scores : ndarray of float, shape (n,)
-        Higher is kept first; ties keep the lower index first. NaN is an error.
+        Higher is kept first; ties as :func:`rank` with ``seed``. NaN is an error.
     groups : ndarray of int, shape (n,)
         Group (class or cluster) of each sample.
     budgets : ndarray of int, shape (num_groups,)
         How many to keep per group; at most the group's size.
     offsets : ndarray of int, shape (num_groups,), optional
         Skip this many of each group's ranking first (window selection); default 0.
+    seed : int, optional
+        Breaks ties by a seeded random permutation; None: lower index first.
 
     Returns
     -------
@@ -185,7 +217,7 @@ def take_per_group(
     if np.isnan(scores).any():
         raise DeepCoreError("selection scores contain NaN")
     lo = np.zeros_like(budgets) if offsets is None else np.asarray(offsets, dtype=np.int64)
-    order = rank(scores)
+    order = rank(scores, seed=seed)
     g = groups[order]
     perm = np.argsort(g, kind="stable")
     gs = g[perm]

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from deep_core.budget import budget_size, class_budgets
+from deep_core.budget import budget_size, class_budgets, rank
 from deep_core.errors import DeepCoreError
 from deep_core.io import _json_default
 from deep_core.methods import build_method, get_method, list_methods
@@ -77,6 +77,9 @@ def make_signals(
     lab = logit_e[idx, :, noisy]
     other = np.where(np.eye(c, dtype=bool)[noisy][:, None, :], -np.inf, logit_e).max(axis=2)
     margins = lab - other
+    p_lab = probs_e[idx, :, noisy]
+    p_other = np.where(np.eye(c, dtype=bool)[noisy][:, None, :], -np.inf, probs_e).max(axis=2)
+    prob_margins = p_lab - p_other
     probs = _softmax(logits(1.0, 0.5))
     member_probs = np.stack([probs] + [_softmax(logits(1.0)) for _ in range(members - 1)])
     centers = 3.0 * rng.normal(size=(c, d))
@@ -92,6 +95,7 @@ def make_signals(
             "losses": losses.astype(np.float32),
             "correct": correct,
             "margins": margins.astype(np.float32),
+            "prob_margins": prob_margins.astype(np.float32),
             "grad_norms": grad_norms.astype(np.float32),
             "member_probs": member_probs.astype(np.float32),
         },
@@ -332,34 +336,6 @@ def test_direction_forgetting_keeps_flipping_and_never_learned():
     assert sub.scores[never].min() > sub.scores[flip].max() > 0
 
 
-@pytest.mark.parametrize(
-    "score", ["forgetting", "el2n", "loss", "grand", "uncertainty", "moderate", "pred_sum"]
-)
-def test_ccs_cuts_the_hardest_by_any_base_score(noisy, score):
-    from deep_core.methods.ccs import difficulty
-
-    sub = run("CCS", noisy, 0.3, ccs_beta=0.4, ccs_score=score, num_bins=10)
-    hard = difficulty(noisy, score)
-    assert np.array_equal(sub.scores, -hard) and len(sub) == round(0.3 * len(noisy))
-    cut = np.argsort(-hard, kind="stable")[: int(0.4 * len(hard))]
-    assert not np.isin(sub.indices, cut).any()  # the hardest 40% are never kept
-
-
-def test_direction_ccs_removes_noise_and_covers_strata(noisy):
-    base = _uniform_rate(noisy, 0.3)
-    sub = run("CCS", noisy, 0.3, ccs_beta=0.4, num_bins=10)
-    assert noise_rate(noisy, sub.indices) < base / 2
-    aum = noisy.margins.astype(np.float64).mean(axis=1)
-    kept = aum[sub.indices]
-    left = np.sort(aum)[int(0.4 * len(aum)) :]
-    assert kept.min() >= left.min()
-    # coverage: every stratum of what is left is sampled (unlike a top-k by AUM)
-    edges = np.linspace(left.min(), left.max(), 11)
-    hist_left = np.histogram(left, edges)[0]
-    hist_kept = np.histogram(kept, edges)[0]
-    assert np.all(hist_kept[hist_left > 0] > 0)
-
-
 def test_direction_moderate_keeps_the_middle_band(noisy):
     from deep_core.methods.moderate import median_distances
 
@@ -379,16 +355,10 @@ def test_uniform_seeds_differ_and_are_nested(sig):
     assert set(small) <= set(a)
 
 
-def test_ccs_seeds_differ(noisy):
-    a = run("CCS", noisy, 0.3, seed=0).indices
-    b = run("CCS", noisy, 0.3, seed=1).indices
-    assert not np.array_equal(a, b)
-
-
 @pytest.mark.parametrize("name", ["SmallLoss", "Uncertainty", "Forgetting", "GraNd", "EL2N"])
 def test_window_start_skips_the_top(name, sig):
     sub = run(name, sig, 0.2, window_start=0.5)
-    order = np.argsort(-sub.scores, kind="stable")
+    order = rank(sub.scores, seed=0)  # ties (Forgetting's counts) in the seed's order
     n = len(sig)
     start = round(0.5 * n)
     assert np.array_equal(sub.indices, np.sort(order[start : start + len(sub)]))
@@ -496,7 +466,10 @@ def test_scores_pred_sum():
     hard = run("PredSum", s, 0.5, ensemble=3)
     counts = np.array([2, 1, 0, 1])
     assert np.array_equal(hard.scores, -counts)
-    assert list(hard.indices) == [1, 2]  # lowest counts, tie 1 vs 3 -> lower index
+    # lowest counts: 2, then one of the tie 1 vs 3, chosen by the seed's permutation
+    kept = [set(run("PredSum", s, 0.5, seed=k, ensemble=3).indices.tolist()) for k in range(20)]
+    tied = set().union(*kept) - {2}
+    assert 2 in hard.indices and len(set(hard.indices) & {1, 3}) == 1 and tied == {1, 3}
     easy = run("PredSum", s, 0.25, ensemble=3, keep="easy")
     assert np.array_equal(easy.scores, counts) and list(easy.indices) == [0]
     assert hard.info["count_histogram"] == [1, 2, 1, 0]
@@ -512,60 +485,15 @@ def test_scores_moderate():
     from deep_core.methods.moderate import median_distances
 
     assert np.allclose(median_distances(f, s.labels, 2), [2, 1, 0, 8, 1, 0, 0])
-    # global ascending order (ties -> lower index): 2, 5, 6, 1, 4, 0, 3; middle 3 of 7
+    # ascending distances 0, 0, 0, 1, 1, 2, 8 (ties in the seed's order); middle 3 of 7:
+    # one of the zeros {2, 5, 6} and both ones {1, 4}
     sub = run("Moderate", s, 3 / 7)
-    assert list(sub.indices) == [1, 4, 6]
-    assert sub.scores[1] == 0.0  # rank 3 of 7 is the middle
+    assert {1, 4} <= set(sub.indices) and len(set(sub.indices) & {2, 5, 6}) == 1
+    assert sorted(sub.scores[[1, 4]]) == [-5.0, 0.0]  # ranks 3 (the middle) and 4
     # per class: class 0 ranks 2, 1, 4, 0, 3 -> middle 2 of 5 = {1, 4} (tie edge -> nearer)
     bal = run("Moderate", s, 4 / 7, balance=True)
     assert list(bal.indices) == [1, 4, 5, 6]
     even = run("Moderate", _tiny(labels=np.zeros(4, dtype=np.int64), features=f[:4]), 0.25)
-    # [0, 1, 2, 10]: median 1.5, distances [1.5, .5, .5, 8.5], order 1, 2, 0, 3: ranks 1
-    # and 2 are equally central -> the one nearer the median feature (rank 1, sample 2)
-    assert list(even.indices) == [2]
-
-
-def test_scores_ccs():
-    # AUM (mean margin) of 10 samples: the 2 lowest are cut; 2 strata over the rest
-    aum = np.array([-5.0, -4.0, 0.0, 0.1, 0.2, 0.3, 1.0, 1.1, 1.2, 1.3])
-    margins = np.stack([aum - 1.0, aum + 1.0], axis=1)
-    s = _tiny(labels=np.zeros(10, dtype=np.int64), margins=margins)
-    for seed in range(6):
-        sub = run("CCS", s, 0.4, seed=seed, ccs_beta=0.2, num_bins=2)
-        assert np.allclose(sub.scores, aum)
-        assert sub.info["pruned_hard"] == 2
-        idx = set(sub.indices.tolist())
-        assert not idx & {0, 1}
-        assert len(idx & {2, 3, 4, 5}) == 2 and len(idx & {6, 7, 8, 9}) == 2
-    # the budget does not fit after the cut: fewer hard samples are cut
-    sub = run("CCS", s, 0.9, ccs_beta=0.5)
-    assert len(sub) == 9 and sub.info["pruned_hard"] == 1 and 0 not in sub.indices
-
-
-def test_ccs_strata_capacity_is_water_filled():
-    # one stratum holds 1 sample, the other 9: the small one is taken whole
-    aum = np.array([10.0] + [0.0] * 9)
-    margins = np.stack([aum, aum], axis=1)
-    s = _tiny(labels=np.zeros(10, dtype=np.int64), margins=margins)
-    sub = run("CCS", s, 0.5, num_bins=2)
-    assert 0 in sub.indices and len(sub) == 5
-
-
-@pytest.mark.parametrize(
-    "score, signal",
-    [("forgetting", "correct"), ("el2n", "probs"), ("loss", "probs"), ("grand", "grad_norms")],
-)
-def test_ccs_other_base_scores(score, signal, sig):
-    method = get_method("CCS")(ccs_score=score, ccs_beta=0.1)
-    assert method.required_signals() == {signal}
-    sub = method.select(sig, 0.3)
-    assert len(sub) == round(0.3 * len(sig))
-
-
-def test_ccs_negative_maximum_stays_in_a_stratum():
-    # the authors' code used max * 1.0001 as the upper edge, losing a negative maximum
-    aum = -np.arange(1.0, 11.0)
-    margins = np.stack([aum, aum], axis=1)
-    s = _tiny(labels=np.zeros(10, dtype=np.int64), margins=margins)
-    sub = run("CCS", s, 1.0, num_bins=3)
-    assert len(sub) == 10
+    # [0, 1, 2, 10]: median 1.5, distances [1.5, .5, .5, 8.5]; ranks 1 and 2 are equally
+    # central -> rank 1, the one nearer the median feature: a distance-0.5 sample (1 or 2)
+    assert list(even.indices) in ([1], [2])

@@ -115,3 +115,47 @@ def test_take_top_balanced_empty_class_and_num_classes():
 def test_take_top_errors(kwargs, match):
     with pytest.raises(DeepCoreError, match=match):
         take_top(**kwargs)
+
+
+def test_seeded_rank_breaks_ties_by_the_seed_only():
+    scores = np.array([1.0, 3.0, 3.0, 2.0, 3.0])
+    orders = {tuple(rank(scores, seed=k).tolist()) for k in range(30)}
+    assert all(o[3:] == (3, 0) and set(o[:3]) == {1, 2, 4} for o in orders)
+    assert len(orders) == 6  # every order of the three tied samples occurs
+    assert np.array_equal(rank(scores, seed=5), rank(scores, seed=5))
+    distinct = np.random.default_rng(0).random(1000)
+    assert np.array_equal(rank(distinct, seed=7), rank(distinct))  # no ties: a plain sort
+
+
+def test_seeded_ties_in_take_top_and_per_group():
+    scores = np.zeros(100)
+    a = take_top(scores, 10, seed=1)
+    assert np.array_equal(a, take_top(scores, 10, seed=1))
+    assert not np.array_equal(a, take_top(scores, 10, seed=2))
+    labels = np.repeat([0, 1], 50)
+    b = take_top(scores, 10, labels=labels, balance=True, seed=1)
+    assert np.bincount(labels[b]).tolist() == [5, 5] and b.max() > 4
+
+
+def test_pred_sum_ties_keep_every_class_on_class_sorted_data():
+    # PredSum's score takes E + 1 values; on class-sorted data with one member, 90% of
+    # every class ties at count 1 and the budget cuts through the tie. Lowest index first
+    # kept none of class 9; the seeded permutation keeps every class in proportion.
+    from deep_core.methods import build_method
+    from deep_core.signals import Signals
+
+    n, c = 5000, 10
+    labels = np.repeat(np.arange(c), n // c)
+    rng = np.random.default_rng(0)
+    agree = rng.random(n) < 0.9
+    pred = np.where(agree, labels, (labels + 1) % c)
+    probs = np.full((n, c), 0.01, dtype=np.float32)
+    probs[np.arange(n), pred] = 0.91
+    s = Signals({"labels": labels, "probs": probs})
+    method, _ = build_method("PredSum", {"keep": "easy"})
+    sub = method.select(s, 0.5, seed=3)
+    counts = np.bincount(labels[sub.indices], minlength=c)
+    assert counts.sum() == 2500
+    assert counts.min() > 200 and counts.max() < 300  # ~250 of every class
+    assert np.array_equal(sub.indices, method.select(s, 0.5, seed=3).indices)
+    assert not np.array_equal(sub.indices, method.select(s, 0.5, seed=4).indices)

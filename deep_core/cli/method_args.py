@@ -45,7 +45,10 @@ OPTION_HELP: dict[str, str] = {
     "ensemble": "EL2N / PredSum: independently seeded warm-up models (1 = the main one)",
     "keep": "keep the 'hard' or the 'easy' end of the score (PredSum: hard = lowest agreement)",
     "window_start": "skip this fraction of the ranking before taking the budget",
-    "ccs_beta": "CCS: fraction of the hardest samples pruned before stratified sampling",
+    "ccs_beta": "CCS: fraction of the hardest samples pruned before stratified sampling "
+    "(none: the authors' beta for the pruning rate)",
+    "ccs_aum": "CCS: AUM summed over softmax-probability margins (authors' code) or "
+    "averaged over logit margins (Pleiss et al.)",
     "ccs_score": "CCS: base difficulty score for the cutoff and the strata",
     "num_bins": "CCS: number of equal-width score strata",
     "tau": "Prune4Rel: similarity threshold that defines a neighbourhood",

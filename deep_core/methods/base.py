@@ -15,7 +15,7 @@ A method is a small class registered by its class name::
 
         def select(self, signals, fraction, *, seed=0):
             scores = ...                      # higher = kept first
-            return self.take(signals, scores, fraction)
+            return self.take(signals, scores, fraction, seed=seed)
 
 ``__init__`` stores explicit keyword options and does nothing else; ``select`` is
 deterministic for a given ``seed``; budgeting goes through :mod:`deep_core.budget`.
@@ -33,6 +33,7 @@ from ..budget import budget_size, take_top
 from ..errors import DeepCoreError, unknown_name
 from ..signals import Signals
 from ..subset import Subset
+from ._common import check_seed
 
 
 class SelectionMethod:
@@ -68,10 +69,15 @@ class SelectionMethod:
         scores: np.ndarray,
         fraction: float,
         *,
+        seed: int,
         start: float = 0.0,
         info: dict[str, Any] | None = None,
     ) -> Subset:
-        """Rank ``scores`` (higher first) and keep the budget, per class if balanced."""
+        """Rank ``scores`` (higher first) and keep the budget, per class if balanced.
+
+        ``seed`` is the method's seed: ties in ``scores`` are broken by a permutation
+        drawn from it (:func:`deep_core.budget.rank`).
+        """
         n_select = budget_size(len(signals), fraction)
         idx = take_top(
             scores,
@@ -80,6 +86,7 @@ class SelectionMethod:
             balance=self.balance,
             num_classes=signals.num_classes,
             start=start,
+            seed=check_seed(seed),
         )
         return Subset(indices=idx, scores=scores, info=dict(info or {}))
 

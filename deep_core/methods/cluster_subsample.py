@@ -10,7 +10,7 @@ Score
     ``"common"`` keeps the most typical members (highest similarity first),
     ``"diverse"`` the least typical (lowest similarity first). ``rank="random"``: a
     uniform draw from the seed (``prune_type`` is then irrelevant). Higher = kept
-    first; ties go to the lower index.
+    first; ties are broken by a permutation drawn from the seed.
 
 Budget
     ``prune(signals, fraction)`` is the reference rule: ``ceil(fraction * n)`` per
@@ -110,7 +110,7 @@ class ClusterSubsample(CorpusMethod):
             budgets = proportional_budgets(sizes, budget_size(x.shape[0], fraction))
         else:
             budgets = ceil_budgets(sizes, fraction)
-        idx = take_per_group(scores, clustering.labels, budgets)
+        idx = take_per_group(scores, clustering.labels, budgets, seed=seed)
         info = {
             "num_clusters": clustering.num_clusters,
             "rounding": "exact" if exact else "ceil per cluster",

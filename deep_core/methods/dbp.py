@@ -263,7 +263,7 @@ class DBP(CorpusMethod):
             scores = np.random.default_rng(seed).random(n)
         if not survive.all():
             scores[~survive] = scores[survive].min() - 1.0 if survive.any() else -1.0
-        idx = take_per_group(scores, clustering.labels, budget)
+        idx = take_per_group(scores, clustering.labels, budget, seed=seed)
         info = {
             "num_clusters": clustering.num_clusters,
             "removed_duplicates": int(n - survive.sum()),

@@ -94,5 +94,10 @@ class EL2N(SelectionMethod):
         self.check(signals)
         scores = el2n_scores(ensemble_probs(signals, self.ensemble), signals.labels)
         return self.take(
-            signals, scores, fraction, start=self.window_start, info={"ensemble": self.ensemble}
+            signals,
+            scores,
+            fraction,
+            seed=seed,
+            start=self.window_start,
+            info={"ensemble": self.ensemble},
         )

@@ -17,8 +17,9 @@ Reference (Prune4ReL / DeepCore ``Forgetting``)
     unforgettable ones; Toneva et al. treat them as forgotten infinitely often, as here.
     The reference forced per-class proportional selection whatever ``--balance`` said
     (its class default was ``balance=True``); here ``balance`` is honoured with the
-    shared equal-share budgets. Ties go to the lower index (the reference's reversed
-    argsort sent them to the higher one).
+    shared equal-share budgets. Ties (counts take few values) are broken by a permutation
+    drawn from the seed (:func:`deep_core.budget.rank`); the reference's reversed argsort
+    sent them to the higher index, which favours whatever comes last in the data.
 """
 
 from __future__ import annotations
@@ -78,4 +79,6 @@ class Forgetting(SelectionMethod):
             "never_learned": never,
             "unforgettable": int((scores == 0).sum()),
         }
-        return self.take(signals, scores, fraction, start=self.window_start, info=info)
+        return self.take(
+            signals, scores, fraction, seed=seed, start=self.window_start, info=info
+        )

@@ -70,5 +70,10 @@ class GraNd(SelectionMethod):
         members("grad_norms", g.shape[0], self.repeat, option="repeat")
         scores = grand_scores(g, self.repeat)
         return self.take(
-            signals, scores, fraction, start=self.window_start, info={"repeat": self.repeat}
+            signals,
+            scores,
+            fraction,
+            seed=seed,
+            start=self.window_start,
+            info={"repeat": self.repeat},
         )

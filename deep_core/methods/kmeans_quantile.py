@@ -155,7 +155,7 @@ class KMeansQuantile(CorpusMethod):
         else:
             sizes = np.bincount(groups)
             budgets = proportional_budgets(sizes, budget_size(x.shape[0], fraction))
-            idx = take_per_group(scores, groups, budgets)
+            idx = take_per_group(scores, groups, budgets, seed=seed)
         return CorpusResult(
             subset=Subset(indices=idx, scores=scores, info=info),
             groups=groups,

@@ -6,7 +6,7 @@ Real-World Data-Efficient Deep Learning" (ICLR).
 Score
     Each sample's Euclidean distance ``d_i`` from the median feature of its (noisy)
     class (coordinate-wise median of the penultimate ``features``). Samples are ordered
-    by ``d`` (ascending, ties to the lower index) and the ones whose rank is closest to
+    by ``d`` (ascending, ties in a seeded random order) and the ones whose rank is closest to
     the middle of that order are kept: a band of ``round(f * N)`` ranks centred on the
     median distance. ``scores`` are that closeness in rank: ``-(2 |2 r_i - (n - 1)| +
     [2 r_i > n - 1])`` for rank ``r_i`` among ``n`` samples, so the top ``k`` scores are
@@ -62,15 +62,18 @@ def median_distances(features: np.ndarray, labels: np.ndarray, num_classes: int)
     return out
 
 
-def band_scores(values: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+def band_scores(
+    values: np.ndarray, groups: np.ndarray | None = None, *, seed: int | None = None
+) -> np.ndarray:
     """Closeness of each value's rank to the middle rank (within its group).
 
     The top ``k`` of the result are the ``k`` middle ranks of ``values`` (ascending,
-    ties to the lower index); of two ranks equally far from the middle the lower wins.
+    ties as :func:`deep_core.budget.rank` with ``seed``); of two ranks equally far from
+    the middle the lower wins.
     """
     n = values.shape[0]
     scores = np.empty(n, dtype=np.float64)
-    order = rank(-values)  # ascending values, ties to the lower index
+    order = rank(-values, seed=seed)  # ascending values
     if groups is None:
         _fill_band(scores, order)
         return scores
@@ -110,8 +113,8 @@ class Moderate(SelectionMethod):
         self.check(signals)
         labels = signals.labels
         dist = median_distances(signals.features, labels, signals.num_classes)
-        scores = band_scores(dist, labels if self.balance else None)
-        subset = self.take(signals, scores, fraction)
+        scores = band_scores(dist, labels if self.balance else None, seed=seed)
+        subset = self.take(signals, scores, fraction, seed=seed)
         kept = dist[subset.indices]
         subset.info["median_distance"] = float(np.median(dist)) if dist.size else 0.0
         subset.info["kept_distance_range"] = (

@@ -7,7 +7,8 @@ Score
     EL2N to find mislabeled samples: a low count means the models disagree with the
     label. ``keep="hard"`` (default) keeps the lowest counts (scores ``-s``);
     ``keep="easy"`` keeps the highest (scores ``s``). Ties (there are only E + 1 values)
-    go to the lower index.
+    are broken by a permutation drawn from the seed (:func:`deep_core.budget.rank`), so
+    tied samples are kept in proportion whatever the order of the data.
 
 Reference
     Not in DeepCore or Prune4ReL; the ensemble-agreement count used alongside EL2N to
@@ -86,4 +87,6 @@ class PredSum(SelectionMethod):
                 counts.astype(np.int64), minlength=self.ensemble + 1
             ).tolist(),
         }
-        return self.take(signals, scores, fraction, start=self.window_start, info=info)
+        return self.take(
+            signals, scores, fraction, seed=seed, start=self.window_start, info=info
+        )

@@ -20,8 +20,8 @@ Budget
     ``prune(signals)`` applies ``eps``. With a fraction, the ``eps`` that keeps
     ``round(fraction * N)`` is found by bisection over the sorted ``M`` (the kept count
     is a step function of ``eps`` whose steps are the values of ``M``, so the search is
-    exact); ties at the boundary go to the lower index. The ``eps`` found is logged in
-    ``info["eps"]``.
+    exact); ties at the boundary are broken by a permutation drawn from the seed. The
+    ``eps`` found is logged in ``info["eps"]``.
 
 Reference quirks
     Kept: removal is against any earlier member, removed or not, and ``random`` /
@@ -184,7 +184,7 @@ class SemDeDup(CorpusMethod):
             idx = np.flatnonzero(m < 1.0 - eps).astype(np.int64)
         else:
             n_keep = budget_size(n, fraction)
-            idx = take_top(scores, n_keep)
+            idx = take_top(scores, n_keep, seed=seed)
             eps = eps_for_count(m, n_keep)
         info = {
             "eps": eps,

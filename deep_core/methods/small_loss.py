@@ -55,7 +55,7 @@ class SmallLoss(SelectionMethod):
     def select(self, signals: Signals, fraction: float, *, seed: int = 0) -> Subset:
         self.check(signals)
         scores = label_log_prob(signals.probs, signals.labels)
-        subset = self.take(signals, scores, fraction, start=self.window_start)
+        subset = self.take(signals, scores, fraction, seed=seed, start=self.window_start)
         subset.info["mean_loss"] = float(-scores.mean()) if scores.size else 0.0
         subset.info["mean_loss_kept"] = (
             float(-scores[subset.indices].mean()) if len(subset) else 0.0

@@ -97,7 +97,7 @@ class SSP(CorpusMethod):
         if fraction is None:
             idx = np.flatnonzero(quantile_mask(scores, clustering.labels, self.quantile))
         else:
-            idx = take_top(scores, budget_size(x.shape[0], fraction))
+            idx = take_top(scores, budget_size(x.shape[0], fraction), seed=seed)
         info = {
             "num_clusters": clustering.num_clusters,
             "mean_distance": float(dist.mean()),

@@ -103,6 +103,7 @@ class Uncertainty(SelectionMethod):
             signals,
             scores,
             fraction,
+            seed=seed,
             start=self.window_start,
             info={"uncertainty": self.uncertainty},
         )

@@ -57,4 +57,4 @@ class Uniform(SelectionMethod):
     def select(self, signals: Signals, fraction: float, *, seed: int = 0) -> Subset:
         self.check(signals)
         scores = uniform_scores(len(signals), check_seed(seed))
-        return self.take(signals, scores, fraction, info={"seed": int(seed)})
+        return self.take(signals, scores, fraction, seed=seed, info={"seed": int(seed)})
