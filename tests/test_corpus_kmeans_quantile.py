@@ -147,3 +147,75 @@ def test_bad_options() -> None:
         KMeansQuantile(quantile=1.0)
     with pytest.raises(DeepCoreError, match="dims"):
         KMeansQuantile().prune(_signals(POINTS), target=Target(np.ones((4, 3), np.float32)))
+
+
+# -- float32 single pass vs a float64 transcription of the previous computation ----------
+def _blobs(n: int = 900, d: int = 16, k: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Well-separated Gaussian blobs (centres ~40 apart, unit spread) and their classes."""
+    rng = np.random.default_rng(seed)
+    centres = 40.0 * rng.standard_normal((k, d))
+    y = rng.integers(0, k, n)
+    return (centres[y] + rng.standard_normal((n, d))).astype(np.float32), y
+
+
+def _exact(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """All distances in float64, |x - c| by differences (no |x|^2 + |c|^2 - 2 x.c)."""
+    diff = x.astype(np.float64)[:, None, :] - centroids.astype(np.float64)[None]
+    return np.sqrt((diff**2).sum(axis=2))
+
+
+@pytest.mark.parametrize("difficulty", ["hard", "easy"])
+@pytest.mark.parametrize("fraction", [0.2, None])
+def test_unsupervised_matches_float64_on_separated_data(difficulty, fraction) -> None:
+    from deep_core.neighbors.kmeans import train_centroids
+
+    x, _ = _blobs()
+    method = KMeansQuantile(num_clusters=6, difficulty=difficulty, quantile=0.8)
+    r = method.prune(_signals(x), fraction, seed=4)
+    centroids = train_centroids(x, 6, spherical=False, seed=4)
+    d = np.sort(_exact(x, centroids), axis=1)
+    groups = np.argmin(_exact(x, centroids), axis=1)
+    scores = d[:, 0] - d[:, 1] - d[:, 2] if difficulty == "hard" else -d[:, 0]
+    np.testing.assert_allclose(r.subset.scores, scores, rtol=1e-5, atol=1e-4)
+    assert np.array_equal(r.groups, groups)
+    if fraction is None:
+        want = np.flatnonzero(quantile_mask(scores, groups, 0.8))
+    else:
+        budgets = proportional_budgets(np.bincount(groups), round(fraction * len(x)))
+        want = take_per_group(scores, groups, budgets, seed=4)
+    np.testing.assert_array_equal(r.subset.indices, want)
+
+
+@pytest.mark.parametrize("difficulty", ["hard", "easy"])
+def test_supervised_matches_float64_on_separated_data(difficulty) -> None:
+    x, y = _blobs(seed=1)
+    r = KMeansQuantile(supervised=True, difficulty=difficulty).prune(_signals(x, y), 0.3, seed=0)
+    d = _exact(x, class_means(x, y, np.arange(6)))
+    own = d[np.arange(len(x)), y]
+    others = np.sort(np.where(np.eye(6, dtype=bool)[y], np.inf, d), axis=1)
+    scores = own - others[:, 0] - others[:, 1] if difficulty == "hard" else -own
+    np.testing.assert_allclose(r.subset.scores, scores, rtol=1e-5, atol=1e-4)
+    budgets = proportional_budgets(np.bincount(y), round(0.3 * len(x)))
+    np.testing.assert_array_equal(r.subset.indices, take_per_group(scores, y, budgets, seed=0))
+
+
+def test_corpus_rows_are_assigned_once(monkeypatch) -> None:
+    import deep_core.methods.kmeans_quantile as kq
+    from deep_core.neighbors.kmeans import kmeans
+
+    rows = []
+    real = kq.assign
+
+    def counting(x, *args, **kwargs):
+        rows.append(x.shape[0])
+        return real(x, *args, **kwargs)
+
+    monkeypatch.setattr(kq, "assign", counting)
+    x, _ = _blobs()
+    r = KMeansQuantile(num_clusters=6).prune(_signals(x), 0.2, seed=3)
+    assert rows == [len(x)]  # one search of the corpus, none of the target (the corpus)
+    # the clustering it reports is the one the CLI's cached k-means would give
+    assert r.subset.info["clustering"] == kmeans(x, 6, spherical=False, seed=3).fingerprint()
+    rows.clear()
+    KMeansQuantile(num_clusters=6).prune(_signals(x[:100]), 0.2, seed=3, target=Target(x))
+    assert rows == [100, len(x)]  # a separate target is assigned for its fingerprint

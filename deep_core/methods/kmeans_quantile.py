@@ -25,39 +25,32 @@ Budget
     classes. With a fraction: exactly ``round(fraction * N)``, shared over the groups
     in proportion to their sizes (the exact-count version of the same rule).
 
-Reference quirks
-    Distances are recomputed exactly for the centroids found by the faiss search
-    (faiss's ``|x|^2 + |c|^2 - 2 x.c`` loses precision next to a centroid).
+Speed and precision
+    One pass over the corpus, read once in chunks: the k-means is trained on its
+    sample of the target (no assignment of the target's rows when the target is the
+    corpus itself), then one faiss search gives every corpus row its nearest
+    centroids with float32 distances, as the tool's faiss + numpy pipeline. Extra
+    memory is O(N) for the scores and ids beyond the chunk in flight. Supervised mode
+    adds the distance to the own class mean, as a float32 difference in the same pass.
+    Float32 distances are the tool's; against float64 they differ by rounding only, so
+    the kept set can differ only where two scores tie to within ~1e-6 relative.
 """
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
 import scipy.sparse as sp
 
 from ..budget import budget_size, proportional_budgets, take_per_group
 from ..corpus.rules import quantile_mask
 from ..errors import DeepCoreError
-from ..neighbors.kmeans import CHUNK_ROWS, assign
+from ..neighbors.kmeans import CHUNK_ROWS, Clustering, assign, train_centroids
 from ..signals import Signals
 from ..subset import Subset
 from ._common import check_choice, check_int, check_seed, check_unit
 from ._corpus import CorpusMethod, CorpusResult, Precomputed, Target, features_of
 from .base import register
-
-
-def exact_distances(
-    x: np.ndarray, centroids: np.ndarray, ids: np.ndarray, *, chunk_rows: int = CHUNK_ROWS
-) -> np.ndarray:
-    """Euclidean distances ``|x_i - centroids[ids[i, j]]|``, shape of ``ids`` (float64)."""
-    out = np.empty(ids.shape, dtype=np.float64)
-    c = centroids.astype(np.float64)
-    step = max(1, chunk_rows // max(1, ids.shape[1]))
-    for lo in range(0, x.shape[0], step):
-        hi = min(x.shape[0], lo + step)
-        xi = np.asarray(x[lo:hi], dtype=np.float64)[:, None, :]
-        out[lo:hi] = np.sqrt(((xi - c[ids[lo:hi]]) ** 2).sum(axis=2))
-    return out
 
 
 def class_means(features: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -166,16 +159,29 @@ class KMeansQuantile(CorpusMethod):
     def _unsupervised(
         self, x: np.ndarray, target: Target, seed: int, precomputed: Precomputed | None
     ) -> tuple[np.ndarray, np.ndarray, dict]:
-        clustering = self._clustering(target.features, seed, precomputed)
         k = 3 if self.difficulty == "hard" else 1
-        if clustering.num_clusters < k:
+        if precomputed is not None and precomputed.clustering is not None:
+            clustering = self._clustering(target.features, seed, precomputed)
+            centroids = clustering.centroids
+        else:
+            clustering = None
+            centroids = train_centroids(
+                target.features,
+                min(self.num_clusters, target.features.shape[0]),
+                spherical=False,
+                niter=self.niter,
+                seed=seed,
+            )
+        if centroids.shape[0] < k:
             raise DeepCoreError("KMeansQuantile hard scores need num_clusters >= 3")
-        ids, _ = assign(x, clustering.centroids, k=k, spherical=False)
-        d = exact_distances(x, clustering.centroids, ids)
-        # Re-sort: the exact distances may swap near-ties of the faiss order.
-        swap = np.argsort(d, axis=1, kind="stable")
-        d = np.take_along_axis(d, swap, axis=1)
-        ids = np.take_along_axis(ids, swap, axis=1)
+        ids, dist = assign(x, centroids, k=k, spherical=False)  # nearest first
+        if clustering is None:
+            if target.features is x:  # the corpus is the target: its assignment is this one
+                t_ids, t_dist = ids[:, :1], dist[:, :1]
+            else:
+                t_ids, t_dist = assign(target.features, centroids, k=1, spherical=False)
+            clustering = Clustering(centroids, t_ids[:, 0].copy(), t_dist[:, 0].copy(), False)
+        d = dist.astype(np.float64)
         scores = d[:, 0] - d[:, 1] - d[:, 2] if k == 3 else -d[:, 0]
         info = {"num_clusters": clustering.num_clusters, "clustering": clustering.fingerprint()}
         return scores, ids[:, 0].copy(), info
@@ -203,15 +209,52 @@ class KMeansQuantile(CorpusMethod):
         means = class_means(target.features, target.labels, classes)
         pos = np.full(int(classes.max()) + 1, -1, dtype=np.int64)
         pos[classes] = np.arange(classes.size)
-        own = pos[labels]
-        d_own = exact_distances(x, means, own[:, None])[:, 0]
+        d_own, d_other = own_and_other_distances(
+            x, means, pos[labels], others=2 if self.difficulty == "hard" else 0
+        )
         if self.difficulty == "easy":
             return -d_own, labels.copy(), {"num_classes": int(classes.size)}
-        ids, _ = assign(x, means, k=3, spherical=False)
-        others = ids != own[:, None]
-        # First two "other" columns per row, keeping faiss's nearest-first order.
-        cols = np.argsort(~others, axis=1, kind="stable")[:, :2]
-        other_ids = np.take_along_axis(ids, cols, axis=1)
-        d_other = np.sort(exact_distances(x, means, other_ids), axis=1)
         scores = d_own - d_other[:, 0] - d_other[:, 1]
         return scores, labels.copy(), {"num_classes": int(classes.size)}
+
+
+def own_and_other_distances(
+    x: np.ndarray,
+    means: np.ndarray,
+    own: np.ndarray,
+    *,
+    others: int,
+    chunk_rows: int = CHUNK_ROWS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distances to the own class mean and to the ``others`` nearest other means.
+
+    One pass over ``x`` in chunks: the own distance is a float32 difference, the
+    others come from one faiss search for ``others + 1`` neighbours (one of which may be
+    the own mean), nearest first.
+
+    Returns
+    -------
+    d_own : ndarray of float64, shape (N,)
+    d_other : ndarray of float64, shape (N, others)
+    """
+    n = x.shape[0]
+    d_own = np.empty(n, dtype=np.float64)
+    d_other = np.empty((n, others), dtype=np.float64)
+    index = None
+    if others:
+        index = faiss.IndexFlatL2(means.shape[1])
+        index.add(means)
+    for lo in range(0, n, chunk_rows):
+        hi = min(n, lo + chunk_rows)
+        q = np.ascontiguousarray(x[lo:hi], dtype=np.float32)
+        diff = q - means[own[lo:hi]]
+        d_own[lo:hi] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        del diff
+        if index is None:
+            continue
+        sq, ids = index.search(q, others + 1)
+        not_own = ids != own[lo:hi, None]
+        # the first ``others`` columns that are not the own mean, in faiss's order
+        cols = np.argsort(~not_own, axis=1, kind="stable")[:, :others]
+        d_other[lo:hi] = np.sqrt(np.maximum(np.take_along_axis(sq, cols, axis=1), 0.0))
+    return d_own, d_other

@@ -4,12 +4,15 @@
 ``num_clusters * max_points_per_centroid`` rows (faiss's own default cap, but drawn
 here from a numpy generator so the sample is reproducible and independent of faiss's
 internal sampling), then assigns every row to its nearest centroid in chunks, so the
-only N-sized outputs are one label and one distance per row.
+only N-sized outputs are one label and one distance per row. :func:`train_centroids`
+stops after the training, for callers that assign the rows themselves.
 
 ``spherical=True`` is the cosine geometry of SemDeDup, SSP and DBP: rows are
 L2-normalised chunk by chunk, centroids are re-normalised after every faiss iteration,
 and the distance reported is the cosine distance ``1 - cos``. ``spherical=False`` is
-plain Euclidean k-means (KMeansQuantile) and reports Euclidean distances.
+plain Euclidean k-means (KMeansQuantile) and reports Euclidean distances, the square
+root of faiss's float32 ``|x|^2 + |c|^2 - 2 x.c`` (float rounding only: the order of
+two centroids can differ from exact arithmetic at near-ties).
 
 Results are deterministic for a seed on one machine (faiss k-means and flat search
 are deterministic for fixed inputs and thread count); :meth:`Clustering.fingerprint`
@@ -197,9 +200,10 @@ def assign(
     dist = np.empty((n, k), dtype=np.float32)
     for lo in range(0, n, chunk_rows):
         hi = min(n, lo + chunk_rows)
-        q = np.array(x[lo:hi], dtype=np.float32, order="C", copy=True)
         if spherical:
-            _normalise_chunk(q, lo)
+            q = _normalise_chunk(np.array(x[lo:hi], dtype=np.float32, order="C", copy=True), lo)
+        else:  # searched in place when the rows are float32 already (no copy of a memmap)
+            q = np.ascontiguousarray(x[lo:hi], dtype=np.float32)
         sim, found = index.search(q, k)
         ids[lo:hi] = found
         if spherical:
@@ -242,6 +246,42 @@ def kmeans(
     -------
     Clustering
     """
+    centroids = train_centroids(
+        x,
+        num_clusters,
+        spherical=spherical,
+        niter=niter,
+        seed=seed,
+        max_points_per_centroid=max_points_per_centroid,
+    )
+    ids, dist = assign(x, centroids, k=1, spherical=spherical, chunk_rows=chunk_rows)
+    return Clustering(
+        centroids=centroids,
+        labels=ids[:, 0].copy(),
+        distances=dist[:, 0].copy(),
+        spherical=spherical,
+    )
+
+
+def train_centroids(
+    x: np.ndarray,
+    num_clusters: int,
+    *,
+    spherical: bool = True,
+    niter: int = 20,
+    seed: int = 0,
+    max_points_per_centroid: int = 256,
+) -> np.ndarray:
+    """The centroids of :func:`kmeans` without the assignment of every row.
+
+    For a caller that assigns the rows itself (KMeansQuantile's three nearest
+    centroids), so no row is assigned twice. Same parameters as :func:`kmeans`.
+
+    Returns
+    -------
+    ndarray of float32, shape (K, d)
+        Unit rows when ``spherical``.
+    """
     _check_matrix(x, "embeddings")
     n, d = x.shape
     if isinstance(num_clusters, bool) or int(num_clusters) != num_clusters or num_clusters < 1:
@@ -273,12 +313,4 @@ def kmeans(
         verbose=False,
     )
     km.train(train)
-    del train
-    centroids = np.ascontiguousarray(km.centroids, dtype=np.float32)
-    ids, dist = assign(x, centroids, k=1, spherical=spherical, chunk_rows=chunk_rows)
-    return Clustering(
-        centroids=centroids,
-        labels=ids[:, 0].copy(),
-        distances=dist[:, 0].copy(),
-        spherical=spherical,
-    )
+    return np.ascontiguousarray(km.centroids, dtype=np.float32)
