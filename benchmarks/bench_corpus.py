@@ -14,10 +14,19 @@ spread, plus ``dup_frac * N`` injected near-duplicates of random rows, cosine ab
 - ``compare``: at ``compare_n`` rows, the blockwise similarities against the
   straightforward per-cluster n x n matrix, same clusters and order, side by side.
 
+``--mode kmeans-quantile`` instead times KMeansQuantile (K = ``--k`` clusters, its
+default per-cluster quantile rule 0.9) side by side with the faiss + numpy one-liner
+(``faiss.Kmeans`` trained on the memory map, one ``index.search(x, 3)``, the scores and
+per-cluster ``np.quantile`` in numpy) and with the previous implementation (k-means
+with the assignment of every row, a second search for the three nearest, distances
+recomputed in float64 over a (rows, 3, d) array), each in its own process, and
+reports the ratios and how many kept samples differ from the float64 computation.
+
 Usage (2-core machine; serialise heavy runs with other users of the machine)::
 
     python benchmarks/bench_corpus.py
     python benchmarks/bench_corpus.py --n 200000 --k 200 --compare-n 50000   # quicker
+    python benchmarks/bench_corpus.py --mode kmeans-quantile --n 1000000 --d 512 --k 10
 """
 
 from __future__ import annotations
@@ -207,12 +216,94 @@ def stage_compare(a: argparse.Namespace) -> None:
     )
 
 
+def stage_kmq(a: argparse.Namespace) -> None:
+    """KMeansQuantile's quantile rule by one of three implementations (``--impl``)."""
+    import faiss
+
+    from deep_core.corpus.rules import quantile_mask
+    from deep_core.methods.kmeans_quantile import KMeansQuantile
+    from deep_core.neighbors.kmeans import CHUNK_ROWS, assign, kmeans
+    from deep_core.signals import Signals
+
+    _imported()
+    x = _load(a)
+    q = 0.9
+    t, cpu = time.perf_counter(), time.process_time()
+    if a.impl == "method":
+        signals = Signals(
+            {"labels": np.zeros(x.shape[0], dtype=np.int64), "features": x}, check_finite=False
+        )
+        kept = KMeansQuantile(num_clusters=a.k, quantile=q).prune(signals, seed=a.seed)
+        kept = kept.subset.indices
+    elif a.impl == "oneliner":
+        km = faiss.Kmeans(x.shape[1], a.k, niter=20, seed=a.seed)
+        km.train(x)
+        dist, ids = km.index.search(x, 3)
+        d = np.sqrt(np.maximum(dist, 0))
+        s, g = d[:, 0] - d[:, 1] - d[:, 2], ids[:, 0]
+        thr = np.array([np.quantile(s[g == c], q) for c in range(a.k)])
+        kept = np.flatnonzero(s > thr[g])
+    else:  # "float64": the previous implementation, transcribed
+        c = kmeans(x, a.k, spherical=False, seed=a.seed)  # assigns every row once
+        ids, _ = assign(x, c.centroids, k=3, spherical=False)  # ... and a second time
+        d = np.empty(ids.shape, dtype=np.float64)
+        cen = c.centroids.astype(np.float64)
+        step = CHUNK_ROWS // 3
+        for lo in range(0, x.shape[0], step):
+            hi = min(x.shape[0], lo + step)
+            xi = np.asarray(x[lo:hi], dtype=np.float64)[:, None, :]
+            d[lo:hi] = np.sqrt(((xi - cen[ids[lo:hi]]) ** 2).sum(axis=2))
+        swap = np.argsort(d, axis=1, kind="stable")
+        d = np.take_along_axis(d, swap, axis=1)
+        g = np.take_along_axis(ids, swap, axis=1)[:, 0]
+        kept = np.flatnonzero(quantile_mask(d[:, 0] - d[:, 1] - d[:, 2], g, q))
+    sec, cpu = time.perf_counter() - t, time.process_time() - cpu
+    np.save(a.workdir / f"kmq-{a.impl}.npy", kept)
+    _emit(
+        stage=f"kmeans-quantile {a.impl}",
+        seconds=round(sec, 2),
+        cpu_seconds=round(cpu, 2),
+        kept=int(kept.size),
+    )
+
+
+def kmeans_quantile_mode(a: argparse.Namespace) -> None:
+    path = a.workdir / "emb.npy"
+    if not (path.is_file() and np.load(path, mmap_mode="r").shape == (a.n, a.d)):
+        _child(a, "gen")  # embeddings of this shape from an earlier run are reused
+    rows = {impl: _child(a, "kmq", impl=impl) for impl in ("method", "oneliner", "float64")}
+    kept = {impl: np.load(a.workdir / f"kmq-{impl}.npy") for impl in rows}
+    sec = {impl: r["seconds"] for impl, r in rows.items()}
+    cpu = {impl: r["cpu_seconds"] for impl, r in rows.items()}
+    rss = {impl: r["peak_rss_mib"] for impl, r in rows.items()}
+    print(
+        json.dumps(
+            {
+                "kmeans_quantile": f"n={a.n} d={a.d} K={a.k}",
+                "method_over_oneliner_seconds": round(sec["method"] / sec["oneliner"], 2),
+                "float64_over_method_seconds": round(sec["float64"] / sec["method"], 2),
+                "method_over_oneliner_cpu_seconds": round(cpu["method"] / cpu["oneliner"], 2),
+                "float64_over_method_cpu_seconds": round(cpu["float64"] / cpu["method"], 2),
+                "method_over_oneliner_peak_rss": round(rss["method"] / rss["oneliner"], 2),
+                "float64_over_method_peak_rss": round(rss["float64"] / rss["method"], 2),
+                "peak_above_imports_mib": {i: r["peak_above_imports_mib"] for i, r in rows.items()},
+                "kept_differing_from_float64": int(
+                    np.setxor1d(kept["method"], kept["float64"]).size
+                ),
+                "kept": int(kept["method"].size),
+            }
+        ),
+        flush=True,
+    )
+
+
 STAGES = {
     "gen": stage_gen,
     "kmeans": stage_kmeans,
     "semdedup": stage_semdedup,
     "dbp": stage_dbp,
     "compare": stage_compare,
+    "kmq": stage_kmq,
 }
 
 
@@ -246,6 +337,12 @@ def main() -> None:
     p.add_argument("--semdedup-workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/bench_corpus"))
+    p.add_argument(
+        "--mode",
+        choices=["all", "kmeans-quantile"],
+        default="all",
+        help="all: the stages above; kmeans-quantile: KMeansQuantile vs the one-liner",
+    )
     p.add_argument("--stage", choices=sorted(STAGES), help=argparse.SUPPRESS)
     p.add_argument("--rows", type=int, help=argparse.SUPPRESS)
     p.add_argument("--clusters", type=int, help=argparse.SUPPRESS)
@@ -261,6 +358,9 @@ def main() -> None:
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')} cpus={os.cpu_count()}",
         flush=True,
     )
+    if a.mode == "kmeans-quantile":
+        kmeans_quantile_mode(a)
+        return
     _child(a, "gen")
     _child(a, "kmeans", rows=a.n, clusters=a.k)
     for w in a.semdedup_workers:

@@ -7,6 +7,10 @@ DeepCore's ``select()`` trains its own model each time; per method rather than p
 call is the generous version of it). Prints total seconds and the ratio, plus the
 subset noise rate of each selection.
 
+``ccs``: one warm-up as ``sweep``, then the subset noise rate of CCS as its authors
+compute it (default), with ``ccs_beta=0``, and as before (logit-mean AUM, beta 0),
+against Uniform.
+
 ``scale``: select time and peak memory of every registered method at N = 1,000,000
 synthetic signals (d = 512, C = 100, 10 epochs), each method in its own process with
 the signals memory-mapped from disk; "allocated by select" is the peak anonymous memory
@@ -17,6 +21,7 @@ Usage::
 
     python ../shared/tools/make_cifar10.py /tmp/cifar
     python benchmarks/bench_selection.py sweep --data /tmp/cifar --n-train 10000 --epochs 2
+    python benchmarks/bench_selection.py ccs --data /tmp/cifar --n-train 10000 --epochs 2
     python benchmarks/bench_selection.py scale --n 1000000 --dim 512 --classes 100
 """
 
@@ -47,13 +52,13 @@ NOISY_LABEL_METHODS = [
 FRACTIONS = (0.2, 0.5, 0.8)
 
 
-def sweep(args: argparse.Namespace) -> None:
+def _cifar_warmup_setup(args: argparse.Namespace):
+    """CIFAR-10N worst labels, the first ``--n-train`` images: data, configs, noise mask."""
     import torch
 
     from deep_core.config import RunConfig
-    from deep_core.methods import build_method
     from deep_core.runner import build_learner, data_config, load_data, optim_config, train_config
-    from deep_core.signals.recorder import WarmupConfig, warm_up_signals
+    from deep_core.signals.recorder import WarmupConfig
 
     torch.set_num_threads(args.threads)
     cfg = RunConfig(
@@ -82,6 +87,14 @@ def sweep(args: argparse.Namespace) -> None:
         f"# CIFAR-10N worst, first {len(ds.labels)} training images ({noisy.mean():.1%} noisy), "
         f"{args.model}, {args.epochs} warm-up epochs, {args.threads} threads"
     )
+    return ds, wcfg, noisy, lambda: build_learner(cfg).warmup()
+
+
+def sweep(args: argparse.Namespace) -> None:
+    from deep_core.methods import build_method
+    from deep_core.signals.recorder import warm_up_signals
+
+    ds, wcfg, noisy, learner = _cifar_warmup_setup(args)
 
     def select_all(signals, method_name):
         rows = []
@@ -98,9 +111,7 @@ def sweep(args: argparse.Namespace) -> None:
     # this project: one warm-up, every selection reuses it
     t0 = time.perf_counter()
     union = set().union(*(needed(m) for m in NOISY_LABEL_METHODS))
-    signals, _ = warm_up_signals(
-        ds, lambda: build_learner(cfg).warmup(), wcfg, members=1, cache_dir=None, needed=union
-    )
+    signals, _ = warm_up_signals(ds, learner, wcfg, members=1, cache_dir=None, needed=union)
     rows = []
     for m in NOISY_LABEL_METHODS:
         rows += select_all(signals, m)
@@ -111,7 +122,7 @@ def sweep(args: argparse.Namespace) -> None:
     for m in NOISY_LABEL_METHODS:
         sig, _ = warm_up_signals(
             ds,
-            lambda: build_learner(cfg).warmup(),
+            learner,
             wcfg,
             members=1,
             cache_dir=None,
@@ -127,6 +138,38 @@ def sweep(args: argparse.Namespace) -> None:
     for m in NOISY_LABEL_METHODS:
         cells = [f"{r[2]:.1%}" for r in rows if r[0] == m]
         print(f"| {m} | " + " | ".join(cells) + " |")
+
+
+CCS_VARIANTS = {
+    "CCS (authors: prob_sum AUM, their beta)": {},
+    "CCS prob_sum AUM, beta 0": {"ccs_beta": 0.0},
+    "CCS logit_mean AUM, beta 0 (before)": {"ccs_aum": "logit_mean", "ccs_beta": 0.0},
+}
+
+
+def ccs(args: argparse.Namespace) -> None:
+    """Subset noise rate of the CCS variants and Uniform after one warm-up."""
+    from deep_core.methods import build_method
+    from deep_core.methods.ccs import authors_beta
+    from deep_core.signals.recorder import warm_up_signals
+
+    ds, wcfg, noisy, learner = _cifar_warmup_setup(args)
+    signals, _ = warm_up_signals(
+        ds, learner, wcfg, members=1, cache_dir=None, needed={"margins", "prob_margins"}
+    )
+    rows = {"Uniform (mean of 5 seeds)": []}
+    for f in FRACTIONS:
+        subs = [build_method("Uniform", {})[0].select(signals, f, seed=k) for k in range(5)]
+        rows["Uniform (mean of 5 seeds)"].append(np.mean([noisy[s.indices].mean() for s in subs]))
+    for name, options in CCS_VARIANTS.items():
+        method, _ = build_method("CCS", options)
+        rows[name] = [noisy[method.select(signals, f, seed=0).indices].mean() for f in FRACTIONS]
+    print("\n| selection | " + " | ".join(f"noise @ {f}" for f in FRACTIONS) + " |")
+    print("|---|" + "---|" * len(FRACTIONS))
+    for name, rates in rows.items():
+        print(f"| {name} | " + " | ".join(f"{r:.1%}" for r in rates) + " |")
+    print("authors' beta at these fractions: " + ", ".join(
+        f"{f}: {authors_beta(1 - f):.3f}" for f in FRACTIONS))  # fmt: skip
 
 
 def make_synthetic(folder: Path, n: int, d: int, c: int, epochs: int, seed: int = 0) -> None:
@@ -154,6 +197,7 @@ def make_synthetic(folder: Path, n: int, d: int, c: int, epochs: int, seed: int 
     np.save(folder / "correct.npy", correct)
     np.save(folder / "losses.npy", rng.exponential(1.0, (n, epochs)).astype(np.float32))
     np.save(folder / "margins.npy", rng.standard_normal((n, epochs)).astype(np.float32))
+    np.save(folder / "prob_margins.npy", rng.uniform(-1, 1, (n, epochs)).astype(np.float32))
     np.save(folder / "grad_norms.npy", rng.exponential(1.0, (1, n)).astype(np.float32))
     np.save(folder / "member_probs.npy", np.asarray(probs)[None])
 
@@ -171,6 +215,7 @@ def _one(folder: str, method_name: str, fraction: float) -> None:
         "losses",
         "correct",
         "margins",
+        "prob_margins",
         "grad_norms",
         "member_probs",
     ]
@@ -285,6 +330,12 @@ def main() -> None:
     s.add_argument("--epochs", type=int, default=2)
     s.add_argument("--model", default="ResNet8")
     s.add_argument("--threads", type=int, default=2)
+    w = sub.add_parser("ccs")
+    w.add_argument("--data", required=True)
+    w.add_argument("--n-train", type=int, default=10000)
+    w.add_argument("--epochs", type=int, default=2)
+    w.add_argument("--model", default="ResNet8")
+    w.add_argument("--threads", type=int, default=2)
     c = sub.add_parser("scale")
     c.add_argument("--n", type=int, default=1_000_000)
     c.add_argument("--dim", type=int, default=512)
@@ -295,7 +346,7 @@ def main() -> None:
     c.add_argument("--methods", nargs="*")
     c.add_argument("--tmp", default=None, help="folder for the memory-mapped signals")
     args = ap.parse_args()
-    (sweep if args.cmd == "sweep" else scale)(args)
+    {"sweep": sweep, "ccs": ccs, "scale": scale}[args.cmd](args)
 
 
 if __name__ == "__main__":
