@@ -53,9 +53,10 @@ Scores
     The pruned hardest samples are never kept.
 
 Reference, choice by choice (authors' code vs here)
-    - AUM: the code sums softmax-probability margins over every training iteration of
-      the full-data run (200 epochs); here the same margins summed over the recorded
-      warm-up epochs (``prob_margins``, one value per sample and epoch).
+    - AUM: the code sums softmax-probability margins of the training forward passes
+      (augmented view) over the full-data run (200 epochs); here the same margins of
+      the warm-up's training passes, summed over its epochs (``prob_margins``, one value
+      per sample and epoch).
     - Cut: ``int(beta * N)`` lowest AUM (``mislabel_mask``), same count here. The code
       always cuts by AUM whatever it stratifies on; here the cut uses the chosen base
       score, as Algorithm 1 (identical for the default ``aum``). Ties in the cut are
