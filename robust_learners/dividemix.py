@@ -449,12 +449,13 @@ class DivideMix(Learner):
             obj.load_state_dict(sd)
 
     def warmup(self) -> Learner:
-        """The selection warm-up: CE on both networks (signals from network 1).
+        """The selection warm-up: plain CE on both networks (signals from network 1).
 
-        It takes only what its CE warm-up uses (the confidence penalty), so runs that
-        differ in ``lambda_u``, ``T``, ``alpha`` or ``p_threshold`` share one warm-up.
+        As the Prune4ReL reference's ``train_DivideMix_warmup`` (no confidence penalty).
+        It takes none of DivideMix's options, so runs that differ in ``lambda_u``, ``T``,
+        ``alpha``, ``p_threshold`` or the training warm-up share one selection warm-up.
         """
-        return DivideMixWarmup(confidence_penalty=self.confidence_penalty)
+        return DivideMixWarmup(confidence_penalty=False)
 
 
 class DivideMixWarmup(DivideMix):
