@@ -418,22 +418,27 @@ def _reference_defaults(
     """Fill what the command line left out with the reference's defaults (in place)."""
     import inspect
 
-    from robust_learners import get_learner
+    from robust_learners import learner_names
 
-    from ..methods import get_method
+    from ..methods import get_method, list_methods
     from ..methods.base import option_names
 
     for k, v in REFERENCE_DEFAULTS.items():
         settings.setdefault(k, v)
-    learner = get_learner(settings["robust_learner"])
-    takes = set(inspect.signature(learner.__init__).parameters)
-    for k, v in REFERENCE_LEARNER_DEFAULTS.items():
-        if k in takes:
-            learner_opts.setdefault(k, v)
-    takes = set(option_names(get_method(settings["selection"])))
-    for k, v in REFERENCE_METHOD_DEFAULTS.items():
-        if k in takes:
-            method_opts.setdefault(k, v)
+    # an unknown learner or method gets no defaults here; validation names the problem
+    if settings["robust_learner"] in learner_names():
+        from robust_learners import get_learner
+
+        learner = get_learner(settings["robust_learner"])
+        takes = set(inspect.signature(learner.__init__).parameters)
+        for k, v in REFERENCE_LEARNER_DEFAULTS.items():
+            if k in takes:
+                learner_opts.setdefault(k, v)
+    if settings["selection"] in list_methods():
+        takes = set(option_names(get_method(settings["selection"])))
+        for k, v in REFERENCE_METHOD_DEFAULTS.items():
+            if k in takes:
+                method_opts.setdefault(k, v)
 
 
 def _main(argv: Sequence[str] | None) -> int:
