@@ -128,12 +128,17 @@ def validate(cfg: RunConfig) -> None:
 _NUM_CLASSES = {"Digits": 10, "CIFAR10": 10, "CIFAR100": 100, "WebVision": 50, "Clothing1M": 14}
 
 
-def _check_learner_warmup(cfg: RunConfig, learner: Learner) -> None:
-    """A learner whose own warm-up covers every training epoch is an error (DivideMix)."""
+def _check_learner_warmup(
+    cfg: RunConfig, learner: Learner, *, num_classes: int | None = None
+) -> None:
+    """A run whose learner's own warm-up covers every training epoch is an error (DivideMix).
+
+    ``num_classes``: of the loaded data; before loading, the named data sets' are known.
+    """
     resolve = getattr(learner, "training_warmup_epochs", None)
-    classes = cfg.n_class or _NUM_CLASSES.get(cfg.dataset)
+    classes = num_classes or cfg.n_class or _NUM_CLASSES.get(cfg.dataset)
     if resolve is None or classes is None:
-        return  # checked again when the learner is set up on the loaded data
+        return  # checked again on the loaded data (select_subset)
     warmup = resolve(dataset=cfg.dataset, num_classes=classes)
     if cfg.epochs and warmup >= cfg.epochs:
         raise DeepCoreError(
@@ -364,6 +369,7 @@ def select_subset(cfg: RunConfig, ds: NoisyDataset, seed: int) -> tuple[Subset, 
     The report's ``warmup_history`` holds the warm-up's per-epoch rows (``phase:
     "warmup"``), which the run writes at the head of ``metrics.jsonl``.
     """
+    _check_learner_warmup(cfg, build_learner(cfg), num_classes=ds.num_classes)
     method, unused = build_selection(cfg)
     for name in sorted(unused):
         log.warning(

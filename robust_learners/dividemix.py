@@ -4,7 +4,8 @@ Two networks are trained. The first ``warmup_epochs`` epochs train both with
 cross-entropy on the noisy labels (plus the confidence penalty ``mean Σ p log p`` for
 asymmetric noise and always on Clothing-1M, as the authors' ``Train_clothing1M.py``, which
 keeps the warm-up from becoming over-confident; Clothing-1M warms up 1 epoch, as there).
-A warm-up that covers every training epoch is an error: no epoch would run DivideMix.
+A run (``deepcore-run``) whose warm-up covers every epoch is an error: no epoch would
+run DivideMix.
 Then, each epoch:
 
 1. **Co-divide.** For each network, the per-sample cross-entropy on the clean view of
@@ -217,7 +218,6 @@ class DivideMix(Learner):
         self.n_warmup = self.training_warmup_epochs(
             dataset=ctx.dataset.name, num_classes=ctx.num_classes
         )
-        self._check_warmup(ctx.config.epochs)
         self.penalty = self.confidence_penalty
         if self.penalty is None:
             self.penalty = (
@@ -231,13 +231,6 @@ class DivideMix(Learner):
         if dataset == "Clothing1M":
             return 1
         return 30 if num_classes >= 100 else 10
-
-    def _check_warmup(self, epochs: int) -> None:
-        if epochs and self.n_warmup >= epochs:
-            raise DeepCoreError(
-                f"DivideMix's warm-up ({self.n_warmup} epochs) covers all --epochs {epochs}:"
-                " no epoch would co-divide and MixMatch; lower --warmup-epochs or raise --epochs"
-            )
 
     def networks(self):
         return list(self.nets)
@@ -472,9 +465,6 @@ class DivideMixWarmup(DivideMix):
 
     def options(self) -> dict[str, Any]:
         return {"confidence_penalty": self.confidence_penalty}
-
-    def _check_warmup(self, epochs: int) -> None:
-        """Every epoch of the selection warm-up is a warm-up epoch, by design."""
 
     def train_epoch(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
         return self.warmup_epoch(ctx, epoch)
