@@ -20,6 +20,35 @@ from .errors import DeepCoreError
 #: synthetic noise rate of the embedded default data set when none is given
 DEFAULT_NOISE_RATE = 0.4
 
+#: ``--protocol``: how the selection signals are made (see :class:`RunConfig`)
+PROTOCOLS = ("reference", "clean")
+#: ``--warmup-schedule``: the horizon of the warm-up's learning-rate schedule
+WARMUP_SCHEDULES = ("run", "warmup")
+#: ``--signal-view``: the view probabilities and embeddings are read from
+SIGNAL_VIEWS = ("auto", "clean", "strong")
+
+#: The Prune4ReL reference's defaults (its ``arguments.py``) for the settings a command line
+#: leaves out, applied under an explicit ``--protocol reference``. Settings whose reference
+#: default changes nothing here (``--workers 5``, ``--test-batch-size 32``, ``--n-train
+#: 50000``, ``--n-class 10``: checks or speed only) are not listed.
+REFERENCE_DEFAULTS: dict[str, Any] = {
+    "dataset": "CIFAR10",
+    "robust_learner": "DivideMix",
+    "model": "ResNet18",
+    "selection": "Uniform",  # its "uniform" names no method (KeyError); the class is Uniform
+}
+#: learner options of the reference's defaults (given to the learners that take them)
+REFERENCE_LEARNER_DEFAULTS: dict[str, Any] = {"lambda_u": 1.0}
+#: method options of the reference's defaults (given to the methods that take them).
+#: ``metric``: arguments.py says ``euclidean`` but main_label_noise.py never passes
+#: ``--metric`` to the method, so Prune4Rel's own default, cosine similarity, is what ran.
+REFERENCE_METHOD_DEFAULTS: dict[str, Any] = {
+    "uncertainty": "Margin",
+    "tau": 0.95,
+    "eta": 100.0,
+    "metric": "cossim",
+}
+
 
 def takes_noise_rate(noise_type: str) -> bool:
     """False for ``clean`` and the human-label types (``real*``), which have no rate."""
@@ -48,6 +77,17 @@ class RunConfig:
     selection: str = "Uniform"
     fraction: float = 0.2
     selection_epochs: int = 10
+    #: "reference": warm-up schedule sized on ``epochs`` and each method's reference view
+    #: (Prune4Rel: one seeded strong-augmented view); "clean": schedule sized on the warm-up
+    #: and the clean view for every method
+    protocol: str = "reference"
+    #: None: the protocol's ("run" under reference, "warmup" under clean)
+    warmup_schedule: str | None = None
+    #: "auto": the protocol's (each method's reference view, or clean)
+    signal_view: str = "auto"
+    #: a warm-up network's state dict to record the signals from instead of training one
+    #: (``--pre-warmuped True --pre-warmed-filename FILE``)
+    warmup_model: str | None = None
     method_options: dict[str, Any] = field(default_factory=dict)
     signals_cache: str | None = None
     # robust learner
@@ -78,11 +118,44 @@ class RunConfig:
     amp: bool = True
     channels_last: bool = True
     progress: bool = True
+    #: reference flags accepted for compatibility that change nothing here (reported in
+    #: ``ignored_options``), e.g. ``{"print_freq": 300}``
+    reference_flags: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise DeepCoreError(
+                f"unknown protocol {self.protocol!r}; choose from: {', '.join(PROTOCOLS)}"
+            )
+        if self.warmup_schedule is not None and self.warmup_schedule not in WARMUP_SCHEDULES:
+            raise DeepCoreError(
+                f"unknown warm-up schedule {self.warmup_schedule!r}; choose from: "
+                + ", ".join(WARMUP_SCHEDULES)
+            )
+        if self.signal_view not in SIGNAL_VIEWS:
+            raise DeepCoreError(
+                f"unknown signal view {self.signal_view!r}; choose from: {', '.join(SIGNAL_VIEWS)}"
+            )
         if self.noise_rate is None:
             synthetic = takes_noise_rate(self.noise_type)
             self.noise_rate = DEFAULT_NOISE_RATE if self.dataset == "Digits" and synthetic else 0.0
+
+    def schedule_horizon(self) -> int:
+        """Epochs the warm-up's learning-rate schedule is sized on.
+
+        The reference builds the warm-up's optimizer and scheduler exactly as the main
+        run's (``T_max = --epochs``) and stops after ``-se`` epochs, so a 10-of-300 epoch
+        warm-up ends at a rate still near ``--lr``; ``warmup`` anneals within the warm-up.
+        """
+        schedule = self.warmup_schedule or ("run" if self.protocol == "reference" else "warmup")
+        return self.epochs if schedule == "run" else self.selection_epochs
+
+    def view_for(self, reference_view: str) -> str:
+        """The view ("clean" or "strong") a method whose reference reads ``reference_view``
+        gets its ``probs`` and ``features`` from under this run's settings."""
+        if self.signal_view != "auto":
+            return self.signal_view
+        return reference_view if self.protocol == "reference" else "clean"
 
     @classmethod
     def field_names(cls) -> list[str]:

@@ -57,6 +57,7 @@ NON_SETTINGS = (
     "save_log",
     "data_path",
     "dry_run",
+    "reference_flags",
 )
 
 
@@ -114,10 +115,36 @@ def validate(cfg: RunConfig) -> None:
         raise DeepCoreError(f"--selection_epochs must be >= 0, got {cfg.selection_epochs}")
     if cfg.model_path is not None and not Path(cfg.model_path).is_file():
         raise DeepCoreError(f"model weights not found: {cfg.model_path}")
+    if cfg.warmup_model is not None and not Path(cfg.warmup_model).is_file():
+        raise DeepCoreError(f"warm-up model not found: {cfg.warmup_model}")
     optim_config(cfg).validate()
     train_config(cfg, cfg.epochs, cfg.seed).validate()
     build_selection(cfg)
-    build_learner(cfg)
+    learner = build_learner(cfg)
+    _check_learner_warmup(cfg, learner)
+
+
+#: classes of the named data sets (to check DivideMix's default warm-up before loading data)
+_NUM_CLASSES = {"Digits": 10, "CIFAR10": 10, "CIFAR100": 100, "WebVision": 50, "Clothing1M": 14}
+
+
+def _check_learner_warmup(
+    cfg: RunConfig, learner: Learner, *, num_classes: int | None = None
+) -> None:
+    """A run whose learner's own warm-up covers every training epoch is an error (DivideMix).
+
+    ``num_classes``: of the loaded data; before loading, the named data sets' are known.
+    """
+    resolve = getattr(learner, "training_warmup_epochs", None)
+    classes = num_classes or cfg.n_class or _NUM_CLASSES.get(cfg.dataset)
+    if resolve is None or classes is None:
+        return  # checked again on the loaded data (select_subset)
+    warmup = resolve(dataset=cfg.dataset, num_classes=classes)
+    if cfg.epochs and warmup >= cfg.epochs:
+        raise DeepCoreError(
+            f"{cfg.robust_learner}'s warm-up ({warmup} epochs) covers all --epochs {cfg.epochs}:"
+            " no epoch would train the learner itself; lower --warmup-epochs or raise --epochs"
+        )
 
 
 def settings_without_effect(cfg: RunConfig) -> list[str]:
@@ -144,6 +171,10 @@ def settings_without_effect(cfg: RunConfig) -> list[str]:
             out.append(f"--nesterov ({cfg.optimizer} does not use it)")
     if not takes_noise_rate(cfg.noise_type) and cfg.noise_rate:
         out.append(f"--noise-rate (noise type {cfg.noise_type} has no synthetic rate)")
+    if cfg.image_size is not None and cfg.dataset in ("Digits", "CIFAR10", "CIFAR100"):
+        out.append(f"--image-size (--resolution; {cfg.dataset} images keep their own size)")
+    for name in sorted(cfg.reference_flags):
+        out.append(f"--{name} (a reference flag that changes nothing here)")
     return out
 
 
@@ -252,7 +283,15 @@ class RunDir:
         return self.config.is_file() and self.labels.is_file()
 
     def write_metrics(self, history: list[dict[str, Any]]) -> None:
-        write_text(self.metrics, "".join(json.dumps(r) + "\n" for r in history))
+        """``metrics.jsonl``: the warm-up's rows (from ``selection.json``), then ``history``."""
+        rows = self.warmup_rows() + list(history)
+        write_text(self.metrics, "".join(json.dumps(r) + "\n" for r in rows))
+
+    def warmup_rows(self) -> list[dict[str, Any]]:
+        path = self.path / "selection.json"
+        if not path.is_file():
+            return []
+        return list(json.loads(path.read_text()).get("warmup_history", []))
 
     def read_subset(self) -> Subset:
         with np.load(self.subset, allow_pickle=False) as z:
@@ -284,8 +323,53 @@ def _learner_key(learner: Learner) -> str:
     return type(learner).__name__ + (json.dumps(options, sort_keys=True) if options else "")
 
 
+#: per-epoch signals: only a trained warm-up has them (a loaded warm-up model does not)
+_PER_EPOCH = frozenset({"losses", "correct", "margins", "prob_margins"})
+
+
+def signal_view(cfg: RunConfig, method: SelectionMethod) -> str:
+    """The view ("clean" or "strong") ``method`` reads ``probs`` and ``features`` from.
+
+    A method declares the view its reference reads (``reference_view``, default
+    ``"clean"``; Prune4Rel: ``"strong"``); ``--protocol reference`` follows it,
+    ``--protocol clean`` reads the clean view, ``--signal-view`` overrides both.
+    """
+    return cfg.view_for(getattr(type(method), "reference_view", "clean"))
+
+
+def warmup_config(
+    cfg: RunConfig, ds: NoisyDataset, seed: int, *, use_warm_model: bool = False
+) -> WarmupConfig:
+    """The warm-up (and cache key) of ``cfg``: only what changes the recorded signals.
+
+    Under a protocol where some method reads the strong view (``reference``, or
+    ``--signal-view strong``) every warm-up records it, so one warm-up serves every
+    method of a sweep.
+    """
+    learner = build_learner(cfg).warmup()
+    epochs = 0 if use_warm_model else cfg.selection_epochs
+    return WarmupConfig(
+        data_key=data_config(cfg, seed).__dict__,
+        learner=_learner_key(learner),
+        model=cfg.model or ds.default_model,
+        epochs=epochs,
+        train=train_config(cfg, epochs, seed),
+        optim=optim_config(cfg),
+        pretrained=cfg.pre_trained,
+        model_path=cfg.model_path,
+        schedule_epochs=cfg.schedule_horizon(),
+        views=("clean", "strong") if cfg.view_for("strong") == "strong" else ("clean",),
+        warm_model=cfg.warmup_model if use_warm_model else None,
+    )
+
+
 def select_subset(cfg: RunConfig, ds: NoisyDataset, seed: int) -> tuple[Subset, dict[str, Any]]:
-    """Warm-up (or the cache) and selection; returns the subset and a report for the log."""
+    """Warm-up (or the cache) and selection; returns the subset and a report for the log.
+
+    The report's ``warmup_history`` holds the warm-up's per-epoch rows (``phase:
+    "warmup"``), which the run writes at the head of ``metrics.jsonl``.
+    """
+    _check_learner_warmup(cfg, build_learner(cfg), num_classes=ds.num_classes)
     method, unused = build_selection(cfg)
     for name in sorted(unused):
         log.warning(
@@ -295,23 +379,31 @@ def select_subset(cfg: RunConfig, ds: NoisyDataset, seed: int) -> tuple[Subset, 
     for text in settings_without_effect(cfg):
         log.warning("warning: %s (ignored)", text)
         ignored.append(text.split(" ", 1)[0].lstrip("-"))
+    view = signal_view(cfg, method)
     needed = set(method.required_signals())
-    report: dict[str, Any] = {"ignored_options": ignored, "warmup_seconds": 0.0}
+    if view == "strong":
+        needed |= {f"strong_{n}" for n in needed & {"probs", "features"}}
+    report: dict[str, Any] = {
+        "ignored_options": ignored,
+        "warmup_seconds": 0.0,
+        "protocol": cfg.protocol,
+        "signal_view": view,
+        "warmup_history": [],
+    }
     t0 = time.time()
     if needed - {"labels", "clean_labels"}:
-        learner = build_learner(cfg)
         members = int(method.ensemble_size)
-        model = cfg.model or ds.default_model
-        wcfg = WarmupConfig(
-            data_key=data_config(cfg, seed).__dict__,
-            learner=_learner_key(learner.warmup()),
-            model=model,
-            epochs=cfg.selection_epochs,
-            train=train_config(cfg, cfg.selection_epochs, seed),
-            optim=optim_config(cfg),
-            pretrained=cfg.pre_trained,
-            model_path=cfg.model_path,
-        )
+        use_warm = cfg.warmup_model is not None and members == 1 and not (needed & _PER_EPOCH)
+        if cfg.warmup_model is not None and not use_warm:
+            # as the reference, which trains Forgetting's warm-up even when pre-warmed
+            log.warning(
+                "warning: %s needs per-epoch signals or an ensemble: its warm-up is trained,"
+                " --pre-warmed-filename is not used",
+                cfg.selection,
+            )
+            report["ignored_options"].append("pre_warmed_filename")
+        wcfg = warmup_config(cfg, ds, seed, use_warm_model=use_warm)
+        report["warmup_schedule_epochs"] = wcfg.horizon if wcfg.epochs else 0
         cache = (
             Path(cfg.signals_cache) if cfg.signals_cache else Path(cfg.out_dir) / "signals-cache"
         )
@@ -323,8 +415,12 @@ def select_subset(cfg: RunConfig, ds: NoisyDataset, seed: int) -> tuple[Subset, 
             cache_dir=cache,
             needed=needed,
         )
+        for member in sig_report["members"]:
+            report["warmup_history"].extend(member.pop("history", []))
         report["signals"] = sig_report
         report["warmup_seconds"] = round(time.time() - t0, 3)
+        if view == "strong":
+            signals = _read_strong_view(signals)
     else:
         arrays = {"labels": ds.labels}
         if ds.clean_labels is not None:
@@ -335,6 +431,14 @@ def select_subset(cfg: RunConfig, ds: NoisyDataset, seed: int) -> tuple[Subset, 
     report["selection_seconds"] = round(time.time() - t1, 3)
     report["selection_info"] = subset.info
     return subset, report
+
+
+def _read_strong_view(signals: Signals) -> Signals:
+    """``signals`` with ``probs``/``features`` taken from the strong-view pass."""
+    signals.require(("strong_probs", "strong_features"), who="the strong signal view")
+    arrays = signals.as_dict()
+    arrays["probs"], arrays["features"] = arrays["strong_probs"], arrays["strong_features"]
+    return Signals(arrays, num_classes=signals.num_classes, check_finite=False)
 
 
 def run_experiment(cfg: RunConfig, *, exp: int = 0) -> dict[str, Any]:
@@ -417,6 +521,7 @@ def _train_and_summarise(
         if rank == 0:
             run.write_subset(subset)
             write_json(run.path / "selection.json", report)
+            run.write_metrics([])  # the warm-up's rows, also for a dry run
     quality = subset_quality(subset, ds.labels, ds.clean_labels, ds.num_classes)
     log.info(
         "selected %d of %d samples with %s: %s",
@@ -518,13 +623,27 @@ def _train_and_summarise(
 
 
 def _reference_log(cfg: RunConfig, summary: dict[str, Any]) -> None:
-    """``--save-log True``: the reference's one-row text log (last, best, noise %, counts)."""
+    """``--save-log True``: the reference's one-row text log, named as the reference names it.
+
+    Row: last and best accuracy, noise % of the subset, the subset's count per (present)
+    class. Folder ``OUT/logs/<dataset>/<learner>/<selection>/``, for Prune4Rel one more
+    level ``tau<tau>_eta<eta>_balance`` (or ``_unbalance``); file
+    ``<noise>_r<rate>_<model>_fr<fraction>_trial<exp>_date<time>.txt``, so neither a tau/eta
+    sweep nor a second trial overwrites a file.
+    """
+    from datetime import datetime
+
     folder = Path(cfg.out_dir) / "logs" / cfg.dataset / cfg.robust_learner / cfg.selection
+    if cfg.selection == "Prune4Rel":
+        opts = build_selection(cfg)[0].options()
+        balance = "balance" if opts.get("balance") else "unbalance"
+        folder = folder / f"tau{opts.get('tau')}_eta{opts.get('eta')}_{balance}"
     row = [summary["last_acc"], summary["best_acc"], 100.0 * (summary["subset_noise_rate"] or 0.0)]
-    row += summary["class_counts"]
+    row += [c for c in summary["class_counts"] if c]
+    exp = int(summary["seed"]) - int(cfg.seed)
     name = (
         f"{cfg.noise_type}_r{cfg.noise_rate}_{summary['model']}_fr{cfg.fraction}"
-        f"_trial{summary['seed']}.txt"
+        f"_trial{exp}_date{datetime.now()}.txt"
     )
     write_text(folder / name, " ".join(f"{float(v):f}" for v in row) + "\n")
 

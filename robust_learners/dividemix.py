@@ -2,8 +2,11 @@
 
 Two networks are trained. The first ``warmup_epochs`` epochs train both with
 cross-entropy on the noisy labels (plus the confidence penalty ``mean Σ p log p`` for
-asymmetric noise, which keeps the warm-up from becoming over-confident). Then, each
-epoch:
+asymmetric noise and always on Clothing-1M, as the authors' ``Train_clothing1M.py``, which
+keeps the warm-up from becoming over-confident; Clothing-1M warms up 1 epoch, as there).
+A run (``deepcore-run``) whose warm-up covers every epoch is an error: no epoch would
+run DivideMix.
+Then, each epoch:
 
 1. **Co-divide.** For each network, the per-sample cross-entropy on the clean view of
    the training subset is min-max normalised and a two-component
@@ -157,12 +160,12 @@ class DivideMix(Learner):
         Mixup's Beta(alpha, alpha) (``--alpha``).
     warmup_epochs : int, optional
         CE warm-up epochs at the start of training (``--warmup-epochs``); default 10,
-        or 30 when the data has 100 or more classes.
+        30 when the data has 100 or more classes, 1 on Clothing-1M (the authors').
     reference_rampup : bool, default=False
         Use ``lambda_u`` from the first epoch, as Prune4ReL does (``--reference-rampup``).
     confidence_penalty : bool, optional
         Add the confidence penalty to the warm-up loss (``--confidence-penalty``);
-        default: only for asymmetric synthetic noise, as the authors do.
+        default: for asymmetric synthetic noise and on Clothing-1M, as the authors do.
     """
 
     name = "DivideMix"
@@ -212,12 +215,22 @@ class DivideMix(Learner):
         self.nets = [ctx.build_network(0), ctx.build_network(1)]
         self.optimizers = [ctx.make_optimizer(n.parameters()) for n in self.nets]
         self.scheds = [ctx.make_scheduler(o) for o in self.optimizers]
-        self.n_warmup = self.warmup_epochs
-        if self.n_warmup is None:
-            self.n_warmup = 30 if ctx.num_classes >= 100 else 10
+        self.n_warmup = self.training_warmup_epochs(
+            dataset=ctx.dataset.name, num_classes=ctx.num_classes
+        )
         self.penalty = self.confidence_penalty
         if self.penalty is None:
-            self.penalty = ctx.dataset.noise.get("type") == "asym"
+            self.penalty = (
+                ctx.dataset.noise.get("type") == "asym" or ctx.dataset.name == "Clothing1M"
+            )
+
+    def training_warmup_epochs(self, *, dataset: str, num_classes: int) -> int:
+        """CE warm-up epochs of training: ``warmup_epochs``, else the authors' per data set."""
+        if self.warmup_epochs is not None:
+            return int(self.warmup_epochs)
+        if dataset == "Clothing1M":
+            return 1
+        return 30 if num_classes >= 100 else 10
 
     def networks(self):
         return list(self.nets)
@@ -429,8 +442,13 @@ class DivideMix(Learner):
             obj.load_state_dict(sd)
 
     def warmup(self) -> Learner:
-        """The selection warm-up: CE on both networks (signals from network 1)."""
-        return DivideMixWarmup(**self.options())
+        """The selection warm-up: plain CE on both networks (signals from network 1).
+
+        As the Prune4ReL reference's ``train_DivideMix_warmup`` (no confidence penalty).
+        It takes none of DivideMix's options, so runs that differ in ``lambda_u``, ``T``,
+        ``alpha``, ``p_threshold`` or the training warm-up share one selection warm-up.
+        """
+        return DivideMixWarmup(confidence_penalty=False)
 
 
 class DivideMixWarmup(DivideMix):
@@ -441,6 +459,12 @@ class DivideMixWarmup(DivideMix):
     """
 
     name = "DivideMixWarmup"
+
+    def __init__(self, *, confidence_penalty: bool | None = None) -> None:
+        super().__init__(confidence_penalty=confidence_penalty)
+
+    def options(self) -> dict[str, Any]:
+        return {"confidence_penalty": self.confidence_penalty}
 
     def train_epoch(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
         return self.warmup_epoch(ctx, epoch)

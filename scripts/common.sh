@@ -11,6 +11,8 @@
 #                OMP_NUM_THREADS=1 unless set, which suits small CPU runs (quickstart)
 #   OUT          folder of the run directories, the report and the plot
 #   NOISE_TYPES FRACTIONS METHODS SEEDS   the sweep's loops (outer to inner)
+#   BALANCE_METHODS  methods that get --balance True (the paper balanced only where the
+#                reference's --balance worked)                       (default: none)
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PYTHON=${PYTHON:-python}
@@ -63,22 +65,25 @@ running=0
 # time; the first failure stops the sweep (set -e).
 sweep() {
   local noise fraction method seed
+  local -a balance
   for noise in $NOISE_TYPES; do
     for fraction in $FRACTIONS; do
       for method in $METHODS; do
+        balance=()
+        if [[ " ${BALANCE_METHODS:-} " == *" $method "* ]]; then balance=(--balance True); fi
         for seed in $SEEDS; do
           echo "== $(basename "$0"): $method, fraction $fraction, noise $noise, seed $seed" >&2
           if [ "$JOBS" -eq 1 ]; then
-            run_one "$@" --noise-type "$noise" --fraction "$fraction" --selection "$method" \
-              --seed "$seed"
+            run_one "$@" ${balance[@]+"${balance[@]}"} --noise-type "$noise" \
+              --fraction "$fraction" --selection "$method" --seed "$seed"
             continue
           fi
           if [ "$running" -ge "$JOBS" ]; then
             wait -n
             running=$((running - 1))
           fi
-          run_one "$@" --noise-type "$noise" --fraction "$fraction" --selection "$method" \
-            --seed "$seed" &
+          run_one "$@" ${balance[@]+"${balance[@]}"} --noise-type "$noise" \
+            --fraction "$fraction" --selection "$method" --seed "$seed" &
           running=$((running + 1))
         done
       done

@@ -76,6 +76,8 @@ def test_default_run_writes_a_complete_run_directory(tmp_path):
     # SmallLoss keeps far fewer mislabeled samples than the 40% of the full set
     assert summary["subset_noise_rate"] < 0.3 and summary["score_auroc"] > 0.7
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["phase"] == "warmup"  # the warm-up's rows come first
+    rows = [r for r in rows if r.get("phase") != "warmup"]
     assert [r["epoch"] for r in rows] == [0, 1, 2]
     assert all({"train_loss", "test_acc", "lr", "seconds"} <= set(r) for r in rows)
     cfg = yaml.safe_load((run / "config.yaml").read_text())

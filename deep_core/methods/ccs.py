@@ -259,6 +259,9 @@ class CCS(SelectionMethod):
     balance : bool, default=False
         Run the cutoff and the stratified sampling within each (noisy) class on equal
         per-class budgets.
+
+    Protocol: both protocols read the clean view and the training-time margins (the CCS code
+    scores the training run itself).
     """
 
     summary = "coverage-centric: prune hardest --ccs-beta, stratified sampling over score bins"

@@ -47,6 +47,8 @@ class ClusterSubsample(CorpusMethod):
         With ``cossim``: keep the least (``diverse``) or most (``common``) typical.
     niter : int, default=20
         k-means iterations.
+
+    Protocol: both protocols read the clean-view features.
     """
 
     summary = "the same fraction of every k-means cluster, by cosine to the centroid or random"

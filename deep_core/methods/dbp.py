@@ -172,6 +172,8 @@ class DBP(CorpusMethod):
         k-means iterations.
     workers : int, default=1
         Worker processes for the de-duplication.
+
+    Protocol: both protocols read the clean-view features.
     """
 
     summary = "density-based pruning: per-cluster quotas from complexity (Abbas, Rusak et al. 2024)"

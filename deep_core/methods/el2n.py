@@ -72,6 +72,9 @@ class EL2N(SelectionMethod):
         Equal budgets per (noisy) class.
     window_start : float, default=0.0
         Skip this fraction of the ranking first (window sweeps).
+
+    Protocol: both protocols read the clean view of every member (DeepCore scores
+    unaugmented inputs).
     """
 
     summary = "highest error L2 norm ||softmax - onehot(label)||, mean over --ensemble models"

@@ -58,6 +58,9 @@ class Forgetting(SelectionMethod):
         Equal budgets per (noisy) class.
     window_start : float, default=0.0
         Skip this fraction of the ranking first (window sweeps).
+
+    Protocol: both protocols read the warm-up's own training passes (augmented), as the
+    reference.
     """
 
     summary = "most forgetting events during warm-up; never-learned count as most forgotten"

@@ -46,6 +46,9 @@ class GraNd(SelectionMethod):
         Equal budgets per (noisy) class.
     window_start : float, default=0.0
         Skip this fraction of the ranking first (window sweeps).
+
+    Protocol: both protocols read last-layer gradients on the clean view (the reference's
+    ``eval_train``).
     """
 
     summary = "highest last-layer gradient norm, mean over --repeat warm-up models"

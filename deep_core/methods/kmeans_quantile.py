@@ -85,6 +85,8 @@ class KMeansQuantile(CorpusMethod):
         Per-group quantile in ``[0, 1)`` used when no fraction is given.
     niter : int, default=20
         k-means iterations.
+
+    Protocol: both protocols read the clean-view features.
     """
 
     summary = "hard/easy by distances to target k-means or class centroids, per-group quantile"

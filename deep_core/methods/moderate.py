@@ -99,6 +99,9 @@ class Moderate(SelectionMethod):
     ----------
     balance : bool, default=False
         Equal budgets per (noisy) class, each class's band centred on its own median.
+
+    Protocol: both protocols read the clean view (the reference's ``eval_train``
+    embeddings).
     """
 
     summary = "moderate distance to the class-median feature: band around the median distance"

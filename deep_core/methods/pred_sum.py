@@ -52,6 +52,8 @@ class PredSum(SelectionMethod):
         Equal budgets per (noisy) class.
     window_start : float, default=0.0
         Skip this fraction of the ranking first (window sweeps).
+
+    Protocol: both protocols read the clean view of every member.
     """
 
     summary = "members predicting the given label (0..E); keeps the lowest (--keep hard|easy)"

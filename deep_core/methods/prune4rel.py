@@ -365,9 +365,14 @@ class Prune4Rel(SelectionMethod):
         torch / faiss threads for the neighbourhood search.
     device : str, default="cpu"
         Where the similarity matrix products run.
+
+    Protocol: ``reference`` reads probs and features on one seeded strong-augmented view
+    (the reference's ``eval_train_strong``); ``clean`` on the clean view.
     """
 
     summary = "greedy coverage of confident feature neighbourhoods (re-labeling aware)"
+    #: the view its reference reads probs and features from (see ``--protocol``)
+    reference_view = "strong"
     #: ``balance`` is the reference's round-robin with its 1.5x break, not class_budgets
     balance_rule = "round-robin"
 

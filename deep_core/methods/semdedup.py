@@ -121,6 +121,8 @@ class SemDeDup(CorpusMethod):
         k-means iterations.
     workers : int, default=1
         Worker processes for the per-cluster similarities.
+
+    Protocol: both protocols read the clean-view features.
     """
 
     summary = "semantic de-duplication within k-means clusters (Abbas et al. 2023)"

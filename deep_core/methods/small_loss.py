@@ -41,6 +41,8 @@ class SmallLoss(SelectionMethod):
         Equal budgets per (noisy) class.
     window_start : float, default=0.0
         Skip this fraction of the ranking first (easy-to-hard window sweeps).
+
+    Protocol: both protocols read the clean view (the reference's ``eval_train``).
     """
 
     summary = "lowest warm-up loss on the clean view (likely clean samples)"

@@ -55,6 +55,8 @@ class SSP(CorpusMethod):
         Per-cluster quantile in ``[0, 1)`` used when no fraction is given.
     niter : int, default=20
         k-means iterations.
+
+    Protocol: both protocols read the clean-view features.
     """
 
     summary = "distance to the nearest self-supervised prototype (Sorscher et al. 2022)"

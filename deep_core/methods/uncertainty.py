@@ -76,6 +76,8 @@ class Uncertainty(SelectionMethod):
         Equal budgets per (noisy) class.
     window_start : float, default=0.0
         Skip this fraction of the ranking first (window sweeps).
+
+    Protocol: both protocols read the clean view (the reference's ``eval_train``).
     """
 
     summary = (

@@ -44,6 +44,8 @@ class Uniform(SelectionMethod):
     ----------
     balance : bool, default=False
         Equal budgets per (noisy) class, random within each class.
+
+    Protocol: reads no warm-up signal (labels only).
     """
 
     summary = "random subset (reference-identical draws for a seed); optional class balance"

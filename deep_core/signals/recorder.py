@@ -10,20 +10,30 @@ gradient norm: for cross-entropy with a linear last layer ``W h + b``, the gradi
 is ``(p - y) h^T`` for W and ``p - y`` for b, so its norm is
 ``||p - y|| * sqrt(||h||^2 + 1)`` — per sample, no batch-mean scaling.
 
-Each ensemble member is cached on its own under a key of everything that changes it,
-so a sweep over methods and fractions (and a later, larger ensemble) reuses what is
-already there.
+With ``views=("clean", "strong")`` one more pass over one seeded random strong-augmented
+view of every sample (the data set's ``strong`` view, the same draw for a given seed and
+member) gives ``strong_probs`` and ``strong_features``: the Prune4ReL reference reads its
+probabilities and embeddings there (``eval_train_strong``). The warm-up's learning-rate
+schedule is sized on ``schedule_epochs`` (the reference: the main run's ``--epochs``) while
+training stops after ``epochs``.
+
+Each ensemble member is cached on its own under a key of everything that changes it (and
+nothing else), so a sweep over methods and fractions (and a later, larger ensemble)
+reuses what is already there. Parallel runs that need the same member wait on a file lock
+for one recording instead of each training it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,13 +42,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..datasets import NoisyDataset
+from ..datasets import Batch, NoisyDataset
 from ..engine import Learner, OptimConfig, TrainConfig, TrainContext, Trainer, all_reduce_
 from . import Signals
 
 log = logging.getLogger("deep_core")
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 _MEMBER_ARRAYS = (
     "probs",
     "features",
@@ -48,6 +58,9 @@ _MEMBER_ARRAYS = (
     "prob_margins",
     "grad_norms",
 )
+_STRONG_ARRAYS = ("strong_probs", "strong_features")
+#: the views :func:`record_member` can read probabilities and features from
+RECORDED_VIEWS = ("clean", "strong")
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,15 @@ class WarmupConfig:
     train : TrainConfig
     optim : OptimConfig
     pretrained, model_path : network initialisation.
+    schedule_epochs : int, optional
+        Horizon of the learning-rate schedule (None: ``epochs``). The Prune4ReL reference
+        sizes it on the main run's ``--epochs``.
+    views : tuple of str, default=("clean",)
+        Passes after training: ``"clean"`` always; ``"strong"`` adds ``strong_probs`` and
+        ``strong_features`` from one seeded strong-augmented view.
+    warm_model : str, optional
+        A trained warm-up network's state dict: no training (``epochs`` must be 0); the
+        passes read this network (``--pre-warmuped True --pre-warmed-filename``).
     """
 
     data_key: dict[str, Any]
@@ -76,8 +98,17 @@ class WarmupConfig:
     optim: OptimConfig
     pretrained: bool = False
     model_path: str | None = None
+    schedule_epochs: int | None = None
+    views: tuple[str, ...] = ("clean",)
+    warm_model: str | None = None
+
+    @property
+    def horizon(self) -> int:
+        """Epochs the learning-rate schedule is sized on."""
+        return self.epochs if self.schedule_epochs is None else self.schedule_epochs
 
     def member_key(self, member: int) -> str:
+        """Hash of everything that changes member ``member``'s signals, and nothing else."""
         t = self.train
         payload = {
             "format": FORMAT_VERSION,
@@ -85,6 +116,10 @@ class WarmupConfig:
             "learner": self.learner,
             "model": self.model,
             "epochs": self.epochs,
+            "schedule_epochs": self.horizon if self.epochs else 0,
+            # only member 0's probabilities and features are read (strong view included)
+            "views": sorted(set(self.views) | {"clean"}) if member == 0 else ["clean"],
+            "warm_model": _file_digest(self.warm_model) if self.warm_model else None,
             "batch_size": t.batch_size,
             "seed": t.seed,
             "channels_last": t.channels_last,
@@ -131,31 +166,87 @@ class _EpochRecorder:
         self.prob_margins[pos, epoch] = (p_label - p_other).cpu()
 
 
-@torch.no_grad()
-def clean_pass(
-    learner: Learner, ctx: TrainContext, *, scratch: Path | None = None
-) -> dict[str, np.ndarray]:
-    """probs, features and last-layer gradient norms on the clean view of every sample.
+class _WarmupContext(TrainContext):
+    """A training context whose schedulers are sized on ``schedule_epochs``, not ``epochs``."""
 
-    With a ``scratch`` folder (one process), ``probs`` and ``features`` are written batch
-    by batch into ``.npy`` files there (memory-mapped), so N×d features need no RAM:
-    1M samples × 2048 ResNet-50 features are 8.2 GB of float32.
+    schedule_epochs: int = 0
+
+    def make_scheduler(self, optimizer: torch.optim.Optimizer, epochs: int | None = None):
+        return super().make_scheduler(
+            optimizer, self.schedule_epochs if epochs is None else epochs
+        )
+
+
+def _file_digest(path: str) -> str:
+    """``sha256`` of a file's bytes (a warm-up model is identified by its content)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:20]
+
+
+def _view_batches(ctx: TrainContext, view: str, seed: int) -> Iterator[Batch]:
+    """Every training sample once, in order, in ``view`` (random views drawn from ``seed``).
+
+    Under DDP each rank takes a contiguous shard, as :meth:`TrainContext.eval_batches`.
     """
+    if view == "clean":
+        return ctx.eval_batches(ctx.dataset.train, desc="signals")
+    idx = np.arange(len(ctx.dataset.train), dtype=np.int64)
+    if ctx.world_size > 1:
+        idx = np.array_split(idx, ctx.world_size)[ctx.rank]
+    return ctx.dataset.train.batches(
+        idx,
+        batch_size=ctx.config.test_batch_size,
+        views=(view,),
+        seed=seed,
+        device=ctx.device,
+        workers=ctx.config.workers,
+    )
+
+
+@torch.no_grad()
+def view_pass(
+    learner: Learner,
+    ctx: TrainContext,
+    *,
+    view: str = "clean",
+    seed: int = 0,
+    scratch: Path | None = None,
+) -> dict[str, np.ndarray]:
+    """probs, features (and on the clean view the last-layer gradient norms) of every sample.
+
+    Parameters
+    ----------
+    learner, ctx : the trained warm-up and its context.
+    view : {"clean", "strong"}, default="clean"
+        ``"strong"`` reads one random strong-augmented view per sample, drawn from
+        ``seed``; its arrays are named ``strong_probs`` and ``strong_features``.
+    seed : int
+        Seed of the random view (unused for ``"clean"``).
+    scratch : path, optional
+        With one process, ``probs`` and ``features`` are written batch by batch into
+        ``.npy`` files there (memory-mapped), so N×d features need no RAM: 1M samples ×
+        2048 ResNet-50 features are 8.2 GB of float32.
+    """
+    if view not in RECORDED_VIEWS:
+        raise ValueError(f"view must be one of {RECORDED_VIEWS}, got {view!r}")
     for net in learner.networks():
         net.eval()
-    ds = ctx.dataset
-    n = len(ds.train)
+    n = len(ctx.dataset.train)
     on_disk = scratch is not None and ctx.world_size == 1
+    prefix = "" if view == "clean" else f"{view}_"
 
     def alloc(name: str, cols: int) -> np.ndarray:
         if on_disk:
-            path = scratch / f"{name}.npy"
+            path = scratch / f"{prefix}{name}.npy"
             return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, cols))
         return np.zeros((n, cols), dtype=np.float32)
 
     probs = feats = None
     gn = np.zeros(n, dtype=np.float32)
-    for batch in ctx.eval_batches(ds.train, desc="signals"):
+    for batch in _view_batches(ctx, view, seed):
         with ctx.autocast():
             logits, h = learner.embed(ctx, batch.views[0])
         p = torch.softmax(logits.float(), 1)
@@ -165,8 +256,9 @@ def clean_pass(
         pos = batch.positions.cpu().numpy()
         probs[pos] = p.cpu().numpy()
         feats[pos] = h.cpu().numpy()
-        err = p - F.one_hot(ctx.labels[batch.positions], p.shape[1]).float()
-        gn[pos] = (err.norm(dim=1) * torch.sqrt(h.pow(2).sum(1) + 1.0)).cpu().numpy()
+        if view == "clean":
+            err = p - F.one_hot(ctx.labels[batch.positions], p.shape[1]).float()
+            gn[pos] = (err.norm(dim=1) * torch.sqrt(h.pow(2).sum(1) + 1.0)).cpu().numpy()
     if probs is None:  # empty training set cannot happen past validation; keep types sane
         raise RuntimeError("no training samples to record")
     if on_disk:
@@ -175,7 +267,16 @@ def clean_pass(
     elif ctx.world_size > 1:  # each rank filled its shard; the rest are zeros
         for a in (probs, feats, gn):
             all_reduce_(torch.from_numpy(a))  # in place: the tensor shares a's memory
-    return {"probs": probs, "features": feats, "grad_norms": gn}
+    if view == "clean":
+        return {"probs": probs, "features": feats, "grad_norms": gn}
+    return {f"{prefix}probs": probs, f"{prefix}features": feats}
+
+
+def clean_pass(
+    learner: Learner, ctx: TrainContext, *, scratch: Path | None = None
+) -> dict[str, np.ndarray]:
+    """probs, features and last-layer gradient norms on the clean view (:func:`view_pass`)."""
+    return view_pass(learner, ctx, view="clean", scratch=scratch)
 
 
 def record_member(
@@ -188,8 +289,12 @@ def record_member(
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Train one warm-up model and return its signal arrays and a small report.
 
-    ``scratch``: folder where the large clean-pass arrays are written memory-mapped.
+    ``scratch``: folder where the large pass arrays are written memory-mapped. The
+    report's ``history`` holds one row per warm-up epoch (``phase: "warmup"``, ``lr``,
+    ``train_loss``, ``train_acc``...), as the run's ``metrics.jsonl`` shows them.
     """
+    if cfg.warm_model is not None and cfg.epochs != 0:
+        raise ValueError("a loaded warm-up model (warm_model) is not trained: epochs must be 0")
     indices = np.arange(len(dataset.labels), dtype=np.int64)
     rec_labels = torch.as_tensor(dataset.labels, dtype=torch.long)
     recorder = _EpochRecorder(rec_labels, cfg.epochs)
@@ -198,7 +303,7 @@ def record_member(
     def on_logits(positions: torch.Tensor, logits: torch.Tensor, epoch: int) -> None:
         recorder(positions.cpu(), logits.cpu(), epoch)
 
-    ctx = TrainContext(
+    ctx = _WarmupContext(
         dataset,
         indices,
         train,
@@ -206,12 +311,17 @@ def record_member(
         model=cfg.model,
         member=member,
         pretrained=cfg.pretrained,
-        model_path=cfg.model_path,
+        model_path=cfg.warm_model or cfg.model_path,
         recorder=on_logits,
     )
-    # With epochs == 0 this records the initial model (e.g. GraNd at initialisation).
+    ctx.schedule_epochs = cfg.horizon
+    # With epochs == 0 this records the initial (or the loaded) model.
     result = Trainer(learner, ctx, evaluate_each_epoch=False).fit()
     arrays = clean_pass(learner, ctx, scratch=scratch)
+    if "strong" in cfg.views and member == 0:
+        arrays.update(
+            view_pass(learner, ctx, view="strong", seed=ctx.seed_for(90), scratch=scratch)
+        )
     if ctx.world_size > 1:
         for t in (recorder.losses, recorder.correct, recorder.margins, recorder.prob_margins):
             all_reduce_(t)
@@ -221,12 +331,32 @@ def record_member(
         margins=recorder.margins.numpy(),
         prob_margins=recorder.prob_margins.numpy(),
     )
+    history = [{"phase": "warmup", "member": member, **row} for row in result.history]
     report = {
         "member": member,
         "warmup_test_acc": result.last_acc,
         "warmup_seconds": result.seconds,
+        "schedule_epochs": cfg.horizon,
+        "views": list(cfg.views),
+        "history": history,
     }
     return arrays, report
+
+
+@contextlib.contextmanager
+def _entry_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on cache entry ``folder`` (a ``.lock`` file next to it).
+
+    Runs that need the same entry wait here while one records it; the lock is released
+    when the holder ends, even if it crashes (``flock`` dies with the process).
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _save_member(
@@ -257,6 +387,52 @@ def _save_member(
 def _load_member(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     arrays = {n: np.load(folder / f"{n}.npy", mmap_mode="r") for n in _MEMBER_ARRAYS}
     return arrays, json.loads((folder / "report.json").read_text())
+
+
+def _record_or_load(
+    dataset: NoisyDataset,
+    make_learner,
+    cfg: WarmupConfig,
+    m: int,
+    folder: Path | None,
+    key: str,
+    *,
+    rank: int,
+    world_size: int,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Record member ``m`` into ``folder`` unless a run that held the lock before did."""
+    if folder is not None and (folder / "report.json").is_file():
+        arrays, report = _load_member(folder)
+        log.info("signals of warm-up member %d recorded meanwhile by another run: %s", m, folder)
+        return arrays, {**report, "cached": True, "key": key}
+    # One process writes the large arrays straight into the cache entry-to-be.
+    scratch = None
+    if folder is not None and world_size == 1:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        arrays, report = record_member(dataset, make_learner(), cfg, m, scratch=scratch)
+    except BaseException:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    report = {**report, "cached": False, "key": key}
+    if folder is not None and rank == 0:
+        saved = {k: v for k, v in report.items() if k != "cached"}
+        _save_member(folder, arrays, saved, tmp=scratch)
+        log.info("signals of warm-up member %d recorded and cached in %s", m, folder)
+        if scratch is not None:  # read back read-only, exactly as a cache hit
+            arrays = {**_load_member(folder)[0], **_load_strong(folder, {})}
+    return arrays, report
+
+
+def _load_strong(folder: Path, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The strong-view arrays of a cache entry that has them (and ``arrays`` lacks)."""
+    return {
+        n: np.load(folder / f"{n}.npy", mmap_mode="r")
+        for n in _STRONG_ARRAYS
+        if n not in arrays and (folder / f"{n}.npy").is_file()
+    }
 
 
 def warm_up_signals(
@@ -302,24 +478,14 @@ def warm_up_signals(
             report = {**report, "cached": True, "key": key}
             log.info("signals of warm-up member %d loaded from cache %s", m, folder)
         else:
-            # One process writes the large arrays straight into the cache entry-to-be.
-            scratch = None
-            if folder is not None and world_size == 1:
-                folder.parent.mkdir(parents=True, exist_ok=True)
-                scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-            try:
-                arrays, report = record_member(dataset, make_learner(), cfg, m, scratch=scratch)
-            except BaseException:
-                if scratch is not None:
-                    shutil.rmtree(scratch, ignore_errors=True)
-                raise
-            report = {**report, "cached": False, "key": key}
-            if folder is not None and rank == 0:
-                saved = {k: v for k, v in report.items() if k != "cached"}
-                _save_member(folder, arrays, saved, tmp=scratch)
-                log.info("signals of warm-up member %d recorded and cached in %s", m, folder)
-                if scratch is not None:  # read back read-only, exactly as a cache hit
-                    arrays = _load_member(folder)[0]
+            # One process at a time records an entry (DDP ranks record together: no lock).
+            lock = _entry_lock(folder) if folder is not None and world_size == 1 else None
+            with lock or contextlib.nullcontext():
+                arrays, report = _record_or_load(
+                    dataset, make_learner, cfg, m, folder, key, rank=rank, world_size=world_size
+                )
+        if folder is not None:
+            arrays.update(_load_strong(folder, arrays))
         member_arrays.append(arrays)
         reports.append(report)
     main = member_arrays[0]
@@ -333,6 +499,9 @@ def warm_up_signals(
         "prob_margins": main["prob_margins"],
         "grad_norms": np.stack([a["grad_norms"] for a in member_arrays]),
     }
+    for name in _STRONG_ARRAYS:
+        if name in main:
+            out[name] = main[name]
     if "member_probs" in needed:
         out["member_probs"] = np.stack([a["probs"] for a in member_arrays])
     if dataset.clean_labels is not None:
