@@ -35,10 +35,12 @@ from .config import RunConfig, dump_yaml, read_yaml, takes_noise_rate
 from .datasets import DataConfig, NoisyDataset, dataset_names, load_dataset
 from .engine import Learner, OptimConfig, TrainConfig, TrainContext, Trainer, resolve_device
 from .errors import DeepCoreError, unknown_name
-from .io import save_npz, write_json, write_text
+from .io import read_npz, save_npz, write_json, write_text
+from .locks import FolderLock, remove_stale_temp
 from .methods import build_method
 from .methods.base import SelectionMethod
 from .nets import check_model_name, check_pretrained
+from .run_manifest import RESUMABLE, check_run_manifest, write_run_manifest
 from .signals import Signals
 from .signals.recorder import WarmupConfig, warm_up_signals
 from .subset import Subset, auroc, describe_quality, subset_quality  # noqa: F401 (auroc)
@@ -303,7 +305,7 @@ def select_subset(cfg: RunConfig, ds: NoisyDataset, seed: int) -> tuple[Subset, 
         members = int(method.ensemble_size)
         model = cfg.model or ds.default_model
         wcfg = WarmupConfig(
-            data_key=data_config(cfg, seed).__dict__,
+            data_key={**data_config(cfg, seed).__dict__, "fingerprint": ds.fingerprint()},
             learner=_learner_key(learner.warmup()),
             model=model,
             epochs=cfg.selection_epochs,
@@ -345,31 +347,61 @@ def run_experiment(cfg: RunConfig, *, exp: int = 0) -> dict[str, Any]:
     if cfg.device != "auto":
         resolve_device(cfg.device)
     run = RunDir(Path(cfg.out_dir) / run_name(cfg, seed))
-    if run.path.exists():
-        hint = "it is complete" if run.summary.is_file() else f"resume it with --resume {run.path}"
-        raise DeepCoreError(f"run directory {run.path} already exists ({hint})")
     from .engine import dist_info
 
     rank = dist_info()[0]
+    if run.path.exists():
+        if rank == 0 and _abandoned(run):
+            log.info("replacing %s: an earlier attempt ended before its first checkpoint", run.path)
+            shutil.rmtree(run.path)
+        else:
+            done = run.summary.is_file()
+            hint = "it is complete" if done else f"resume it with --resume {run.path}"
+            raise DeepCoreError(f"run directory {run.path} already exists ({hint})")
+    lock = None
     if rank == 0:
-        run.path.mkdir(parents=True)
+        try:
+            run.path.mkdir(parents=True)
+        except FileExistsError:
+            raise DeepCoreError(
+                f"run directory {run.path} was just created by another process"
+            ) from None
+        except OSError as e:
+            raise DeepCoreError(f"cannot create run directory {run.path}: {e.strerror}") from None
+        lock = FolderLock(run.path, what="run folder").acquire()
     handler = _attach_log(run.path / "log.txt") if rank == 0 else None
     try:
         if rank == 0:
-            write_text(run.config, dump_yaml(replace(cfg, seed=seed, num_exp=1)))
+            settings = replace(cfg, seed=seed, num_exp=1)
+            write_text(run.config, dump_yaml(settings))
+            write_run_manifest(run.path, settings.to_dict())
             arrays = {"labels": ds.labels, "ids": ds.ids}
             if ds.clean_labels is not None:
                 arrays["clean_labels"] = ds.clean_labels
             save_npz(run.labels, **arrays)
         return _train_and_summarise(cfg, ds, run, seed, resume=False)
-    except DeepCoreError:
-        if rank == 0:
+    except BaseException as e:
+        # bad input found late, or any failure before the first checkpoint: nothing to resume
+        if rank == 0 and (isinstance(e, DeepCoreError) or not run.checkpoint.is_file()):
             shutil.rmtree(run.path, ignore_errors=True)
         raise
     finally:
         if handler is not None:
             log.removeHandler(handler)
             handler.close()
+        if lock is not None:
+            lock.release()
+
+
+def _abandoned(run: RunDir) -> bool:
+    """True for a run folder left without summary or checkpoint by a process now gone."""
+    if run.summary.is_file() or run.checkpoint.is_file() or not run.path.is_dir():
+        return False
+    try:
+        with FolderLock(run.path, what="run folder"):
+            return True
+    except DeepCoreError:
+        return False
 
 
 def resume_experiment(
@@ -381,25 +413,37 @@ def resume_experiment(
         raise DeepCoreError(f"{run.path} is not a run directory (no config.yaml and labels.npz)")
     if run.summary.is_file():
         raise DeepCoreError(f"run {run.path} is already complete (summary.json exists)")
-    cfg = RunConfig.from_dict(read_yaml(run.config), source=str(run.config))
-    allowed = {"device", "workers", "progress"}
-    bad = sorted(set(overrides or {}) - allowed)
+    bad = sorted(set(overrides or {}) - set(RESUMABLE))
     if bad:
         raise DeepCoreError(
             f"--resume takes the run's own settings; cannot change: {', '.join(bad)}"
         )
-    cfg = replace(cfg, **(overrides or {}))
-    validate(cfg)
-    ds = load_data(cfg, cfg.seed)
-    with np.load(run.labels, allow_pickle=False) as z:
-        if not np.array_equal(z["labels"], ds.labels):
-            raise DeepCoreError(f"the noisy labels of {run.path} differ from the data set's now")
-    handler = _attach_log(run.path / "log.txt")
+    from .engine import dist_info
+
+    lock = FolderLock(run.path, what="run folder").acquire() if dist_info()[0] == 0 else None
     try:
-        return _train_and_summarise(cfg, ds, run, cfg.seed, resume=True)
+        values = read_yaml(run.config)
+        if not values:
+            raise DeepCoreError(f"{run.config} is empty; restore it or start the run again")
+        cfg = RunConfig.from_dict(values, source=str(run.config))
+        check_run_manifest(run.path, cfg.to_dict())
+        cfg = replace(cfg, **(overrides or {}))
+        validate(cfg)
+        ds = load_data(cfg, cfg.seed)
+        labels = read_npz(run.labels, "labels")
+        if not np.array_equal(labels, ds.labels):
+            raise DeepCoreError(f"the noisy labels of {run.path} differ from the data set's now")
+        if lock is not None:
+            remove_stale_temp(run.path)
+        handler = _attach_log(run.path / "log.txt")
+        try:
+            return _train_and_summarise(cfg, ds, run, cfg.seed, resume=True)
+        finally:
+            log.removeHandler(handler)
+            handler.close()
     finally:
-        log.removeHandler(handler)
-        handler.close()
+        if lock is not None:
+            lock.release()
 
 
 def _train_and_summarise(

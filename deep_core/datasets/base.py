@@ -28,6 +28,7 @@ import torch
 
 from ..augment import AugmentSpec, normalize, strong_view, weak_view
 from ..errors import DeepCoreError
+from ..fingerprint import hash_arrays, hash_files
 
 VIEWS = ("clean", "weak", "strong")
 
@@ -86,6 +87,10 @@ class ImageSet(abc.ABC):
     ) -> Iterator[Batch]:
         """Yield batches of ``positions`` (default: all), shuffled by (seed, epoch) if asked."""
 
+    @abc.abstractmethod
+    def fingerprint(self) -> str:
+        """A cheap hash of the content (part of cache keys: changed data, new key)."""
+
     @staticmethod
     def _order(
         positions: np.ndarray | None, n: int, shuffle: bool, seed: int, epoch: int
@@ -116,6 +121,10 @@ class TensorImageSet(ImageSet):
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+    def fingerprint(self) -> str:
+        """Hash of every pixel."""
+        return hash_arrays(self.images.numpy())
 
     def _on(self, device: torch.device) -> torch.Tensor:
         if device.type == "cpu":
@@ -212,6 +221,10 @@ class FileImageSet(ImageSet):
     def __len__(self) -> int:
         return len(self.paths)
 
+    def fingerprint(self) -> str:
+        """Hash of the paths, sizes and mtimes, and of sampled bytes of the files."""
+        return hash_files(self.paths)
+
     def batches(
         self,
         positions=None,
@@ -290,6 +303,7 @@ class NoisyDataset:
     val_labels: np.ndarray | None = None
     noise: dict[str, Any] = field(default_factory=dict)
     extra_tests: dict[str, tuple[ImageSet, np.ndarray]] = field(default_factory=dict)
+    _fingerprint: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def num_classes(self) -> int:
@@ -299,6 +313,17 @@ class NoisyDataset:
     def noise_mask(self) -> np.ndarray | None:
         """True where the noisy label differs from the clean one (None if unknown)."""
         return None if self.clean_labels is None else self.labels != self.clean_labels
+
+    def fingerprint(self) -> str:
+        """Hash of the training data the warm-up sees: images, noisy labels, ids.
+
+        Computed once per data set object; it enters the warm-up cache key, so signals
+        recorded on other files or labels under the same path are never reused.
+        """
+        if self._fingerprint is None:
+            labels = hash_arrays(self.labels, self.ids)
+            self._fingerprint = f"{len(self.labels)}-{labels}-{self.train.fingerprint()}"
+        return self._fingerprint
 
     def realised_noise_rate(self) -> float | None:
         m = self.noise_mask
