@@ -31,6 +31,7 @@ import numpy as np
 
 from . import __version__
 from .budget import check_fraction
+from .checks import check_budget, check_output_folder, check_run_config
 from .config import RunConfig, dump_yaml, read_yaml, takes_noise_rate
 from .datasets import DataConfig, NoisyDataset, dataset_names, load_dataset
 from .engine import Learner, OptimConfig, TrainConfig, TrainContext, Trainer, resolve_device
@@ -102,6 +103,10 @@ def build_selection(cfg: RunConfig) -> tuple[SelectionMethod, dict[str, Any]]:
 
 def validate(cfg: RunConfig) -> None:
     """Check every setting that can be checked without loading data."""
+    check_run_config(cfg)
+    check_output_folder(cfg.out_dir, flag="--out-dir")
+    if cfg.signals_cache:
+        check_output_folder(cfg.signals_cache, flag="--signals-cache")
     if cfg.dataset not in dataset_names():
         raise unknown_name("dataset", cfg.dataset, dataset_names())
     check_fraction(cfg.fraction)
@@ -344,6 +349,7 @@ def run_experiment(cfg: RunConfig, *, exp: int = 0) -> dict[str, Any]:
     validate(cfg)
     seed = cfg.seed + exp
     ds = load_data(cfg, seed)
+    check_budget(len(ds.labels), cfg.fraction)
     if cfg.device != "auto":
         resolve_device(cfg.device)
     run = RunDir(Path(cfg.out_dir) / run_name(cfg, seed))

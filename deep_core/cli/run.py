@@ -15,8 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..checks import check_run_config
 from ..config import RunConfig, read_yaml
 from ..errors import DeepCoreError
+from ..locks import FolderLocked
 from ..runner import SHARED_METHOD_OPTIONS
 from .common import ArgParser, run_cli, str_to_bool
 from .method_args import (
@@ -200,6 +202,9 @@ def config_from_args(ns: argparse.Namespace) -> RunConfig:
     given = vars(ns).copy()
     file_values = read_yaml(given.pop("config")) if "config" in given else {}
     given.pop("resume", None)
+    for key in ("method_options", "learner_options"):
+        if not isinstance(file_values.get(key) or {}, dict):
+            raise DeepCoreError(f"{key} in the config file must be a mapping of option: value")
     fields = set(RunConfig.field_names())
     method_opts = method_options_from_mapping(file_values.get("method_options", {}) or {})
     method_opts.update(method_options_from_mapping(file_values))
@@ -254,6 +259,7 @@ def _run(argv: Sequence[str] | None) -> int:
         return 0
     skip_complete = bool(vars(ns).pop("skip_complete", False))
     cfg = config_from_args(ns)
+    check_run_config(cfg)  # before the loop: --num_exp 0 would otherwise do nothing
     for exp in range(cfg.num_exp):
         if skip_complete and _skip_or_resume(cfg, exp):
             continue
@@ -272,7 +278,10 @@ def _skip_or_resume(cfg: RunConfig, exp: int) -> bool:
     if path.is_dir():
         log.info("resuming interrupted run %s", path)
         keep = {k: getattr(cfg, k) for k in ("device", "workers", "progress")}
-        resume_experiment(path, overrides=keep)
+        try:
+            resume_experiment(path, overrides=keep)
+        except FolderLocked as e:  # a parallel sweep trains it: leave it to that process
+            log.info("skipping %s: %s", path, e)
         return True
     return False
 

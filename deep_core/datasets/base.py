@@ -182,17 +182,25 @@ class _FileDataset(torch.utils.data.Dataset):
 
 
 def decode_image_file(path: str | Path) -> torch.Tensor:
-    """Decode an image file to a uint8 RGB tensor (C, H, W); a bad file is a clear error."""
+    """Decode an image file to a uint8 RGB tensor (C, H, W); a bad file is a clear error.
+
+    16-bit images (PNG) are scaled to 8 bits, not truncated.
+    """
     from torchvision.io import ImageReadMode, decode_image, read_file
 
     try:
-        return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+        img = decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
     except FileNotFoundError:
         raise DeepCoreError(f"image not found: {path}") from None
     except (RuntimeError, ValueError) as e:
         raise DeepCoreError(
             f"corrupt or unreadable image {path}: {str(e).splitlines()[0]}"
         ) from None
+    if img.dtype == torch.uint16:  # 16-bit PNG: 0..65535 onto 0..255 (65535 / 257 = 255)
+        img = img.to(torch.int32).add_(128).div_(257, rounding_mode="floor").to(torch.uint8)
+    elif img.dtype != torch.uint8:
+        raise DeepCoreError(f"unsupported pixel type {img.dtype} in image {path}")
+    return img
 
 
 class FileImageSet(ImageSet):
