@@ -16,6 +16,7 @@ the directory again, while an interrupted run keeps its checkpoint for ``--resum
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -291,6 +292,11 @@ def _learner_key(learner: Learner) -> str:
     return type(learner).__name__ + (json.dumps(options, sort_keys=True) if options else "")
 
 
+def signals_cache_dir(cfg: RunConfig) -> Path:
+    """``--signals-cache``, by default ``OUT/signals-cache``."""
+    return Path(cfg.signals_cache) if cfg.signals_cache else Path(cfg.out_dir) / "signals-cache"
+
+
 def select_subset(cfg: RunConfig, ds: NoisyDataset, seed: int) -> tuple[Subset, dict[str, Any]]:
     """Warm-up (or the cache) and selection; returns the subset and a report for the log."""
     method, unused = build_selection(cfg)
@@ -319,9 +325,7 @@ def select_subset(cfg: RunConfig, ds: NoisyDataset, seed: int) -> tuple[Subset, 
             pretrained=cfg.pre_trained,
             model_path=cfg.model_path,
         )
-        cache = (
-            Path(cfg.signals_cache) if cfg.signals_cache else Path(cfg.out_dir) / "signals-cache"
-        )
+        cache = signals_cache_dir(cfg)
         signals, sig_report = warm_up_signals(
             ds,
             lambda: build_learner(cfg).warmup(),
@@ -365,6 +369,8 @@ def run_experiment(cfg: RunConfig, *, exp: int = 0) -> dict[str, Any]:
             hint = "it is complete" if done else f"resume it with --resume {run.path}"
             raise DeepCoreError(f"run directory {run.path} already exists ({hint})")
     lock = None
+    # folders this run creates, removed again if it fails while they are still empty
+    made = [p for p in (Path(cfg.out_dir), signals_cache_dir(cfg)) if not p.exists()]
     if rank == 0:
         try:
             run.path.mkdir(parents=True)
@@ -390,6 +396,9 @@ def run_experiment(cfg: RunConfig, *, exp: int = 0) -> dict[str, Any]:
         # bad input found late, or any failure before the first checkpoint: nothing to resume
         if rank == 0 and (isinstance(e, DeepCoreError) or not run.checkpoint.is_file()):
             shutil.rmtree(run.path, ignore_errors=True)
+            for folder in reversed(made):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only if empty
         raise
     finally:
         if handler is not None:
@@ -458,7 +467,7 @@ def _train_and_summarise(
     from .engine import dist_info
 
     rank = dist_info()[0]
-    if resume and run.subset.is_file():
+    if resume and run.subset.is_file() and (run.path / "selection.json").is_file():
         subset = run.read_subset()
         report = json.loads((run.path / "selection.json").read_text())
         log.info("subset of %d samples read from %s", len(subset), run.subset)

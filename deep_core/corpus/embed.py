@@ -94,6 +94,9 @@ def load_image(path: Path, size: int, key: str) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
+            if img.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit: scale, do not saturate
+                scaled = np.clip(np.rint(np.asarray(img) / 257.0), 0, 255)
+                img = Image.fromarray(scaled.astype(np.uint8))
             rgb = img.convert("RGB").resize((size, size), Image.BILINEAR)
     except Exception as e:  # PIL raises many types for bad files
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
