@@ -593,10 +593,11 @@ def _fmt(v: float | None) -> str:
 
 
 def configure_logging(verbose: bool = True) -> None:
-    if not any(
-        isinstance(h, logging.StreamHandler) and getattr(h, "_deep_core", False)
-        for h in log.handlers
-    ):
+    for h in log.handlers:
+        if isinstance(h, logging.StreamHandler) and getattr(h, "_deep_core", False):
+            h.setStream(sys.stderr)  # follow a replaced stderr (in-process CLI calls)
+            break
+    else:
         h = logging.StreamHandler(sys.stderr)
         h.setFormatter(logging.Formatter("%(message)s"))
         h._deep_core = True  # type: ignore[attr-defined]
