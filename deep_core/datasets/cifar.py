@@ -201,6 +201,11 @@ def load_cifar(
                 f"CIFAR-N clean labels do not match the {name} training labels in {folder}"
             )
         noisy = human[spec["real"][noise_type]].astype(np.int64)[keep]
+        if noisy.size and (noisy.min() < 0 or noisy.max() >= num_classes):
+            raise DeepCoreError(
+                f"CIFAR-N labels {spec['real'][noise_type]!r} in {human['_source']} lie outside "
+                f"[0, {num_classes})"
+            )
         x_train, clean = x_train[keep], clean[keep]
         noise = {"type": noise_type, "source": human["_source"]}
     else:
