@@ -595,7 +595,7 @@ def _fmt(v: float | None) -> str:
 def configure_logging(verbose: bool = True) -> None:
     for h in log.handlers:
         if isinstance(h, logging.StreamHandler) and getattr(h, "_deep_core", False):
-            h.setStream(sys.stderr)  # follow a replaced stderr (in-process CLI calls)
+            h.stream = sys.stderr  # follow a replaced stderr (in-process CLI calls)
             break
     else:
         h = logging.StreamHandler(sys.stderr)

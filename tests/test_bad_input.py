@@ -317,6 +317,27 @@ def test_real_cifar_batches_read_as_pickle_reads_them(cifar10_root):
                 assert got[k] == v
 
 
+def test_cifar_n_labels_out_of_range_are_refused(cifar10_root, tmp_path, capsys):
+    import torch
+
+    from deep_core.io import load_npz
+
+    folder = tmp_path / "data" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for f in (cifar10_root / "cifar-10-batches-py").iterdir():
+        (folder / f.name).symlink_to(f)
+    arrays = load_npz(REPO / "data" / "cifar10n.npz")
+    arrays["worse_label"] = arrays["worse_label"].astype(np.int64)
+    arrays["worse_label"][7] = 10
+    torch.save({k: torch.from_numpy(v) for k, v in arrays.items()}, folder / "CIFAR-10_human.pt")
+    argv = [*FAST, "--dataset", "CIFAR10", "--data_path", str(tmp_path / "data"),
+            "--noise-type", "realW", "--out-dir", str(tmp_path / "out")]  # fmt: skip
+    assert run_cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "'worse_label'" in err[-1] and "lie outside [0, 10)" in err[-1], err
+    assert not (tmp_path / "out").exists()
+
+
 def test_no_plain_unpickling_of_user_files():
     """Only the restricted unpickler reads pickles; torch.load only with weights_only."""
     offenders = []
