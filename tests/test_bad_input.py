@@ -556,3 +556,39 @@ def test_report_leaves_dry_runs_out(tmp_path):
     assert report.n_complete == 1 and report.n_incomplete == 0
     (group,) = report.groups
     assert [r.path.name for r in group.runs] == ["full"]
+
+
+def test_a_run_folder_without_selection_json_selects_again_on_resume(finished_run):
+    (finished_run / "selection.json").unlink()
+    assert run_cli.main(["--resume", str(finished_run)]) == 0
+    assert (finished_run / "selection.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: _method("Uniform", balance="maybe"), "balance must be True/False, got 'maybe'"),
+        (lambda: _method("Prune4Rel", eta=float("inf")), "--eta must be a positive finite"),
+        (lambda: _method("Uncertainty", uncertainty="Bogus"), "uncertainty must be one of"),
+        (lambda: _signals(probs=np.full((4, 2), 0.7)), "summing to 1"),
+        (lambda: _signals(clean_labels=np.array([0.0, 1.0, 1.0, 0.0])), "must be integers"),
+        (lambda: _signals(clean_labels=np.array([0, 1, 2, 0])), "must lie in [0, 2)"),
+    ],
+    ids=["balance", "eta", "uncertainty", "probs", "clean-float", "clean-range"],
+)
+def test_python_api_rejects_bad_values(call, message):
+    with pytest.raises(DeepCoreError) as e:
+        call()
+    assert message in str(e.value)
+
+
+def _method(name: str, **options):
+    from deep_core.methods import build_method
+
+    return build_method(name, options)
+
+
+def _signals(**arrays):
+    from deep_core.signals import Signals
+
+    return Signals({"labels": np.array([0, 1, 1, 0]), "probs": np.full((4, 2), 0.5), **arrays})

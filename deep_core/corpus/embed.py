@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DeepCoreError, unknown_name
+from ..locks import remove_stale_temp, temp_prefix
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -233,8 +234,9 @@ def embed_folder(
 
         model = build_feature_model(model_name, model_path).to(device)
     n = len(folder.keys)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    tmp = out_path.with_name(temp_prefix(out_path.name) + "tmp")
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp(out_path.parent)  # embeddings of killed runs
     feats = None
     try:
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
