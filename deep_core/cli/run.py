@@ -159,7 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--model", help="SmallCNN, PreActResNet18/34, ResNet18/34/50 (default per data set)"
     )
-    g.add_argument("--pre-trained", dest="pre_trained", type=str_to_bool)
+    g.add_argument(
+        "--pre-trained",
+        dest="pre_trained",
+        type=str_to_bool,
+        help="ImageNet weights from torchvision (downloads them: needs the network)",
+    )
     g.add_argument(
         "--model-path", dest="model_path", help="local state dict to initialise the model"
     )
