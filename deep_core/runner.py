@@ -10,8 +10,11 @@ Each run writes a directory (see :class:`RunDir`): ``config.yaml``, ``labels.npz
 (noisy and clean labels, so synthetic noise is saved with the run), ``subset.npz``,
 ``metrics.jsonl``, TensorBoard events under ``tb/``, ``checkpoint.pt`` and, at the
 end, ``summary.json``. Every file is written atomically. Bad input is detected before
-the directory is created; a failure on bad input found later (a corrupt image) removes
-the directory again, while an interrupted run keeps its checkpoint for ``--resume``.
+the directory is created; a failure on bad input found later (a corrupt image), or any
+failure before the first checkpoint, removes the directory again, while an interrupted
+run keeps its checkpoint for ``--resume``. ``manifest.json`` records the settings the
+run started with (``--resume`` refuses an edited ``config.yaml``), and ``.lock`` keeps a
+second process from training the same directory.
 """
 
 from __future__ import annotations
