@@ -12,7 +12,10 @@ is ``(p - y) h^T`` for W and ``p - y`` for b, so its norm is
 
 Each ensemble member is cached on its own under a key of everything that changes it,
 so a sweep over methods and fractions (and a later, larger ensemble) reuses what is
-already there.
+already there. The key includes a fingerprint of the data (``NoisyDataset.fingerprint``),
+so changed files under the same path are recorded anew, and every entry carries a
+sha256 manifest of its files that is checked on each load (an altered entry is logged
+and recorded again).
 """
 
 from __future__ import annotations
