@@ -182,6 +182,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise DeepCoreError(f"cannot parse {path}: {str(e).splitlines()[0]}") from None
+    except UnicodeDecodeError:
+        raise DeepCoreError(f"cannot read {path}: not UTF-8 text") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

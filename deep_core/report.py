@@ -16,6 +16,8 @@ Rules that keep a table honest:
   averaged together; add the key to ``group_by`` to compare them instead.
 * A run directory without ``summary.json`` (crashed, or still running) is listed as
   incomplete, with its group and last logged epoch, never silently dropped.
+* Dry runs (``--dry-run``: selection only) are not runs of a group: they have no
+  accuracy and never count as an extra seed.
 * Means come with the sample standard deviation over seeds (``ddof=1``; none for a
   single run) and the number of runs; the best value of each column is marked.
 """
@@ -210,7 +212,7 @@ def find_runs(root: str | Path) -> list[Run]:
     """Every run directory below ``root`` (``root`` itself may be one), sorted by path.
 
     A folder is a run if it holds one of :data:`RUN_MARKERS`; the search does not
-    descend into runs, hidden folders or the signal cache.
+    descend into runs, hidden folders or the signal cache. Dry runs are left out.
     """
     root = Path(root)
     if not root.is_dir():
@@ -222,7 +224,9 @@ def find_runs(root: str | Path) -> list[Run]:
         if any((folder / m).is_file() for m in RUN_MARKERS):
             summary_path = folder / "summary.json"
             summary = _read_json(summary_path) if summary_path.is_file() else None
-            runs.append(Run(folder, summary, _read_yaml(folder / "config.yaml")))
+            run = Run(folder, summary, _read_yaml(folder / "config.yaml"))
+            if run.get("dry_run") is not True:  # selection only: no accuracy to aggregate
+                runs.append(run)
             continue
         try:
             children = sorted(p for p in folder.iterdir() if p.is_dir())

@@ -10,12 +10,16 @@ Each run writes a directory (see :class:`RunDir`): ``config.yaml``, ``labels.npz
 (noisy and clean labels, so synthetic noise is saved with the run), ``subset.npz``,
 ``metrics.jsonl``, TensorBoard events under ``tb/``, ``checkpoint.pt`` and, at the
 end, ``summary.json``. Every file is written atomically. Bad input is detected before
-the directory is created; a failure on bad input found later (a corrupt image) removes
-the directory again, while an interrupted run keeps its checkpoint for ``--resume``.
+the directory is created; a failure on bad input found later (a corrupt image), or any
+failure before the first checkpoint, removes the directory again, while an interrupted
+run keeps its checkpoint for ``--resume``. ``manifest.json`` records the settings the
+run started with (``--resume`` refuses an edited ``config.yaml``), and ``.lock`` keeps a
+second process from training the same directory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -31,14 +35,17 @@ import numpy as np
 
 from . import __version__
 from .budget import check_fraction
+from .checks import check_budget, check_output_folder, check_run_config
 from .config import RunConfig, dump_yaml, read_yaml, takes_noise_rate
 from .datasets import DataConfig, NoisyDataset, dataset_names, load_dataset
 from .engine import Learner, OptimConfig, TrainConfig, TrainContext, Trainer, resolve_device
 from .errors import DeepCoreError, unknown_name
-from .io import save_npz, write_json, write_text
+from .io import read_npz, save_npz, write_json, write_text
+from .locks import FolderLock, remove_stale_temp
 from .methods import build_method
 from .methods.base import SelectionMethod
 from .nets import check_model_name, check_pretrained
+from .run_manifest import RESUMABLE, check_run_manifest, write_run_manifest
 from .signals import Signals
 from .signals.recorder import WarmupConfig, warm_up_signals
 from .subset import Subset, auroc, describe_quality, subset_quality  # noqa: F401 (auroc)
@@ -101,6 +108,10 @@ def build_selection(cfg: RunConfig) -> tuple[SelectionMethod, dict[str, Any]]:
 
 def validate(cfg: RunConfig) -> None:
     """Check every setting that can be checked without loading data."""
+    check_run_config(cfg)
+    check_output_folder(cfg.out_dir, flag="--out-dir")
+    if cfg.signals_cache:
+        check_output_folder(cfg.signals_cache, flag="--signals-cache")
     if cfg.dataset not in dataset_names():
         raise unknown_name("dataset", cfg.dataset, dataset_names())
     check_fraction(cfg.fraction)
@@ -349,7 +360,7 @@ def warmup_config(
     learner = build_learner(cfg).warmup()
     epochs = 0 if use_warm_model else cfg.selection_epochs
     return WarmupConfig(
-        data_key=data_config(cfg, seed).__dict__,
+        data_key={**data_config(cfg, seed).__dict__, "fingerprint": ds.fingerprint()},
         learner=_learner_key(learner),
         model=cfg.model or ds.default_model,
         epochs=epochs,
@@ -361,6 +372,11 @@ def warmup_config(
         views=("clean", "strong") if cfg.view_for("strong") == "strong" else ("clean",),
         warm_model=cfg.warmup_model if use_warm_model else None,
     )
+
+
+def signals_cache_dir(cfg: RunConfig) -> Path:
+    """``--signals-cache``, by default ``OUT/signals-cache``."""
+    return Path(cfg.signals_cache) if cfg.signals_cache else Path(cfg.out_dir) / "signals-cache"
 
 
 def select_subset(cfg: RunConfig, ds: NoisyDataset, seed: int) -> tuple[Subset, dict[str, Any]]:
@@ -404,9 +420,7 @@ def select_subset(cfg: RunConfig, ds: NoisyDataset, seed: int) -> tuple[Subset, 
             report["ignored_options"].append("pre_warmed_filename")
         wcfg = warmup_config(cfg, ds, seed, use_warm_model=use_warm)
         report["warmup_schedule_epochs"] = wcfg.horizon if wcfg.epochs else 0
-        cache = (
-            Path(cfg.signals_cache) if cfg.signals_cache else Path(cfg.out_dir) / "signals-cache"
-        )
+        cache = signals_cache_dir(cfg)
         signals, sig_report = warm_up_signals(
             ds,
             lambda: build_learner(cfg).warmup(),
@@ -446,34 +460,70 @@ def run_experiment(cfg: RunConfig, *, exp: int = 0) -> dict[str, Any]:
     validate(cfg)
     seed = cfg.seed + exp
     ds = load_data(cfg, seed)
+    check_budget(len(ds.labels), cfg.fraction)
     if cfg.device != "auto":
         resolve_device(cfg.device)
     run = RunDir(Path(cfg.out_dir) / run_name(cfg, seed))
-    if run.path.exists():
-        hint = "it is complete" if run.summary.is_file() else f"resume it with --resume {run.path}"
-        raise DeepCoreError(f"run directory {run.path} already exists ({hint})")
     from .engine import dist_info
 
     rank = dist_info()[0]
+    if run.path.exists():
+        if rank == 0 and _abandoned(run):
+            log.info("replacing %s: an earlier attempt ended before its first checkpoint", run.path)
+            shutil.rmtree(run.path)
+        else:
+            done = run.summary.is_file()
+            hint = "it is complete" if done else f"resume it with --resume {run.path}"
+            raise DeepCoreError(f"run directory {run.path} already exists ({hint})")
+    lock = None
+    # folders this run creates, removed again if it fails while they are still empty
+    made = [p for p in (Path(cfg.out_dir), signals_cache_dir(cfg)) if not p.exists()]
     if rank == 0:
-        run.path.mkdir(parents=True)
+        try:
+            run.path.mkdir(parents=True)
+        except FileExistsError:
+            raise DeepCoreError(
+                f"run directory {run.path} was just created by another process"
+            ) from None
+        except OSError as e:
+            raise DeepCoreError(f"cannot create run directory {run.path}: {e.strerror}") from None
+        lock = FolderLock(run.path, what="run folder").acquire()
     handler = _attach_log(run.path / "log.txt") if rank == 0 else None
     try:
         if rank == 0:
-            write_text(run.config, dump_yaml(replace(cfg, seed=seed, num_exp=1)))
+            settings = replace(cfg, seed=seed, num_exp=1)
+            write_text(run.config, dump_yaml(settings))
+            write_run_manifest(run.path, settings.to_dict())
             arrays = {"labels": ds.labels, "ids": ds.ids}
             if ds.clean_labels is not None:
                 arrays["clean_labels"] = ds.clean_labels
             save_npz(run.labels, **arrays)
         return _train_and_summarise(cfg, ds, run, seed, resume=False)
-    except DeepCoreError:
-        if rank == 0:
+    except BaseException as e:
+        # bad input found late, or any failure before the first checkpoint: nothing to resume
+        if rank == 0 and (isinstance(e, DeepCoreError) or not run.checkpoint.is_file()):
             shutil.rmtree(run.path, ignore_errors=True)
+            for folder in reversed(made):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only if empty
         raise
     finally:
         if handler is not None:
             log.removeHandler(handler)
             handler.close()
+        if lock is not None:
+            lock.release()
+
+
+def _abandoned(run: RunDir) -> bool:
+    """True for a run folder left without summary or checkpoint by a process now gone."""
+    if run.summary.is_file() or run.checkpoint.is_file() or not run.path.is_dir():
+        return False
+    try:
+        with FolderLock(run.path, what="run folder"):
+            return True
+    except DeepCoreError:
+        return False
 
 
 def resume_experiment(
@@ -485,25 +535,37 @@ def resume_experiment(
         raise DeepCoreError(f"{run.path} is not a run directory (no config.yaml and labels.npz)")
     if run.summary.is_file():
         raise DeepCoreError(f"run {run.path} is already complete (summary.json exists)")
-    cfg = RunConfig.from_dict(read_yaml(run.config), source=str(run.config))
-    allowed = {"device", "workers", "progress"}
-    bad = sorted(set(overrides or {}) - allowed)
+    bad = sorted(set(overrides or {}) - set(RESUMABLE))
     if bad:
         raise DeepCoreError(
             f"--resume takes the run's own settings; cannot change: {', '.join(bad)}"
         )
-    cfg = replace(cfg, **(overrides or {}))
-    validate(cfg)
-    ds = load_data(cfg, cfg.seed)
-    with np.load(run.labels, allow_pickle=False) as z:
-        if not np.array_equal(z["labels"], ds.labels):
-            raise DeepCoreError(f"the noisy labels of {run.path} differ from the data set's now")
-    handler = _attach_log(run.path / "log.txt")
+    from .engine import dist_info
+
+    lock = FolderLock(run.path, what="run folder").acquire() if dist_info()[0] == 0 else None
     try:
-        return _train_and_summarise(cfg, ds, run, cfg.seed, resume=True)
+        values = read_yaml(run.config)
+        if not values:
+            raise DeepCoreError(f"{run.config} is empty; restore it or start the run again")
+        cfg = RunConfig.from_dict(values, source=str(run.config))
+        check_run_manifest(run.path, cfg.to_dict())
+        cfg = replace(cfg, **(overrides or {}))
+        validate(cfg)
+        ds = load_data(cfg, cfg.seed)
+        labels = read_npz(run.labels, "labels")
+        if not np.array_equal(labels, ds.labels):
+            raise DeepCoreError(f"the noisy labels of {run.path} differ from the data set's now")
+        if lock is not None:
+            remove_stale_temp(run.path)
+        handler = _attach_log(run.path / "log.txt")
+        try:
+            return _train_and_summarise(cfg, ds, run, cfg.seed, resume=True)
+        finally:
+            log.removeHandler(handler)
+            handler.close()
     finally:
-        log.removeHandler(handler)
-        handler.close()
+        if lock is not None:
+            lock.release()
 
 
 def _train_and_summarise(
@@ -512,7 +574,7 @@ def _train_and_summarise(
     from .engine import dist_info
 
     rank = dist_info()[0]
-    if resume and run.subset.is_file():
+    if resume and run.subset.is_file() and (run.path / "selection.json").is_file():
         subset = run.read_subset()
         report = json.loads((run.path / "selection.json").read_text())
         log.info("subset of %d samples read from %s", len(subset), run.subset)
@@ -653,10 +715,11 @@ def _fmt(v: float | None) -> str:
 
 
 def configure_logging(verbose: bool = True) -> None:
-    if not any(
-        isinstance(h, logging.StreamHandler) and getattr(h, "_deep_core", False)
-        for h in log.handlers
-    ):
+    for h in log.handlers:
+        if isinstance(h, logging.StreamHandler) and getattr(h, "_deep_core", False):
+            h.stream = sys.stderr  # follow a replaced stderr (in-process CLI calls)
+            break
+    else:
         h = logging.StreamHandler(sys.stderr)
         h.setFormatter(logging.Formatter("%(message)s"))
         h._deep_core = True  # type: ignore[attr-defined]

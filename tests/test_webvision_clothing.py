@@ -13,8 +13,8 @@ import torch
 from deep_core.cli.run import main as run_main
 from deep_core.datasets import DataConfig, load_dataset
 from deep_core.datasets.clothing1m import CLASSES, Clothing1MDataset, balanced_draw
-from deep_core.datasets.list_files import PackedPaths, worker_error_line
-from deep_core.errors import DeepCoreError
+from deep_core.datasets.list_files import PackedPaths
+from deep_core.errors import DeepCoreError, one_line
 
 WV_CLASSES = 50
 CM_CLASSES = 14
@@ -342,9 +342,9 @@ def test_packed_paths_round_trip():
         packed[4]
 
 
-def test_worker_error_line():
+def test_one_line_of_a_worker_error():
     wrapped = ("Caught DeepCoreError in DataLoader worker process 0.\nOriginal Traceback (most "
                "recent call last):\n  File \"x.py\", line 1\ndeep_core.errors.DeepCoreError: "
                "corrupt or unreadable image /a.jpg: bad\n")  # fmt: skip
-    assert worker_error_line(wrapped) == "corrupt or unreadable image /a.jpg: bad"
-    assert worker_error_line("plain message") == "plain message"
+    assert one_line(wrapped) == "corrupt or unreadable image /a.jpg: bad"
+    assert one_line("plain message") == "plain message"

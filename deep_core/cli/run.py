@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..checks import check_run_config
 from ..config import (
     PROTOCOLS,
     REFERENCE_DEFAULTS,
@@ -39,6 +40,7 @@ from ..config import (
     read_yaml,
 )
 from ..errors import DeepCoreError
+from ..locks import FolderLocked
 from ..runner import SHARED_METHOD_OPTIONS
 from .common import ArgParser, run_cli, str_to_bool
 from .method_args import (
@@ -267,7 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--model", help="SmallCNN, PreActResNet18/34, ResNet18/34/50 (default per data set)"
     )
-    g.add_argument("--pre-trained", dest="pre_trained", type=str_to_bool)
+    g.add_argument(
+        "--pre-trained",
+        dest="pre_trained",
+        type=str_to_bool,
+        help="ImageNet weights from torchvision (downloads them: needs the network)",
+    )
     g.add_argument(
         "--pre-warmuped",
         dest="pre_warmuped",
@@ -339,6 +346,9 @@ def config_from_args(ns: argparse.Namespace) -> RunConfig:
     given = vars(ns).copy()
     file_values = read_yaml(given.pop("config")) if "config" in given else {}
     given.pop("resume", None)
+    for key in ("method_options", "learner_options"):
+        if not isinstance(file_values.get(key) or {}, dict):
+            raise DeepCoreError(f"{key} in the config file must be a mapping of option: value")
     reference_flags = dict(file_values.pop("reference_flags", None) or {})
     for k in [k for k in given if k.startswith(REF)]:
         reference_flags[k.removeprefix(REF)] = given.pop(k)
@@ -465,6 +475,7 @@ def _run(argv: Sequence[str] | None) -> int:
         return 0
     skip_complete = bool(vars(ns).pop("skip_complete", False))
     cfg = config_from_args(ns)
+    check_run_config(cfg)  # before the loop: --num_exp 0 would otherwise do nothing
     gpus = gpu_ids(vars(ns), {})
     if len(gpus) > 1 and "LOCAL_RANK" not in os.environ:
         return launch_ddp(list(sys.argv[1:] if argv is None else argv), gpus, cfg)
@@ -511,7 +522,10 @@ def _skip_or_resume(cfg: RunConfig, exp: int) -> bool:
     if path.is_dir():
         log.info("resuming interrupted run %s", path)
         keep = {k: getattr(cfg, k) for k in ("device", "workers", "progress")}
-        resume_experiment(path, overrides=keep)
+        try:
+            resume_experiment(path, overrides=keep)
+        except FolderLocked as e:  # a parallel sweep trains it: leave it to that process
+            log.info("skipping %s: %s", path, e)
         return True
     return False
 

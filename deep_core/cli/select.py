@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..checks import check_budget
 from ..errors import DeepCoreError
 from ..io import save_npy
 from ..methods import build_method, list_methods
@@ -69,6 +70,7 @@ def _main(argv: Sequence[str] | None) -> int:
     for line in unused_option_warnings(args.selection, unused):
         print(line, file=sys.stderr)
     signals = Signals.from_npz(args.signals, num_classes=args.num_classes)
+    check_budget(len(signals), args.fraction)
     subset = method.select(signals, args.fraction, seed=args.seed)
     save_npy(args.out, np.asarray(subset.indices, dtype=np.int64))
     print(

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DeepCoreError, unknown_name
+from ..locks import remove_stale_temp, temp_prefix
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -94,6 +95,9 @@ def load_image(path: Path, size: int, key: str) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
+            if img.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit: scale, do not saturate
+                scaled = np.clip(np.rint(np.asarray(img) / 257.0), 0, 255)
+                img = Image.fromarray(scaled.astype(np.uint8))
             rgb = img.convert("RGB").resize((size, size), Image.BILINEAR)
     except Exception as e:  # PIL raises many types for bad files
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -230,8 +234,9 @@ def embed_folder(
 
         model = build_feature_model(model_name, model_path).to(device)
     n = len(folder.keys)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    tmp = out_path.with_name(temp_prefix(out_path.name) + "tmp")
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp(out_path.parent)  # embeddings of killed runs
     feats = None
     try:
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..errors import DeepCoreError
 from ..io import atomic_open
+from ..locks import remove_stale_temp, temp_prefix
 
 #: outputs of an earlier run that a new run replaces (the cache and shards stay)
 OUTPUT_NAMES = (
@@ -62,8 +63,10 @@ class OutputDir:
             self.root = out
         else:
             out.parent.mkdir(parents=True, exist_ok=True)
-            self.root = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-        self.stage = Path(tempfile.mkdtemp(prefix=".stage-", dir=self.root))
+            self.root = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), dir=out.parent))
+        remove_stale_temp(self.root.parent)  # staging folders of killed runs
+        remove_stale_temp(self.root)
+        self.stage = Path(tempfile.mkdtemp(prefix=temp_prefix("stage"), dir=self.root))
         return self
 
     @property

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ..checks import MAX_IMAGE_SIZE
 from ..errors import DeepCoreError
 from ..io import save_npz, write_json
 from ..methods import build_method, list_methods
@@ -160,8 +161,8 @@ def _validate(cfg: PruneConfig, method: CorpusMethod) -> None:
         raise DeepCoreError(
             f"unknown model {cfg.model_name!r}; use pixels or a torchvision architecture"
         )
-    if cfg.image_size is not None and cfg.image_size < 1:
-        raise DeepCoreError(f"--image-size must be positive, got {cfg.image_size}")
+    if cfg.image_size is not None and not 1 <= cfg.image_size <= MAX_IMAGE_SIZE:
+        raise DeepCoreError(f"--image-size must be in [1, {MAX_IMAGE_SIZE}], got {cfg.image_size}")
     if cfg.batch_size < 1:
         raise DeepCoreError(f"--batch-size must be positive, got {cfg.batch_size}")
     check_seed(cfg.seed)

@@ -28,6 +28,7 @@ import torch
 
 from ..augment import AugmentSpec, normalize, strong_view, weak_view
 from ..errors import DeepCoreError
+from ..fingerprint import hash_arrays, hash_files
 
 VIEWS = ("clean", "weak", "strong")
 
@@ -86,6 +87,10 @@ class ImageSet(abc.ABC):
     ) -> Iterator[Batch]:
         """Yield batches of ``positions`` (default: all), shuffled by (seed, epoch) if asked."""
 
+    @abc.abstractmethod
+    def fingerprint(self) -> str:
+        """A cheap hash of the content (part of cache keys: changed data, new key)."""
+
     @staticmethod
     def _order(
         positions: np.ndarray | None, n: int, shuffle: bool, seed: int, epoch: int
@@ -116,6 +121,10 @@ class TensorImageSet(ImageSet):
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+    def fingerprint(self) -> str:
+        """Hash of every pixel."""
+        return hash_arrays(self.images.numpy())
 
     def _on(self, device: torch.device) -> torch.Tensor:
         if device.type == "cpu":
@@ -173,17 +182,25 @@ class _FileDataset(torch.utils.data.Dataset):
 
 
 def decode_image_file(path: str | Path) -> torch.Tensor:
-    """Decode an image file to a uint8 RGB tensor (C, H, W); a bad file is a clear error."""
+    """Decode an image file to a uint8 RGB tensor (C, H, W); a bad file is a clear error.
+
+    16-bit images (PNG) are scaled to 8 bits, not truncated.
+    """
     from torchvision.io import ImageReadMode, decode_image, read_file
 
     try:
-        return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+        img = decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
     except FileNotFoundError:
         raise DeepCoreError(f"image not found: {path}") from None
     except (RuntimeError, ValueError) as e:
         raise DeepCoreError(
             f"corrupt or unreadable image {path}: {str(e).splitlines()[0]}"
         ) from None
+    if img.dtype == torch.uint16:  # 16-bit PNG: 0..65535 onto 0..255 (65535 / 257 = 255)
+        img = img.to(torch.int32).add_(128).div_(257, rounding_mode="floor").to(torch.uint8)
+    elif img.dtype != torch.uint8:
+        raise DeepCoreError(f"unsupported pixel type {img.dtype} in image {path}")
+    return img
 
 
 class FileImageSet(ImageSet):
@@ -211,6 +228,10 @@ class FileImageSet(ImageSet):
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def fingerprint(self) -> str:
+        """Hash of the paths, sizes and mtimes, and of sampled bytes of the files."""
+        return hash_files(self.paths)
 
     def batches(
         self,
@@ -290,6 +311,7 @@ class NoisyDataset:
     val_labels: np.ndarray | None = None
     noise: dict[str, Any] = field(default_factory=dict)
     extra_tests: dict[str, tuple[ImageSet, np.ndarray]] = field(default_factory=dict)
+    _fingerprint: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def num_classes(self) -> int:
@@ -299,6 +321,17 @@ class NoisyDataset:
     def noise_mask(self) -> np.ndarray | None:
         """True where the noisy label differs from the clean one (None if unknown)."""
         return None if self.clean_labels is None else self.labels != self.clean_labels
+
+    def fingerprint(self) -> str:
+        """Hash of the training data the warm-up sees: images, noisy labels, ids.
+
+        Computed once per data set object; it enters the warm-up cache key, so signals
+        recorded on other files or labels under the same path are never reused.
+        """
+        if self._fingerprint is None:
+            labels = hash_arrays(self.labels, self.ids)
+            self._fingerprint = f"{len(self.labels)}-{labels}-{self.train.fingerprint()}"
+        return self._fingerprint
 
     def realised_noise_rate(self) -> float | None:
         m = self.noise_mask

@@ -2,12 +2,13 @@
 
 The batches are read directly (they are pickles of plain arrays, the format the data
 set is distributed in), so a re-encoded copy whose md5 sums differ from the original
-works. ``download=True`` goes through torchvision for users who are online.
+works. They are read with a restricted unpickler (:mod:`deep_core.safe_pickle`) that
+builds only containers, scalars and numpy arrays, so a tampered batch cannot run code.
+``download=True`` fetches the archive with torchvision's md5-checked downloader.
 """
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import torch
 
 from ..augment import AugmentSpec
 from ..errors import DeepCoreError
+from ..safe_pickle import load_data_pickle
 from .base import NoisyDataset, TensorImageSet, train_positions
 from .cifar_n import load_human_labels
 from .noise import CIFAR10_ASYM, make_noisy_labels, superclass_map
@@ -85,13 +87,26 @@ def find_batches_dir(name: str, data_path: str | Path) -> Path:
 
 
 def _read_batch(path: Path) -> dict:
-    try:
-        with open(path, "rb") as f:
-            return pickle.load(f, encoding="latin1")
-    except FileNotFoundError:
-        raise DeepCoreError(f"incomplete CIFAR folder: {path} is missing") from None
-    except (pickle.UnpicklingError, EOFError, ValueError) as e:
-        raise DeepCoreError(f"corrupt CIFAR batch {path}: {e}") from None
+    if not path.exists():
+        raise DeepCoreError(f"incomplete CIFAR folder: {path} is missing")
+    d = load_data_pickle(path, what="CIFAR batch")
+    if not isinstance(d, dict):
+        raise DeepCoreError(f"corrupt CIFAR batch {path}: holds a {type(d).__name__}, not a dict")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in d.items()}
+
+
+def _field(d: dict, key: str, path: Path):
+    if key not in d:
+        raise DeepCoreError(f"corrupt CIFAR batch {path}: no {key!r} entry")
+    return d[key]
+
+
+def _labels(d: dict, key: str, path: Path, n: int) -> np.ndarray:
+    """Integer labels of one batch, as many as it has images."""
+    y = np.asarray(_field(d, key, path))
+    if y.ndim != 1 or y.size != n or (y.size and not np.issubdtype(y.dtype, np.integer)):
+        raise DeepCoreError(f"corrupt CIFAR batch {path}: {key!r} is not {n:,} integer labels")
+    return y.astype(np.int64)
 
 
 def read_split(
@@ -101,11 +116,15 @@ def read_split(
     spec = _SPEC[name]
     images, labels, coarse = [], [], []
     for fname in spec[split]:
-        d = _read_batch(folder / fname)
-        images.append(np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels.append(np.asarray(d[spec["label_key"]], dtype=np.int64))
+        path = folder / fname
+        d = _read_batch(path)
+        x = _field(d, "data", path)
+        if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.size % 3072:
+            raise DeepCoreError(f"corrupt CIFAR batch {path}: 'data' is not uint8 rows of 3072")
+        images.append(x.reshape(-1, 3, 32, 32))
+        labels.append(_labels(d, spec["label_key"], path, len(images[-1])))
         if "coarse_labels" in d:
-            coarse.append(np.asarray(d["coarse_labels"], dtype=np.int64))
+            coarse.append(_labels(d, "coarse_labels", path, len(images[-1])))
     x, y = np.concatenate(images), np.concatenate(labels)
     expected = spec["n"][0 if split == "train" else 1]
     if x.shape[0] != expected:
@@ -116,12 +135,18 @@ def read_split(
 
 
 def _download(name: str, data_path: str | Path) -> None:
+    """Fetch and unpack the archive (md5-checked) without unpickling anything here."""
     import torchvision
+    from torchvision.datasets.utils import download_and_extract_archive
 
     cls = torchvision.datasets.CIFAR10 if name == "CIFAR10" else torchvision.datasets.CIFAR100
     root = Path(data_path) / _SPEC[name]["alias"]
-    cls(str(root), train=True, download=True)
-    cls(str(root), train=False, download=True)
+    try:
+        download_and_extract_archive(cls.url, str(root), filename=cls.filename, md5=cls.tgz_md5)
+    except (OSError, RuntimeError) as e:  # URLError is an OSError; md5 mismatch a RuntimeError
+        raise DeepCoreError(
+            f"cannot download {name} to {root} (offline?): {str(e).splitlines()[0]}"
+        ) from None
 
 
 def load_cifar(
@@ -157,8 +182,17 @@ def load_cifar(
     clean_all = clean
     x_test, y_test, _ = read_split(name, folder, "test")
     meta = _read_batch(folder / spec["meta"])
-    classes = [str(c) for c in meta[spec["names_key"]]]
+    meta_path = folder / spec["meta"]
+    names = _field(meta, spec["names_key"], meta_path)
+    if not isinstance(names, list) or not names:
+        raise DeepCoreError(f"corrupt CIFAR meta file {meta_path}: no class names")
+    classes = [c.decode("latin1") if isinstance(c, bytes) else str(c) for c in names]
     num_classes = len(classes)
+    for split, y in (("train", clean), ("test", y_test)):
+        if y.size and (y.min() < 0 or y.max() >= num_classes):
+            raise DeepCoreError(
+                f"{name} {split} labels in {folder} lie outside [0, {num_classes})"
+            )
 
     if noise_type in spec["real"]:
         human = load_human_labels(name, search=[folder, folder.parent])
@@ -167,6 +201,11 @@ def load_cifar(
                 f"CIFAR-N clean labels do not match the {name} training labels in {folder}"
             )
         noisy = human[spec["real"][noise_type]].astype(np.int64)[keep]
+        if noisy.size and (noisy.min() < 0 or noisy.max() >= num_classes):
+            raise DeepCoreError(
+                f"CIFAR-N labels {spec['real'][noise_type]!r} in {human['_source']} lie outside "
+                f"[0, {num_classes})"
+            )
         x_train, clean = x_train[keep], clean[keep]
         noise = {"type": noise_type, "source": human["_source"]}
     else:

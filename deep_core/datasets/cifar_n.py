@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DeepCoreError
+from ..io import load_npz
 
 _FILES = {
     "CIFAR10": ("CIFAR-10_human.pt", "cifar10n.npz"),
@@ -57,14 +58,6 @@ def read_official_pt(path: str | Path) -> dict[str, np.ndarray]:
     return {str(k): np.asarray(v) for k, v in raw.items()}
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise DeepCoreError(f"cannot read CIFAR-N labels {path}: {e}") from None
-
-
 def load_human_labels(name: str, *, search: Iterable[Path] = ()) -> dict:
     """The CIFAR-N label arrays for ``name`` ("CIFAR10" or "CIFAR100").
 
@@ -82,7 +75,7 @@ def load_human_labels(name: str, *, search: Iterable[Path] = ()) -> dict:
         for folder in shipped_data_dirs():
             if (folder / npz_name).is_file():
                 source = folder / npz_name
-                arrays = _read_npz(source)
+                arrays = load_npz(source, what="CIFAR-N labels")
                 break
     if arrays is None:
         raise DeepCoreError(

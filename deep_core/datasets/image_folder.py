@@ -44,6 +44,10 @@ def list_class_folder(
         classes = found
         if not classes:
             raise DeepCoreError(f"no class sub-folders in {root}")
+        if len(classes) == 1:
+            raise DeepCoreError(
+                f"{root} has only one class folder ({classes[0]}); a classifier needs two or more"
+            )
     elif found != classes:
         extra, missing = sorted(set(found) - set(classes)), sorted(set(classes) - set(found))
         raise DeepCoreError(

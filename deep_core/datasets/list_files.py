@@ -22,10 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DeepCoreError
+from ..errors import DeepCoreError, one_line
 from .base import Batch, FileImageSet
-
-_WORKER_PREFIX = "deep_core.errors.DeepCoreError: "
 
 
 def read_list(path: Path, *, columns: int, what: str = "list file") -> list[list[str]]:
@@ -199,7 +197,7 @@ class ListImageSet(FileImageSet):
             for batch in super().batches(positions, **kwargs):
                 yield Batch([self._normalize(v, stats) for v in batch.views], batch.positions)
         except DeepCoreError as e:
-            raise DeepCoreError(worker_error_line(str(e))) from None
+            raise DeepCoreError(one_line(str(e))) from None
 
     def _normalize(self, x: torch.Tensor, stats: dict) -> torch.Tensor:
         if x.device not in stats:
@@ -210,15 +208,6 @@ class ListImageSet(FileImageSet):
             )
         mean, std = stats[x.device]
         return x.float().sub_(mean).div_(std)  # in place: 3x faster than (x - m) / s on CPU
-
-
-def worker_error_line(message: str) -> str:
-    """The original one-line message of a (possibly worker-wrapped) DeepCoreError."""
-    lines = [ln for ln in message.splitlines() if ln.strip()]
-    if len(lines) <= 1:
-        return message
-    last = lines[-1]
-    return last[len(_WORKER_PREFIX) :] if last.startswith(_WORKER_PREFIX) else last
 
 
 def resolve_under(root: Path, rel: str) -> str:

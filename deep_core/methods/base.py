@@ -24,12 +24,14 @@ deterministic for a given ``seed``; budgeting goes through :mod:`deep_core.budge
 from __future__ import annotations
 
 import inspect
+import typing
 import warnings
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
 from ..budget import budget_size, take_top
+from ..checks import describe_type, matches_type
 from ..errors import DeepCoreError, unknown_name
 from ..signals import Signals
 from ..subset import Subset
@@ -141,6 +143,13 @@ def build_method(name: str, options: dict[str, Any]) -> tuple[SelectionMethod, d
     accepted = set(option_names(cls))
     used = {k: v for k, v in options.items() if k in accepted}
     unused = {k: v for k, v in options.items() if k not in accepted}
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # noqa: BLE001 - unresolvable annotation: the method checks itself
+        hints = {}
+    for k, v in used.items():
+        if k in hints and not matches_type(v, hints[k]):
+            raise DeepCoreError(f"{name}: {k} must be {describe_type(hints[k])}, got {v!r}")
     try:
         method = cls(**used)
     except (TypeError, ValueError) as e:

@@ -74,6 +74,7 @@ Scores
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -395,8 +396,8 @@ class Prune4Rel(SelectionMethod):
             raise unknown_name("uncertainty", uncertainty, UNCERTAINTIES)
         if not 0.0 <= tau <= 1.0:
             raise DeepCoreError(f"--tau must be in [0, 1], got {tau}")
-        if not eta > 0:
-            raise DeepCoreError(f"--eta must be positive, got {eta}")
+        if not (eta > 0 and math.isfinite(eta)):
+            raise DeepCoreError(f"--eta must be a positive finite number, got {eta}")
         if neighbors is not None and neighbors < 1:
             raise DeepCoreError(f"--neighbors must be at least 1, got {neighbors}")
         self.balance = balance

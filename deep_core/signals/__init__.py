@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DeepCoreError
+from ..io import load_npz
 
 SIGNAL_NAMES = (
     "labels",
@@ -77,6 +78,20 @@ _FLOAT_CHECKED = (
 )
 
 
+_PROBABILITIES = ("probs", "strong_probs", "member_probs")
+_SUM_TOLERANCE = 1e-3
+
+
+def _rows_are_distributions(arr: np.ndarray, rows: int = 1 << 16) -> bool:
+    """Every row (last axis) non-negative and summing to 1, checked in row blocks."""
+    flat = arr.reshape(-1, arr.shape[-1])
+    for s in range(0, flat.shape[0], rows):
+        block = np.asarray(flat[s : s + rows], dtype=np.float64)
+        if (block < 0).any() or (np.abs(block.sum(1) - 1.0) > _SUM_TOLERANCE).any():
+            return False
+    return True
+
+
 def _all_finite(arr: np.ndarray, rows: int = 1 << 16) -> bool:
     """``np.isfinite(arr).all()`` in row blocks (no N x d boolean array at 1M rows)."""
     return all(bool(np.isfinite(arr[s : s + rows]).all()) for s in range(0, arr.shape[0], rows))
@@ -93,7 +108,8 @@ class Signals:
     num_classes : int, optional
         Default: the width of ``probs`` or ``member_probs``, else ``labels.max() + 1``.
     check_finite : bool, default=True
-        Reject NaN or infinite values in float signals (costs one pass over them).
+        Reject NaN or infinite values in float signals, and probability rows that are
+        negative or do not sum to 1 (costs one pass over them).
     """
 
     def __init__(
@@ -137,7 +153,10 @@ class Signals:
                 if not _all_finite(arr):
                     raise DeepCoreError(f"signal {name!r} contains NaN or infinite values")
         if "clean_labels" in data:
-            data["clean_labels"] = data["clean_labels"].astype(np.int64, copy=False)
+            clean = data["clean_labels"]
+            if clean.size and not np.issubdtype(clean.dtype, np.integer):
+                raise DeepCoreError(f"clean_labels must be integers, got dtype {clean.dtype}")
+            data["clean_labels"] = clean.astype(np.int64, copy=False)
         if num_classes is None:
             if "probs" in data:
                 num_classes = int(data["probs"].shape[1])
@@ -149,6 +168,19 @@ class Signals:
             raise DeepCoreError(
                 f"labels must lie in [0, {num_classes}), got range [{labels.min()}, {labels.max()}]"
             )
+        clean = data.get("clean_labels")
+        if clean is not None and clean.size and (clean.min() < 0 or clean.max() >= num_classes):
+            raise DeepCoreError(
+                f"clean_labels must lie in [0, {num_classes}), got range [{clean.min()}, "
+                f"{clean.max()}]"
+            )
+        if check_finite:
+            for name in _PROBABILITIES:
+                if name in data and data[name].size and not _rows_are_distributions(data[name]):
+                    raise DeepCoreError(
+                        f"signal {name!r} must hold probabilities: every row non-negative and "
+                        f"summing to 1 (within {_SUM_TOLERANCE:g})"
+                    )
         self._data = data
         self.num_classes = int(num_classes)
 
@@ -195,12 +227,7 @@ class Signals:
     @classmethod
     def from_npz(cls, path: str | Path, *, num_classes: int | None = None) -> Signals:
         """Load signals from an ``.npz`` (no pickles: object arrays are refused)."""
-        path = Path(path)
-        if not path.is_file():
-            raise DeepCoreError(f"signals file not found: {path}")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except (ValueError, OSError) as e:
-            raise DeepCoreError(f"cannot read signals file {path}: {e}") from None
+        arrays = load_npz(path, what="signals file")
+        if "labels" in arrays and arrays["labels"].size == 0:
+            raise DeepCoreError(f"signals file {path} holds no samples (labels is empty)")
         return cls(arrays, num_classes=num_classes)

@@ -21,6 +21,11 @@ Each ensemble member is cached on its own under a key of everything that changes
 nothing else), so a sweep over methods and fractions (and a later, larger ensemble)
 reuses what is already there. Parallel runs that need the same member wait on a file lock
 for one recording instead of each training it.
+
+The key includes a fingerprint of the data (``NoisyDataset.fingerprint``),
+so changed files under the same path are recorded anew, and every entry carries a
+sha256 manifest of its files that is checked on each load (an altered entry is logged
+and recorded again).
 """
 
 from __future__ import annotations
@@ -44,11 +49,15 @@ import torch.nn.functional as F
 
 from ..datasets import Batch, NoisyDataset
 from ..engine import Learner, OptimConfig, TrainConfig, TrainContext, Trainer, all_reduce_
+from ..fingerprint import hash_file
+from ..locks import remove_stale_temp, temp_prefix
 from . import Signals
 
 log = logging.getLogger("deep_core")
 
 FORMAT_VERSION = 3
+#: per-entry checksums (sha256 of every file), verified on each load
+MANIFEST = "manifest.json"
 _MEMBER_ARRAYS = (
     "probs",
     "features",
@@ -362,14 +371,14 @@ def _entry_lock(folder: Path) -> Iterator[None]:
 def _save_member(
     folder: Path, arrays: dict[str, np.ndarray], report: dict[str, Any], *, tmp: Path | None = None
 ) -> None:
-    """Write a member's arrays to a temporary folder and rename it into place.
+    """Write a member's arrays and checksum manifest to a temporary folder, rename it in.
 
     Arrays already memory-mapped in ``tmp`` (written there by the clean pass) stay as
-    they are.
+    they are. An existing (corrupt) entry at ``folder`` is replaced.
     """
     folder.parent.mkdir(parents=True, exist_ok=True)
     if tmp is None:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(folder.name), dir=folder.parent))
     try:
         for name, arr in arrays.items():
             target = tmp / f"{name}.npy"
@@ -377,6 +386,13 @@ def _save_member(
                 continue
             np.save(target, arr, allow_pickle=False)
         (tmp / "report.json").write_text(json.dumps(report, indent=2))
+        files = sorted(p.name for p in tmp.iterdir())
+        manifest = {name: hash_file(tmp / name) for name in files}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        if folder.exists():  # a corrupt entry: move it out of the way, then drop it
+            old = Path(tempfile.mkdtemp(prefix=temp_prefix(folder.name), dir=folder.parent))
+            os.replace(folder, old / "entry")
+            shutil.rmtree(old, ignore_errors=True)
         os.replace(tmp, folder)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -384,9 +400,46 @@ def _save_member(
             raise
 
 
-def _load_member(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    arrays = {n: np.load(folder / f"{n}.npy", mmap_mode="r") for n in _MEMBER_ARRAYS}
-    return arrays, json.loads((folder / "report.json").read_text())
+def _load_member(
+    folder: Path, *, verify: bool = True
+) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+    """The arrays (memory-mapped) and report of a cache entry; None if it fails its checks.
+
+    With ``verify``, every file is checked against the entry's checksum manifest; a
+    missing, extra or changed file is logged and the entry is treated as absent.
+    """
+    if verify:
+        problem = _entry_problem(folder)
+        if problem is not None:
+            log.warning("signals cache entry %s %s: recording it again", folder, problem)
+            return None
+    try:
+        arrays = {n: np.load(folder / f"{n}.npy", mmap_mode="r") for n in _MEMBER_ARRAYS}
+        return arrays, json.loads((folder / "report.json").read_text())
+    except (OSError, ValueError) as e:
+        log.warning("signals cache entry %s is unreadable (%s): recording it again", folder, e)
+        return None
+
+
+def _entry_problem(folder: Path) -> str | None:
+    """Why ``folder`` does not match its checksum manifest (None if it does)."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return "has no readable checksum manifest"
+    if not isinstance(manifest, dict):
+        return "has a corrupt checksum manifest"
+    present = {p.name for p in folder.iterdir() if p.name != MANIFEST}
+    expected = {f"{n}.npy" for n in _MEMBER_ARRAYS} | {"report.json"}
+    if set(manifest) != present or not expected <= present:
+        return "holds other files than its checksum manifest lists"
+    for name, digest in manifest.items():
+        try:
+            if hash_file(folder / name) != digest:
+                return f"fails its checksum ({name} changed)"
+        except OSError as e:
+            return f"cannot be read ({name}: {e.strerror})"
+    return None
 
 
 def _record_or_load(
@@ -401,15 +454,16 @@ def _record_or_load(
     world_size: int,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Record member ``m`` into ``folder`` unless a run that held the lock before did."""
-    if folder is not None and (folder / "report.json").is_file():
-        arrays, report = _load_member(folder)
+    cached = _load_member(folder) if folder is not None and folder.is_dir() else None
+    if cached is not None:
         log.info("signals of warm-up member %d recorded meanwhile by another run: %s", m, folder)
-        return arrays, {**report, "cached": True, "key": key}
+        return cached[0], {**cached[1], "cached": True, "key": key}
     # One process writes the large arrays straight into the cache entry-to-be.
     scratch = None
     if folder is not None and world_size == 1:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        remove_stale_temp(folder.parent)
+        scratch = Path(tempfile.mkdtemp(prefix=temp_prefix(folder.name), dir=folder.parent))
     try:
         arrays, report = record_member(dataset, make_learner(), cfg, m, scratch=scratch)
     except BaseException:
@@ -422,7 +476,7 @@ def _record_or_load(
         _save_member(folder, arrays, saved, tmp=scratch)
         log.info("signals of warm-up member %d recorded and cached in %s", m, folder)
         if scratch is not None:  # read back read-only, exactly as a cache hit
-            arrays = {**_load_member(folder)[0], **_load_strong(folder, {})}
+            arrays = {**_load_member(folder, verify=False)[0], **_load_strong(folder, {})}
     return arrays, report
 
 
@@ -473,8 +527,11 @@ def warm_up_signals(
     for m in range(members):
         key = cfg.member_key(m)
         folder = Path(cache_dir) / key if cache_dir is not None else None
-        if folder is not None and (folder / "report.json").is_file():
-            arrays, report = _load_member(folder)
+        cached = None
+        if folder is not None and folder.is_dir():
+            cached = _load_member(folder)
+        if cached is not None:
+            arrays, report = cached
             report = {**report, "cached": True, "key": key}
             log.info("signals of warm-up member %d loaded from cache %s", m, folder)
         else:
