@@ -360,11 +360,17 @@ def _entry_lock(folder: Path) -> Iterator[None]:
     when the holder ends, even if it crashes (``flock`` dies with the process).
     """
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f".{folder.name}.lock", "a") as f:
+    path = folder.parent / f".{folder.name}.lock"
+    with open(path, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
         finally:
+            # The lock file goes with its holder, so a failed run leaves no file behind. A
+            # run that opened the old file meanwhile still re-checks the cache once it
+            # holds the lock; at worst two runs record the same entry (renamed in atomically).
+            with contextlib.suppress(OSError):
+                path.unlink()
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
