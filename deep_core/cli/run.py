@@ -15,9 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import RunConfig, read_yaml
+from ..config import SHARED_METHOD_OPTIONS, RunConfig, read_yaml
 from ..errors import DeepCoreError
-from ..runner import SHARED_METHOD_OPTIONS
 from .common import ArgParser, run_cli, str_to_bool
 from .method_args import (
     add_method_arguments,
