@@ -230,22 +230,29 @@ def config_from_args(ns: argparse.Namespace) -> RunConfig:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from ..engine import finish_distributed
-
     try:
         code = _run(argv)
     except BaseException:
-        finish_distributed(wait=False)
+        _finish_distributed(wait=False)
         raise
-    finish_distributed()
+    _finish_distributed()
     return code
 
 
-def _run(argv: Sequence[str] | None) -> int:
-    from ..runner import configure_logging, resume_experiment, run_experiment
+def _finish_distributed(*, wait: bool = True) -> None:
+    # Only a run that imported the engine can have joined a process group; --help and
+    # bad flags end before torch is imported.
+    if "deep_core.engine" in sys.modules:
+        from ..engine import finish_distributed
 
+        finish_distributed(wait=wait)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
+    from ..runner import configure_logging, resume_experiment, run_experiment  # torch: after --help
+
     configure_logging()
     if "resume" in ns:
         overrides = {k: v for k, v in vars(ns).items() if k != "resume"}
