@@ -10,6 +10,7 @@ take is an error, a selection flag the chosen method does not take is reported.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -106,7 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--device", help="cpu, cuda, cuda:N or auto (default auto)")
     g.add_argument(
-        "--gpu", type=int, nargs="+", help="GPU id (reference flag; one id, or use torchrun)"
+        "--gpu",
+        type=int,
+        nargs="+",
+        help="GPU id: --device cuda:N (reference flag; an explicit --device wins)",
     )
     g.add_argument("--seed", type=int, help="random seed (default 0); experiment k uses seed+k")
     g.add_argument("--num_exp", type=int, help="number of experiments with consecutive seeds")
@@ -225,7 +229,12 @@ def config_from_args(ns: argparse.Namespace) -> RunConfig:
         gpus = [gpus] if isinstance(gpus, int) else list(gpus)
         if len(gpus) != 1:
             raise DeepCoreError("--gpu takes one id here; for several GPUs launch with torchrun")
-        settings["device"] = f"cuda:{gpus[0]}"
+        if "device" in settings:  # an explicit --device (e.g. cpu) wins over --gpu
+            logging.getLogger("deep_core").warning(
+                "warning: --gpu %s is ignored: --device %s is given", gpus[0], settings["device"]
+            )
+        else:
+            settings["device"] = f"cuda:{gpus[0]}"
     return RunConfig(**settings, method_options=method_opts, learner_options=learner_opts)
 
 
