@@ -106,3 +106,21 @@ def test_from_run_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DeepCoreError, match="not a run directory"):
         Signals.from_run(tmp_path / "empty")
+
+
+def test_written_synthetic_signals_match_their_description(tmp_path):
+    from deep_core.testing import write_synthetic_signals
+
+    names = write_synthetic_signals(tmp_path, 2500, 4, dim=6, epochs=3, seed=1, chunk=1000)
+    arrays = {k: np.load(tmp_path / f"{k}.npy", mmap_mode="r") for k in names}
+    s = Signals(arrays)
+    assert len(s) == 2500 and s.num_classes == 4
+    assert s.features.shape == (2500, 6) and s.losses.shape == (2500, 3)
+    assert s.grad_norms.shape == (1, 2500) and s.member_probs.shape == (1, 2500, 4)
+    noisy = s.labels != s.clean_labels
+    assert 0.25 < noisy.mean() < 0.35
+    assert s.losses[noisy].mean() > s.losses[~noisy].mean()  # noise is where it says
+    again = tmp_path / "again"
+    again.mkdir()
+    write_synthetic_signals(again, 2500, 4, dim=6, epochs=3, seed=1, chunk=1000)
+    assert np.array_equal(np.load(again / "features.npy"), s.features)
