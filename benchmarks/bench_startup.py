@@ -10,8 +10,9 @@ Usage::
 
     python benchmarks/bench_startup.py [--repeat 5] [--baseline /tmp/base]
 
-Prints the median wall time, the median peak RSS and whether torch / faiss were
-imported, per command and tree.
+Prints the median wall time, CPU time (user + system, less sensitive to a busy
+machine than wall time) and peak RSS, and whether torch / faiss were imported, per
+command and tree.
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ sys.exit(code)
 """
 
 
-def measure(tree: Path, module: str, args: list[str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (MiB) and the heavy modules imported, for one run."""
+def measure(tree: Path, module: str, args: list[str]) -> tuple[float, float, float, str]:
+    """Wall seconds, CPU seconds, peak RSS (MiB) and the heavy modules imported."""
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
     t0 = time.perf_counter()
     proc = subprocess.Popen(
@@ -67,7 +68,8 @@ def measure(tree: Path, module: str, args: list[str]) -> tuple[float, float, str
     if proc.returncode != 0:
         raise SystemExit(f"{module} {' '.join(args)} failed in {tree}:\n{err}")
     heavy = next((ln[6:] for ln in err.splitlines() if ln.startswith("HEAVY=")), "?")
-    return wall, usage.ru_maxrss / 1024.0, heavy or "-"
+    cpu = usage.ru_utime + usage.ru_stime
+    return wall, cpu, usage.ru_maxrss / 1024.0, heavy or "-"
 
 
 def main() -> None:
@@ -80,20 +82,29 @@ def main() -> None:
         trees.insert(0, ("baseline", args.baseline.resolve()))
     rows = []
     for label, module, cli_args in COMMANDS:
-        results: dict[str, list[tuple[float, float, str]]] = {name: [] for name, _ in trees}
+        results: dict[str, list[tuple[float, float, float, str]]] = {n: [] for n, _ in trees}
         measure(trees[-1][1], module, cli_args)  # warm the page cache once
         for _ in range(args.repeat):
             for name, tree in trees:
                 results[name].append(measure(tree, module, cli_args))
         for name, _ in trees:
-            walls = [w for w, _, _ in results[name]]
-            rss = [r for _, r, _ in results[name]]
-            heavy = results[name][-1][2]
-            rows.append((label, name, statistics.median(walls), statistics.median(rss), heavy))
-    print(f"| command | tree | wall (s, median of {args.repeat}) | peak RSS (MiB) | imports |")
-    print("|---|---|---:|---:|---|")
-    for label, name, wall, rss, heavy in rows:
-        print(f"| `{label}` | {name} | {wall:.2f} | {rss:.0f} | {heavy} |")
+            runs = results[name]
+            rows.append(
+                (
+                    label,
+                    name,
+                    statistics.median(r[0] for r in runs),
+                    statistics.median(r[1] for r in runs),
+                    statistics.median(r[2] for r in runs),
+                    runs[-1][3],
+                )
+            )
+    print(
+        f"| command | tree | wall s (median of {args.repeat}) | CPU s | peak RSS (MiB) | imports |"
+    )
+    print("|---|---|---:|---:|---:|---|")
+    for label, name, wall, cpu, rss, heavy in rows:
+        print(f"| `{label}` | {name} | {wall:.2f} | {cpu:.2f} | {rss:.0f} | {heavy} |")
 
 
 if __name__ == "__main__":
