@@ -278,10 +278,11 @@ def _run(argv: Sequence[str] | None) -> int:
 
 def _skip_or_resume(cfg: RunConfig, exp: int) -> bool:
     """``--skip-complete``: True if experiment ``exp`` is already done or was resumed here."""
-    from ..runner import log, resume_experiment, run_name
+    from ..rundir import RunDir, run_name
+    from ..runner import log, resume_experiment
 
     path = Path(cfg.out_dir) / run_name(cfg, cfg.seed + exp)
-    if (path / "summary.json").is_file():
+    if RunDir(path).summary.is_file():
         log.info("skipping %s: complete (summary.json exists)", path)
         return True
     if path.is_dir():
