@@ -19,6 +19,8 @@ from .errors import DeepCoreError
 
 #: synthetic noise rate of the embedded default data set when none is given
 DEFAULT_NOISE_RATE = 0.4
+#: run-level settings handed to the selection methods that take an option of the same name
+SHARED_METHOD_OPTIONS = ("device", "workers")
 
 #: ``--protocol``: how the selection signals are made (see :class:`RunConfig`)
 PROTOCOLS = ("reference", "clean")

@@ -4,11 +4,15 @@
 # Variables read here (all may be set in the environment):
 #   PYTHON       the interpreter with deep_core installed            (default: python)
 #   GPUS         "0", "0,1,2,3" (several: one DDP process per GPU via torch.distributed.run),
-#                "cpu", or "auto" (CUDA when available)              (default: 0)
+#                "cpu", or "auto" (CUDA when available)              (default: 0;
+#                on a machine without a GPU set GPUS=cpu)
+#   EXTRA        more deepcore-run flags for every run, after the script's own (so they win),
+#                e.g. EXTRA="--n-train 2000 --workers 4"
 #   EPOCH_SCALE  multiplies every epoch count (-se, --epochs, --milestone), e.g. 0.1 for a
 #                quick pass; results are then not the paper's         (default: 1)
 #   JOBS         runs at a time (default 1: one GPU, one run); with JOBS > 1 each run gets
-#                OMP_NUM_THREADS=1 unless set, which suits small CPU runs (quickstart)
+#                OMP_NUM_THREADS=1 unless set, which suits small CPU runs (quickstart), and
+#                each line of its log is prefixed with the run, e.g. "[sym SmallLoss fr0.5 s0]"
 #   OUT          folder of the run directories, the report and the plot
 #   NOISE_TYPES FRACTIONS METHODS SEEDS   the sweep's loops (outer to inner)
 #   BALANCE_METHODS  methods that get --balance True (the paper balanced only where the
@@ -19,6 +23,7 @@ PYTHON=${PYTHON:-python}
 GPUS=${GPUS:-0}
 EPOCH_SCALE=${EPOCH_SCALE:-1}
 JOBS=${JOBS:-1}
+read -r -a EXTRA_FLAGS <<<"${EXTRA:-}"
 
 # scaled N: round(N * EPOCH_SCALE), at least 1 unless N is 0.
 scaled() {
@@ -46,12 +51,21 @@ case "$GPUS" in
     DEVICE=("--device" "cuda:0")
     ;;
 esac
+if [ "$GPUS" != cpu ] && [ "$GPUS" != auto ] && ! command -v nvidia-smi >/dev/null; then
+  echo "note: GPUS=$GPUS but no NVIDIA driver here (nvidia-smi not found); on a CPU-only" \
+    "machine run with GPUS=cpu" >&2
+fi
 
 # run_one ARGS...: one run. A run whose summary.json exists is skipped and an
 # interrupted one is resumed from its checkpoint, so a re-started sweep continues.
 run_one() {
   "${LAUNCH[@]}" "$REPO/main_label_noise.py" "$@" "${DEVICE[@]}" --out-dir "$OUT" \
-    --skip-complete True
+    --skip-complete True ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"}
+}
+
+# prefix TEXT: copy stdin to stderr, TEXT before every line (parallel runs stay readable).
+prefix() {
+  awk -v p="$1" '{ print p $0; fflush() }' >&2
 }
 
 if ! [[ "$JOBS" =~ ^[1-9][0-9]*$ ]]; then echo "JOBS must be a positive integer" >&2; exit 2; fi
@@ -83,7 +97,8 @@ sweep() {
             running=$((running - 1))
           fi
           run_one "$@" ${balance[@]+"${balance[@]}"} --noise-type "$noise" \
-            --fraction "$fraction" --selection "$method" --seed "$seed" &
+            --fraction "$fraction" --selection "$method" --seed "$seed" 2>&1 \
+            | prefix "[$noise $method fr$fraction s$seed] " &
           running=$((running + 1))
         done
       done

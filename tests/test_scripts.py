@@ -162,11 +162,24 @@ def test_parallel_jobs_stop_at_the_first_failure(tmp_path):
         "sleep 0.3\n"
     )
     fake.chmod(0o755)
-    res = _run_script("quickstart", tmp_path, JOBS="2")
+    res = _run_script("quickstart", tmp_path, JOBS="2", FULL="1")
     assert res.returncode == 7, res.stderr
     runs = [c for c in calls.read_text().splitlines() if "main_label_noise.py" in c]
     assert 5 <= len(runs) < 9  # stopped within the first sweep (3 fractions x 3 methods)
     assert not any("--robust-learner SOP" in c for c in runs)
+
+
+def test_quick_default_extra_flags_and_prefixed_logs(tmp_path):
+    log = _fake_python(tmp_path)
+    fake = tmp_path / "python"
+    fake.write_text(fake.read_text() + 'echo "epoch 0: ok" >&2\n')
+    res = _run_script("quickstart", tmp_path, JOBS="2", EXTRA="--n-train 500 --workers 2")
+    assert res.returncode == 0, res.stderr
+    assert "[sym SmallLoss fr0.5 s0] epoch 0: ok" in res.stderr.splitlines()
+    runs = [c for c in _calls(log) if c[0].endswith("main_label_noise.py")]
+    assert {_flag(c, "--selection") for c in runs} == {"Uniform", "SmallLoss", "Prune4Rel"}
+    assert {_flag(c, "--fraction") for c in runs} == {"0.2", "0.5"} and len(runs) == 12
+    assert all(c[-4:] == ["--n-train", "500", "--workers", "2"] for c in runs)
 
 
 def test_bad_epoch_scale(tmp_path):
@@ -202,10 +215,10 @@ def test_quickstart_runs_reports_and_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_quickstart_every_method(tmp_path):
-    res = _quickstart(tmp_path, FRACTIONS="0.5")
+    res = _quickstart(tmp_path, FRACTIONS="0.5", FULL="1")
     assert res.returncode == 0, res.stderr[-3000:]
     text = (tmp_path / "qs" / "report.md").read_text()
     from deep_core.methods import list_methods
 
     for name in list_methods():
-        assert f"| CE | {name} |" in text and f"| SOP | {name} |" in text
+        assert f"| CE | {name} |" in text and f"| SOP+ | {name} |" in text

@@ -78,28 +78,21 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
-import torch
-from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from ..budget import budget_size
 from ..errors import DeepCoreError, unknown_name
-from ..neighbors.search import (
-    PRECISIONS,
-    Neighborhoods,
-    compute_threads,
-    fastest_precision,
-    knn_search,
-    normalize_rows,
-    range_search,
-    similarity_error,
-)
 from ..signals import Signals
 from ..subset import Subset
 from .base import SelectionMethod, register
+
+if TYPE_CHECKING:  # torch and faiss load on first use: listing the methods needs neither
+    import torch
+
+    from ..neighbors.search import Neighborhoods
 
 Uncertainty = Literal["LeastConfidence", "Margin", "Entropy"]
 UNCERTAINTIES: tuple[str, ...] = ("LeastConfidence", "Margin", "Entropy")
@@ -140,6 +133,8 @@ def prune4rel_confidence(probs: np.ndarray, uncertainty: str = "LeastConfidence"
         raise DeepCoreError(f"probs must have shape (N, C) with C >= 1, got {p.shape}")
     if uncertainty == "Margin" and p.shape[1] < 2:
         raise DeepCoreError("Margin needs at least 2 classes in probs")
+    import torch
+
     t = torch.from_numpy(np.ascontiguousarray(p, dtype=np.float32))
     if not torch.isfinite(t).all():
         raise DeepCoreError("probs contain NaN or infinite values")
@@ -243,6 +238,16 @@ def prune4rel_greedy(
     GreedyResult
         Picks in greedy order, and an ``info`` dict.
     """
+    from ..neighbors.search import (
+        PRECISIONS,
+        compute_threads,
+        fastest_precision,
+        knn_search,
+        normalize_rows,
+        range_search,
+        similarity_error,
+    )
+
     start = time.perf_counter()
     x = np.asarray(features)
     if x.ndim != 2:
@@ -467,6 +472,8 @@ def _check_labels(
 def _estimate_pairs(xn: np.ndarray, t: float, device: str | torch.device) -> float:
     """N x mean number of rows with cos > t, from 500 evenly spaced (deterministic) rows."""
     n = xn.shape[0]
+    import torch
+
     rows = np.unique(np.linspace(0, n - 1, num=min(n, 500)).round().astype(np.int64))
     with torch.no_grad():
         q = torch.from_numpy(xn[rows]).to(device)
@@ -507,6 +514,8 @@ def _exact_neighbours(
         pattern = sp.csr_matrix(
             (np.ones(graph.nnz, dtype=np.int8), graph.indices, graph.indptr), shape=(n, n)
         )
+        from scipy.sparse.csgraph import reverse_cuthill_mckee
+
         perm = reverse_cuthill_mckee(pattern, symmetric_mode=True)
         pos = np.empty(n, dtype=np.int64)
         pos[perm] = np.arange(n)
