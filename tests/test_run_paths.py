@@ -102,7 +102,9 @@ def test_save_log_and_adam_with_step_lr(tmp_path):
     (run,) = find_run_dirs(out)
     summary = run.read_summary()
     assert [r["lr"] for r in run.read_metrics()] == pytest.approx([0.001, 0.0005])
-    log = out / "logs" / "Digits" / "CE" / "Uniform" / "sym_r0.4_SmallCNN_fr0.5_trial0.txt"
+    # named as the reference names it: ..._trial<exp>_date<time>.txt
+    folder = out / "logs" / "Digits" / "CE" / "Uniform"
+    (log,) = folder.glob("sym_r0.4_SmallCNN_fr0.5_trial0_date*.txt")
     row = [float(v) for v in log.read_text().split()]
     expected = [summary["last_acc"], summary["best_acc"], 100 * summary["subset_noise_rate"]]
     assert row[:3] == pytest.approx(expected, abs=1e-6)
