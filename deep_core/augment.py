@@ -1,16 +1,35 @@
 """Batched augmentation on uint8 image tensors (no per-image PIL pipeline).
 
 In-memory data sets (CIFAR, the embedded default) keep their images as one uint8
-tensor and augment a whole batch with a few tensor ops: random crop with zero padding,
-horizontal flip, Cutout, then normalisation. Randomness comes from an explicit
-``torch.Generator`` (CPU) so an epoch's augmentation is a function of (seed, epoch).
+tensor and augment a whole batch with a few tensor ops on the device the batch lives
+on. Randomness comes from an explicit ``torch.Generator`` (drawn on the CPU, then moved
+to the batch's device), so a view is a function of the generator's state alone, the
+same on CPU and CUDA, with no host synchronisation inside the ops.
+
+Views (as in the Prune4ReL reference, which takes them from SOP):
+
+* ``weak_view``: random crop with 4-pixel zero padding and a horizontal flip.
+* ``strong_view``: the reference's AutoAugment (the AutoAugment paper's 25 CIFAR-10
+  sub-policies with Fast AutoAugment's level→magnitude mapping), applied to the raw
+  image *first*, then flip, crop, normalisation and Cutout 16 on the normalised tensor.
+  SOP+ trains its consistency term on this view and Prune4ReL computes its selection
+  signals on it (``eval_train_strong``).
+
+Each AutoAugment op reproduces the Pillow function the reference calls, pixel for pixel
+on x86-64 (nearest-neighbour affine maps in Pillow's 16.16 fixed point with black fill;
+``ImageOps`` lookup tables; ``ImageEnhance`` blends in float32 with truncation). Pillow
+itself is not used.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
+
+from .errors import DeepCoreError, unknown_name
 
 
 @dataclass(frozen=True)
@@ -36,41 +55,375 @@ class AugmentSpec:
     cutout: int = 16
 
 
-def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Crop each image of ``x`` (B, C, H, W) at a random offset of its zero-padded copy."""
-    if padding <= 0:
-        return x
+# -- the reference's AutoAugment policy ------------------------------------------------------
+
+#: The AutoAugment paper's CIFAR-10 policy (Cubuk et al., CVPR 2019), as the reference lists
+#: it: 25 sub-policies of two ``(op, probability, level)`` steps. One sub-policy is drawn
+#: uniformly per image; each step then fires with its probability, first step first.
+POLICY: tuple[tuple[tuple[str, float, int], tuple[str, float, int]], ...] = (
+    (("Invert", 0.1, 7), ("Contrast", 0.2, 6)),
+    (("Rotate", 0.7, 2), ("TranslateXAbs", 0.3, 9)),
+    (("Sharpness", 0.8, 1), ("Sharpness", 0.9, 3)),
+    (("ShearY", 0.5, 8), ("TranslateYAbs", 0.7, 9)),
+    (("AutoContrast", 0.5, 8), ("Equalize", 0.9, 2)),
+    (("ShearY", 0.2, 7), ("Posterize2", 0.3, 7)),
+    (("Color", 0.4, 3), ("Brightness", 0.6, 7)),
+    (("Sharpness", 0.3, 9), ("Brightness", 0.7, 9)),
+    (("Equalize", 0.6, 5), ("Equalize", 0.5, 1)),
+    (("Contrast", 0.6, 7), ("Sharpness", 0.6, 5)),
+    (("Color", 0.7, 7), ("TranslateXAbs", 0.5, 8)),
+    (("Equalize", 0.3, 7), ("AutoContrast", 0.4, 8)),
+    (("TranslateYAbs", 0.4, 3), ("Sharpness", 0.2, 6)),
+    (("Brightness", 0.9, 6), ("Color", 0.2, 6)),
+    (("Solarize", 0.5, 2), ("Invert", 0.0, 3)),
+    (("Equalize", 0.2, 0), ("AutoContrast", 0.6, 0)),
+    (("Equalize", 0.2, 8), ("Equalize", 0.6, 4)),
+    (("Color", 0.9, 9), ("Equalize", 0.6, 6)),
+    (("AutoContrast", 0.8, 4), ("Solarize", 0.2, 8)),
+    (("Brightness", 0.1, 3), ("Color", 0.7, 0)),
+    (("Solarize", 0.4, 5), ("AutoContrast", 0.9, 3)),
+    (("TranslateYAbs", 0.9, 9), ("TranslateYAbs", 0.7, 9)),
+    (("AutoContrast", 0.9, 2), ("Solarize", 0.8, 3)),
+    (("Equalize", 0.8, 8), ("Invert", 0.1, 3)),
+    (("TranslateYAbs", 0.7, 9), ("AutoContrast", 0.9, 1)),
+)
+
+#: op codes; 0 leaves the image as it is
+OPS: tuple[str, ...] = (
+    "Identity",
+    "ShearX", "ShearY", "TranslateXAbs", "TranslateYAbs", "Rotate",  # affine maps
+    "Invert", "Solarize", "Posterize2", "AutoContrast", "Equalize",  # lookup tables
+    "Contrast", "Color", "Brightness", "Sharpness",  # blends with a degenerate image
+)  # fmt: skip
+_CODE = {name: i for i, name in enumerate(OPS)}
+#: ops whose magnitude the reference negates with probability 1/2
+MIRRORED = ("ShearX", "ShearY", "TranslateXAbs", "TranslateYAbs", "Rotate")
+
+
+def magnitude(op: str, level: int) -> float:
+    """The reference's magnitude of ``op`` at policy ``level`` (0–10), before mirroring.
+
+    Shear ``0.3·level/10``; translation ``level`` pixels; rotation ``int(3·level)``
+    degrees; Solarize threshold ``256 − int(25.6·level)``; Posterize keeps
+    ``4 − int(0.4·level)`` bits; Contrast, Color, Brightness and Sharpness blend with
+    factor ``0.1 + 0.18·level``; AutoContrast, Equalize and Invert take none (0).
+    """
+    if op not in _CODE:
+        raise unknown_name("AutoAugment op", op, OPS)
+    if op in ("ShearX", "ShearY"):
+        return level * 0.3 / 10
+    if op in ("TranslateXAbs", "TranslateYAbs"):
+        return float(level)
+    if op == "Rotate":
+        return float(int(level * 30 / 10))
+    if op == "Solarize":
+        return float(256 - int(level * 256 / 10))
+    if op == "Posterize2":
+        return float(4 - int(level * 4 / 10))
+    if op in ("Contrast", "Color", "Brightness", "Sharpness"):
+        return level * 1.8 / 10 + 0.1
+    return 0.0
+
+
+def _policy_tables() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(25, 2) op codes, probabilities, magnitudes and mirror flags of :data:`POLICY`."""
+    steps = [step for sub in POLICY for step in sub]
+    shape = (len(POLICY), 2)
+    code = torch.tensor([_CODE[op] for op, _, _ in steps]).view(shape)
+    prob = torch.tensor([p for _, p, _ in steps], dtype=torch.float64).view(shape)
+    mag = torch.tensor([magnitude(op, lv) for op, _, lv in steps], dtype=torch.float64)
+    mirror = torch.tensor([op in MIRRORED for op, _, _ in steps]).view(shape)
+    return code, prob, mag.view(shape), mirror
+
+
+_POLICY_CODE, _POLICY_PROB, _POLICY_MAG, _POLICY_MIRROR = _policy_tables()
+
+
+# -- one op per image -------------------------------------------------------------------------
+# Each function below takes the uint8 images of one op and their magnitudes (a float64 CPU
+# tensor, one per image) and returns the transformed uint8 images.
+
+
+@lru_cache(maxsize=256)
+def _fixed_affine(op: str, m: float, h: int, w: int) -> tuple[int, int, int, int, int, int]:
+    """Pillow's 16.16 fixed-point coefficients of the inverse map (output → input pixel).
+
+    ``Image.transform(AFFINE, (a0..a5))`` samples input ``(a0·x + a1·y + a2, a3·x + a4·y
+    + a5)`` at pixel centres; ``Image.rotate`` builds its matrix about ``(w/2, h/2)``
+    with coefficients rounded to 15 decimals.
+    """
+    a = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    if op == "ShearX":
+        a[1] = m
+    elif op == "ShearY":
+        a[3] = m
+    elif op == "TranslateXAbs":
+        a[2] = m
+    elif op == "TranslateYAbs":
+        a[5] = m
+    else:  # Rotate
+        t = -math.radians(m)
+        c, s = round(math.cos(t), 15), round(math.sin(t), 15)
+        cx, cy = w / 2, h / 2
+        a = [c, s, c * -cx + s * -cy + cx, -s, c, -s * -cx + c * -cy + cy]
+
+    def fix(v: float) -> int:
+        return math.floor(v * 65536.0 + 0.5)
+
+    return (
+        fix(a[0]), fix(a[1]), fix(a[2] + a[0] * 0.5 + a[1] * 0.5),
+        fix(a[3]), fix(a[4]), fix(a[5] + a[3] * 0.5 + a[4] * 0.5),
+    )  # fmt: skip
+
+
+@lru_cache(maxsize=512)
+def _affine_map(op: str, m: float, h: int, w: int, device: torch.device) -> torch.Tensor:
+    """Flat source pixel of every output pixel (``h·w`` where it falls outside)."""
+    a0, a1, a2, a3, a4, a5 = _fixed_affine(op, m, h, w)
+    ys = torch.arange(h, dtype=torch.int64).view(h, 1)
+    xs = torch.arange(w, dtype=torch.int64).view(1, w)
+    src_x = (a2 + xs * a0 + ys * a1) >> 16  # arithmetic shift: floor, as Pillow's
+    src_y = (a5 + xs * a3 + ys * a4) >> 16
+    inside = (src_x >= 0) & (src_x < w) & (src_y >= 0) & (src_y < h)
+    return torch.where(inside, src_y * w + src_x, h * w).view(-1).to(device)
+
+
+def _affine(x: torch.Tensor, m: torch.Tensor, op: str) -> torch.Tensor:
+    """Nearest-neighbour affine map, black outside the source (Pillow's fixed-point path)."""
     b, c, h, w = x.shape
-    padded = torch.nn.functional.pad(x, (padding, padding, padding, padding))
-    oy = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
-    ox = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
-    rows = oy[:, None] + torch.arange(h, device=x.device)[None, :]  # (B, H)
-    cols = ox[:, None] + torch.arange(w, device=x.device)[None, :]  # (B, W)
-    bidx = torch.arange(b, device=x.device)[:, None, None]
-    # (B, H, W, C) gathered through advanced indexing, then back to (B, C, H, W)
-    out = padded.permute(0, 2, 3, 1)[bidx, rows[:, :, None], cols[:, None, :]]
-    return out.permute(0, 3, 1, 2)
+    index = torch.stack([_affine_map(op, v, h, w, x.device) for v in m.tolist()])
+    padded = torch.nn.functional.pad(x.reshape(b, c, h * w), (0, 1))  # a black pixel at h·w
+    return padded.gather(2, index.view(b, 1, h * w).expand(b, c, h * w)).view(b, c, h, w)
 
 
-def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Flip each image horizontally with probability 0.5."""
-    flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)
-    return torch.where(flip[:, None, None, None], x.flip(3), x)
+def _lookup(x: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
+    """Map each channel of each image through its table, ``lut`` (B, C, 256)."""
+    b, c, h, w = x.shape
+    return lut.to(torch.uint8).gather(2, x.reshape(b, c, h * w).long()).view(b, c, h, w)
+
+
+def _invert(x: torch.Tensor, m: torch.Tensor, op: str) -> torch.Tensor:
+    return 255 - x
+
+
+def _solarize(x: torch.Tensor, m: torch.Tensor, op: str) -> torch.Tensor:
+    """Invert (``255 − v``, i.e. ``v XOR 255``) the levels at or above the threshold ``m``."""
+    t = m.to(torch.int16).view(-1, 1, 1, 1).to(x.device)
+    return x ^ (x.to(torch.int16) >= t).to(torch.uint8).mul_(255)
+
+
+def _posterize(x: torch.Tensor, m: torch.Tensor, op: str) -> torch.Tensor:
+    """Keep the ``m`` high bits of every level."""
+    mask = ((0xFF << (8 - m.long().clamp(0, 8))) & 0xFF).to(torch.uint8)
+    return x & mask.view(-1, 1, 1, 1).to(x.device)
+
+
+def _autocontrast(x: torch.Tensor, m: torch.Tensor, op: str) -> torch.Tensor:
+    """Stretch each channel's [min, max] to [0, 255]: ``int(v·scale − min·scale)``."""
+    b, c = x.shape[:2]
+    lo = x.reshape(b, c, -1).amin(2, keepdim=True).double()
+    hi = x.reshape(b, c, -1).amax(2, keepdim=True).double()
+    i = torch.arange(256, device=x.device, dtype=torch.float64)
+    # a true division, as Python's (``255.0 / tensor`` would multiply by a reciprocal)
+    scale = torch.full_like(hi, 255.0) / (hi - lo).clamp(min=1)
+    lut = (i * scale + (-lo * scale)).clamp(0, 255)  # the uint8 cast truncates, as int()
+    return _lookup(x, torch.where(hi > lo, lut, i))
+
+
+def _equalize(x: torch.Tensor, m: torch.Tensor, op: str) -> torch.Tensor:
+    """Pillow's ``ImageOps.equalize``: cumulative histogram in steps of
+    ``(pixels − count of the highest level) // 255``, clipped to 255."""
+    b, c, h, w = x.shape
+    flat = x.reshape(b * c, h * w)
+    offsets = torch.arange(b * c, device=x.device).view(b * c, 1) * 256
+    hist = torch.bincount((flat + offsets).view(-1), minlength=b * c * 256).view(b, c, 256)
+    lo = flat.amin(1).view(b, c, 1).long()
+    hi = flat.amax(1).view(b, c, 1).long()
+    step = (h * w - hist.gather(2, hi)) // 255
+    lut = (step // 2 + hist.cumsum(2) - hist) // step.clamp(min=1)
+    ok = (hi > lo) & (step > 0)
+    return _lookup(x, torch.where(ok, lut.clamp(max=255), torch.arange(256, device=x.device)))
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    """Pillow's ``convert("L")`` (ITU-R 601-2 in 16-bit fixed point), float32 (B, 1, H, W).
+
+    The fixed-point sums stay below 2**24, so float32 holds them exactly.
+    """
+    if x.shape[1] == 1:
+        return x.float()
+    weights = torch.tensor([19595.0, 38470.0, 7471.0], device=x.device).view(1, 3, 1, 1)
+    return ((x.float() * weights).sum(1, keepdim=True) + 0x8000).div_(65536).floor_()
+
+
+def _blend(x: torch.Tensor, degenerate: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """``ImageEnhance``: ``degenerate + factor·(image − degenerate)`` in float32, clipped
+    and truncated (Pillow's ``Image.blend``)."""
+    f = m.to(torch.float32).view(-1, 1, 1, 1).to(x.device)
+    out = degenerate + f * (x.float() - degenerate)
+    return out.clamp_(0, 255).to(torch.uint8)
+
+
+def _contrast(x: torch.Tensor, m: torch.Tensor, op: str) -> torch.Tensor:
+    """Blend with the image's mean grey level, rounded."""
+    h, w = x.shape[2:]
+    total = _gray(x).sum((1, 2, 3), dtype=torch.float64)  # exact: integers below 2**53
+    mean = torch.floor((total * 2 + h * w) / (2 * h * w))
+    return _blend(x, mean.float().view(-1, 1, 1, 1), m)
+
+
+def _color(x: torch.Tensor, m: torch.Tensor, op: str) -> torch.Tensor:
+    """Blend with the image's grey version."""
+    return _blend(x, _gray(x), m)
+
+
+def _brightness(x: torch.Tensor, m: torch.Tensor, op: str) -> torch.Tensor:
+    """Blend with black."""
+    return _blend(x, torch.zeros((), device=x.device), m)
+
+
+def _sharpness(x: torch.Tensor, m: torch.Tensor, op: str) -> torch.Tensor:
+    """Blend with ``ImageFilter.SMOOTH`` (kernel 1 1 1 / 1 5 1 / 1 1 1, divisor 13).
+
+    The filter sums in Pillow's order (row below, centre row, row above, +0.5 to round)
+    in float32 and truncates; the one-pixel border keeps the input.
+    """
+    xf = x.float()
+    smooth = xf
+    if x.shape[2] >= 3 and x.shape[3] >= 3:
+        k = torch.tensor([1.0, 5.0], device=x.device) / torch.tensor(13.0, device=x.device)
+        left, right = xf[..., :-2] * k[0], xf[..., 2:] * k[0]
+        outer = left + xf[..., 1:-1] * k[0] + right  # (v[x-1]·k + v[x]·k) + v[x+1]·k
+        centre = left + xf[..., 1:-1] * k[1] + right
+        ss = 0.5 + outer[:, :, 2:] + centre[:, :, 1:-1] + outer[:, :, :-2]
+        smooth = xf.clone()
+        smooth[:, :, 1:-1, 1:-1] = ss.clamp_(0, 255).to(torch.uint8)
+    return _blend(x, smooth, m)
+
+
+_OP_FUNCS = {
+    "ShearX": _affine, "ShearY": _affine, "TranslateXAbs": _affine,
+    "TranslateYAbs": _affine, "Rotate": _affine,
+    "Invert": _invert, "Solarize": _solarize, "Posterize2": _posterize,
+    "AutoContrast": _autocontrast, "Equalize": _equalize,
+    "Contrast": _contrast, "Color": _color, "Brightness": _brightness, "Sharpness": _sharpness,
+}  # fmt: skip
+
+
+def _apply(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Apply op ``OPS[code[i]]`` with signed magnitude ``m[i]`` to image ``i``.
+
+    ``code`` and ``m`` live on the CPU, so grouping the images by op needs no device
+    synchronisation: the batch is sorted by op once, each op runs on its contiguous
+    slice, and the result is put back in the original order.
+    """
+    order = torch.argsort(code, stable=True)
+    counts = torch.bincount(code, minlength=len(OPS)).tolist()
+    if counts[0] == code.numel():
+        return x
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel())
+    xs = x.index_select(0, order.to(x.device))
+    ms = m[order]
+    parts, start = [], 0
+    for op, n in enumerate(counts):
+        if n == 0:
+            continue
+        part = xs[start : start + n]
+        parts.append(part if op == 0 else _OP_FUNCS[OPS[op]](part, ms[start : start + n], OPS[op]))
+        start += n
+    return torch.cat(parts).index_select(0, inverse.to(x.device))
+
+
+def apply_op(x: torch.Tensor, op: str, magnitude: float) -> torch.Tensor:
+    """Apply one AutoAugment ``op`` with (signed) ``magnitude`` to every image of ``x``.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        uint8 images (B, C, H, W), C in {1, 3}, on any device.
+    op : str
+        One of :data:`OPS`.
+    magnitude : float
+        As :func:`magnitude` returns it, negated for a mirrored draw.
+    """
+    _check_images(x)
+    if op not in _CODE:
+        raise unknown_name("AutoAugment op", op, OPS)
+    b = x.shape[0]
+    code = torch.full((b,), _CODE[op], dtype=torch.long)
+    return _apply(x, code, torch.full((b,), float(magnitude), dtype=torch.float64))
+
+
+def _check_images(x: torch.Tensor) -> None:
+    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise DeepCoreError(
+            f"AutoAugment needs uint8 images (B, C, H, W) with 1 or 3 channels, got "
+            f"{x.dtype} of shape {tuple(x.shape)}"
+        )
+
+
+def draw_policy(batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw the reference AutoAugment's choices for ``batch_size`` images.
+
+    Per image: a sub-policy of :data:`POLICY` uniformly, then for each of its two steps
+    a uniform draw against the step's probability and a fair coin for the sign of a
+    mirrored op's magnitude. The draws come from ``generator`` in that order, one tensor
+    each.
+
+    Returns
+    -------
+    code : torch.Tensor
+        (B, 2) int64 indices into :data:`OPS`; 0 where the step does not fire.
+    magnitude : torch.Tensor
+        (B, 2) float64 signed magnitudes.
+    """
+    b = batch_size
+    sub = torch.randint(0, len(POLICY), (b,), generator=generator)
+    fire = torch.rand((b, 2), generator=generator, dtype=torch.float64) < _POLICY_PROB[sub]
+    negate = (torch.rand((b, 2), generator=generator) < 0.5) & _POLICY_MIRROR[sub]
+    code = torch.where(fire, _POLICY_CODE[sub], 0)
+    return code, torch.where(negate, -_POLICY_MAG[sub], _POLICY_MAG[sub])
+
+
+def autoaugment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The reference's AutoAugment, drawn independently for each image of a uint8 batch.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        uint8 images (B, C, H, W), C in {1, 3}, on any device.
+    generator : torch.Generator
+        A CPU generator (:func:`draw_policy`); the result is a function of its state.
+    """
+    _check_images(x)
+    code, m = draw_policy(x.shape[0], generator)
+    for step in range(2):
+        x = _apply(x, code[:, step], m[:, step])
+    return x
+
+
+# -- Cutout, normalisation, views -----------------------------------------------------------
 
 
 def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
-    """Zero one ``size``×``size`` square per image, centred uniformly (may clip at edges)."""
+    """Zero rows and columns ``[c − size//2, c + size//2)`` about a uniform pixel ``c``.
+
+    The reference's ``CutoutDefault`` (multiplies by a 0/1 mask): the square is clipped at
+    the borders, and is ``size − 1`` wide for odd ``size``.
+    """
     if size <= 0:
         return x
     b, _, h, w = x.shape
-    cy = torch.randint(0, h, (b,), generator=generator).to(x.device)
-    cx = torch.randint(0, w, (b,), generator=generator).to(x.device)
-    ys = torch.arange(h, device=x.device)[None, :]
-    xs = torch.arange(w, device=x.device)[None, :]
-    in_y = (ys >= (cy[:, None] - size // 2)) & (ys < (cy[:, None] + size - size // 2))
-    in_x = (xs >= (cx[:, None] - size // 2)) & (xs < (cx[:, None] + size - size // 2))
-    hole = in_y[:, :, None] & in_x[:, None, :]
-    return x.masked_fill(hole[:, None, :, :], 0)
+    cy = torch.randint(0, h, (b, 1), generator=generator).to(x.device)
+    cx = torch.randint(0, w, (b, 1), generator=generator).to(x.device)
+    ys = torch.arange(h, device=x.device).view(1, h)
+    xs = torch.arange(w, device=x.device).view(1, w)
+    half = size // 2
+    keep_y = (ys < cy - half) | (ys >= cy + half)
+    keep_x = (xs < cx - half) | (xs >= cx + half)
+    keep = keep_y.view(b, 1, h, 1) | keep_x.view(b, 1, 1, w)
+    return x * keep.to(x.dtype)
 
 
 def normalize(x: torch.Tensor, spec: AugmentSpec) -> torch.Tensor:
@@ -81,32 +434,38 @@ def normalize(x: torch.Tensor, spec: AugmentSpec) -> torch.Tensor:
 
 
 def weak_view(x: torch.Tensor, spec: AugmentSpec, generator: torch.Generator) -> torch.Tensor:
-    """Random crop and flip of a uint8 batch (still uint8)."""
-    x = random_crop(x, spec.crop_padding, generator)
-    if spec.flip:
-        x = random_flip(x, generator)
-    return x
+    """Random crop of the zero-padded image and horizontal flip of a uint8 batch (uint8).
 
-
-def autoaugment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """AutoAugment (CIFAR-10 policy) sampled independently for each image of a uint8 batch.
-
-    torchvision's AutoAugment draws from the global RNG, so it runs inside a forked RNG
-    seeded from ``generator``: the result is a function of the generator's state and the
-    caller's global RNG is left untouched.
+    Draws the crop offsets (rows, then columns) and then the flips, one tensor each; the
+    crop and the flip are one gather. The reference flips before cropping, which gives
+    the same distribution.
     """
-    from torchvision.transforms import v2
-
-    policy = v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        cpu = x.cpu()
-        out = torch.stack([policy(img) for img in cpu])
-    return out.to(x.device)
+    b, c, h, w = x.shape
+    p = max(spec.crop_padding, 0)
+    if p == 0 and not spec.flip:
+        return x
+    dev = x.device
+    oy = torch.randint(0, 2 * p + 1, (b, 1), generator=generator).to(dev) - p
+    ox = torch.randint(0, 2 * p + 1, (b, 1), generator=generator).to(dev) - p
+    cols = torch.arange(w, device=dev).view(1, w)
+    if spec.flip:
+        flip = (torch.rand((b, 1), generator=generator) < 0.5).to(dev)
+        cols = torch.where(flip, w - 1 - cols, cols)
+    src_y = (oy + torch.arange(h, device=dev).view(1, h)).view(b, h, 1)
+    src_x = (ox + cols).view(b, 1, w)
+    inside = (src_y >= 0) & (src_y < h) & (src_x >= 0) & (src_x < w)
+    index = torch.where(inside, src_y * w + src_x, h * w).view(b, 1, h * w)
+    padded = torch.nn.functional.pad(x.reshape(b, c, h * w), (0, 1))  # a black pixel at h·w
+    return padded.gather(2, index.expand(b, c, h * w)).view(b, c, h, w)
 
 
 def strong_view(x: torch.Tensor, spec: AugmentSpec, generator: torch.Generator) -> torch.Tensor:
-    """SOP+'s strong view: crop, flip, AutoAugment, normalise, then Cutout (float output)."""
-    x = autoaugment(weak_view(x, spec, generator), generator)
+    """The reference's strong view: AutoAugment, crop, flip, normalise, Cutout (float32).
+
+    ``transforms.Compose([AutoAugment, RandomHorizontalFlip, RandomCrop(pad), ToTensor,
+    Normalize, CutoutDefault(spec.cutout)])`` of the reference, for a whole batch; the
+    crop comes before the flip here, which gives the same distribution. Used for SOP+'s
+    consistency view and for Prune4ReL's strong-view signals alike.
+    """
+    x = weak_view(autoaugment(x, generator), spec, generator)
     return cutout(normalize(x, spec), spec.cutout, generator)
