@@ -139,9 +139,12 @@ def _policy_tables() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Te
 _POLICY_CODE, _POLICY_PROB, _POLICY_MAG, _POLICY_MIRROR = _policy_tables()
 
 
-# -- one op per image -------------------------------------------------------------------------
-# Each function below takes the uint8 images of one op and their magnitudes (a float64 CPU
-# tensor, one per image) and returns the transformed uint8 images.
+# -- the ops ----------------------------------------------------------------------------------
+# Images are grouped by op and each group is computed on its own images only. The affine
+# ops form one group (one gather with a source map per image), and so do the ops that are
+# a fixed table of levels (Invert, Solarize, Posterize). A group function takes the uint8
+# images, their op codes and their magnitudes (CPU tensors, one per image) and returns the
+# transformed uint8 images.
 
 
 @lru_cache(maxsize=256)
@@ -188,101 +191,130 @@ def _affine_map(op: str, m: float, h: int, w: int, device: torch.device) -> torc
     return torch.where(inside, src_y * w + src_x, h * w).view(-1).to(device)
 
 
-def _affine(x: torch.Tensor, m: torch.Tensor, op: str) -> torch.Tensor:
-    """Nearest-neighbour affine map, black outside the source (Pillow's fixed-point path)."""
+def _geometric(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Nearest-neighbour affine maps, black outside the source (Pillow's fixed-point path)."""
     b, c, h, w = x.shape
-    index = torch.stack([_affine_map(op, v, h, w, x.device) for v in m.tolist()])
+    maps = [_affine_map(OPS[o], v, h, w, x.device) for o, v in zip(code.tolist(), m.tolist())]
+    index = torch.stack(maps).view(b, 1, h * w).expand(b, c, h * w)
     padded = torch.nn.functional.pad(x.reshape(b, c, h * w), (0, 1))  # a black pixel at h·w
-    return padded.gather(2, index.view(b, 1, h * w).expand(b, c, h * w)).view(b, c, h, w)
+    return padded.gather(2, index).view(b, c, h, w)
 
 
 def _lookup(x: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
-    """Map each channel of each image through its table, ``lut`` (B, C, 256)."""
+    """Map the levels of each image (and channel) through ``lut`` (B, 1 or C, 256)."""
     b, c, h, w = x.shape
-    return lut.to(torch.uint8).gather(2, x.reshape(b, c, h * w).long()).view(b, c, h, w)
+    lut = lut.to(torch.uint8).expand(b, c, 256)
+    return lut.gather(2, x.reshape(b, c, h * w).long()).view(b, c, h, w)
 
 
-def _invert(x: torch.Tensor, m: torch.Tensor, op: str) -> torch.Tensor:
-    return 255 - x
+@lru_cache(maxsize=256)
+def _level_table(op: str, m: float, device: torch.device) -> torch.Tensor:
+    """Invert ``255 − v``; Solarize inverts the levels at or above ``m``; Posterize keeps
+    the ``m`` high bits (``ImageOps``)."""
+    i = torch.arange(256)
+    if op == "Invert":
+        lut = 255 - i
+    elif op == "Solarize":
+        lut = torch.where(i < m, i, 255 - i)
+    else:  # Posterize2
+        shift = min(max(8 - int(m), 0), 8)
+        lut = (i >> shift) << shift
+    return lut.to(torch.uint8).to(device)
 
 
-def _solarize(x: torch.Tensor, m: torch.Tensor, op: str) -> torch.Tensor:
-    """Invert (``255 − v``, i.e. ``v XOR 255``) the levels at or above the threshold ``m``."""
-    t = m.to(torch.int16).view(-1, 1, 1, 1).to(x.device)
-    return x ^ (x.to(torch.int16) >= t).to(torch.uint8).mul_(255)
+def _fixed_table(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    tables = [_level_table(OPS[o], v, x.device) for o, v in zip(code.tolist(), m.tolist())]
+    return _lookup(x, torch.stack(tables).unsqueeze(1))
 
 
-def _posterize(x: torch.Tensor, m: torch.Tensor, op: str) -> torch.Tensor:
-    """Keep the ``m`` high bits of every level."""
-    mask = ((0xFF << (8 - m.long().clamp(0, 8))) & 0xFF).to(torch.uint8)
-    return x & mask.view(-1, 1, 1, 1).to(x.device)
+@lru_cache(maxsize=8)
+def _levels(device: torch.device) -> torch.Tensor:
+    return torch.arange(256, device=device, dtype=torch.float64)
 
 
-def _autocontrast(x: torch.Tensor, m: torch.Tensor, op: str) -> torch.Tensor:
-    """Stretch each channel's [min, max] to [0, 255]: ``int(v·scale − min·scale)``."""
+def _autocontrast(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Stretch each channel's [lo, hi] to [0, 255]: ``int(v·scale − lo·scale)``, ``scale =
+    255 / (hi − lo)`` in double precision (``ImageOps.autocontrast``)."""
     b, c = x.shape[:2]
-    lo = x.reshape(b, c, -1).amin(2, keepdim=True).double()
-    hi = x.reshape(b, c, -1).amax(2, keepdim=True).double()
-    i = torch.arange(256, device=x.device, dtype=torch.float64)
-    # a true division, as Python's (``255.0 / tensor`` would multiply by a reciprocal)
-    scale = torch.full_like(hi, 255.0) / (hi - lo).clamp(min=1)
-    lut = (i * scale + (-lo * scale)).clamp(0, 255)  # the uint8 cast truncates, as int()
+    flat = x.reshape(b, c, -1)
+    lo = flat.amin(2, keepdim=True).double()
+    hi = flat.amax(2, keepdim=True).double()
+    i = _levels(x.device)
+    # a true division, as Python's (``255.0 / tensor`` multiplies by a reciprocal)
+    scale = torch.full_like(hi, 255.0) / (hi - lo).clamp_(min=1)
+    lut = (i * scale).add_(-lo * scale).clamp_(0, 255)  # the uint8 cast truncates, as int()
     return _lookup(x, torch.where(hi > lo, lut, i))
 
 
-def _equalize(x: torch.Tensor, m: torch.Tensor, op: str) -> torch.Tensor:
-    """Pillow's ``ImageOps.equalize``: cumulative histogram in steps of
-    ``(pixels − count of the highest level) // 255``, clipped to 255."""
+def _equalize(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Pillow's ``ImageOps.equalize``: level ``v`` → ``(step//2 + #pixels below v) // step``
+    with ``step = (pixels − count of the highest level) // 255``, clipped to 255; a flat
+    channel, or one with ``step`` 0, is left as it is."""
     b, c, h, w = x.shape
     flat = x.reshape(b * c, h * w)
-    offsets = torch.arange(b * c, device=x.device).view(b * c, 1) * 256
+    offsets = torch.arange(0, b * c * 256, 256, device=x.device).view(b * c, 1)
     hist = torch.bincount((flat + offsets).view(-1), minlength=b * c * 256).view(b, c, 256)
-    lo = flat.amin(1).view(b, c, 1).long()
+    lo = flat.amin(1).view(b, c, 1)
     hi = flat.amax(1).view(b, c, 1).long()
     step = (h * w - hist.gather(2, hi)) // 255
-    lut = (step // 2 + hist.cumsum(2) - hist) // step.clamp(min=1)
-    ok = (hi > lo) & (step > 0)
-    return _lookup(x, torch.where(ok, lut.clamp(max=255), torch.arange(256, device=x.device)))
+    # exact in double: the quotients of integers below 2**20 are never within a rounding
+    # error of the next integer
+    below = (hist.cumsum(2) - hist + step // 2).double()
+    lut = torch.floor(below / step.clamp(min=1)).clamp_(max=255)
+    return _lookup(x, torch.where((hi > lo) & (step > 0), lut, _levels(x.device)))
 
 
-def _gray(x: torch.Tensor) -> torch.Tensor:
-    """Pillow's ``convert("L")`` (ITU-R 601-2 in 16-bit fixed point), float32 (B, 1, H, W).
+@lru_cache(maxsize=8)
+def _gray_weights(device: torch.device) -> torch.Tensor:
+    return torch.tensor([19595.0, 38470.0, 7471.0], device=device).view(1, 3, 1, 1)
+
+
+def _gray(xf: torch.Tensor) -> torch.Tensor:
+    """Pillow's ``convert("L")`` (ITU-R 601-2 in 16-bit fixed point) of float32 levels.
 
     The fixed-point sums stay below 2**24, so float32 holds them exactly.
     """
-    if x.shape[1] == 1:
-        return x.float()
-    weights = torch.tensor([19595.0, 38470.0, 7471.0], device=x.device).view(1, 3, 1, 1)
-    return ((x.float() * weights).sum(1, keepdim=True) + 0x8000).div_(65536).floor_()
+    if xf.shape[1] == 1:
+        return xf
+    return (xf * _gray_weights(xf.device)).sum(1, keepdim=True).add_(0x8000).div_(65536).floor_()
 
 
-def _blend(x: torch.Tensor, degenerate: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+def _blend(xf: torch.Tensor, degenerate: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """``ImageEnhance``: ``degenerate + factor·(image − degenerate)`` in float32, clipped
     and truncated (Pillow's ``Image.blend``)."""
-    f = m.to(torch.float32).view(-1, 1, 1, 1).to(x.device)
-    out = degenerate + f * (x.float() - degenerate)
-    return out.clamp_(0, 255).to(torch.uint8)
+    f = m.to(device=xf.device, dtype=torch.float32).view(-1, 1, 1, 1)
+    return (xf - degenerate).mul_(f).add_(degenerate).clamp_(0, 255).to(torch.uint8)
 
 
-def _contrast(x: torch.Tensor, m: torch.Tensor, op: str) -> torch.Tensor:
+def _contrast(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """Blend with the image's mean grey level, rounded."""
     h, w = x.shape[2:]
-    total = _gray(x).sum((1, 2, 3), dtype=torch.float64)  # exact: integers below 2**53
-    mean = torch.floor((total * 2 + h * w) / (2 * h * w))
-    return _blend(x, mean.float().view(-1, 1, 1, 1), m)
+    xf = x.float()
+    total = _gray(xf).sum((1, 2, 3), keepdim=True, dtype=torch.float64)  # exact integers
+    mean = torch.floor((total * 2 + h * w) / (2 * h * w)).float()
+    return _blend(xf, mean, m)
 
 
-def _color(x: torch.Tensor, m: torch.Tensor, op: str) -> torch.Tensor:
+def _color(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """Blend with the image's grey version."""
-    return _blend(x, _gray(x), m)
+    xf = x.float()
+    return _blend(xf, _gray(xf), m)
 
 
-def _brightness(x: torch.Tensor, m: torch.Tensor, op: str) -> torch.Tensor:
+def _brightness(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """Blend with black."""
-    return _blend(x, torch.zeros((), device=x.device), m)
+    f = m.to(device=x.device, dtype=torch.float32).view(-1, 1, 1, 1)
+    return x.float().mul_(f).clamp_(0, 255).to(torch.uint8)
 
 
-def _sharpness(x: torch.Tensor, m: torch.Tensor, op: str) -> torch.Tensor:
+@lru_cache(maxsize=8)
+def _smooth_kernel(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    # float32 division, as Pillow normalises its kernel
+    k = torch.tensor([1.0, 5.0], device=device) / torch.tensor(13.0, device=device)
+    return k[0], k[1]
+
+
+def _sharpness(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """Blend with ``ImageFilter.SMOOTH`` (kernel 1 1 1 / 1 5 1 / 1 1 1, divisor 13).
 
     The filter sums in Pillow's order (row below, centre row, row above, +0.5 to round)
@@ -291,47 +323,55 @@ def _sharpness(x: torch.Tensor, m: torch.Tensor, op: str) -> torch.Tensor:
     xf = x.float()
     smooth = xf
     if x.shape[2] >= 3 and x.shape[3] >= 3:
-        k = torch.tensor([1.0, 5.0], device=x.device) / torch.tensor(13.0, device=x.device)
-        left, right = xf[..., :-2] * k[0], xf[..., 2:] * k[0]
-        outer = left + xf[..., 1:-1] * k[0] + right  # (v[x-1]·k + v[x]·k) + v[x+1]·k
-        centre = left + xf[..., 1:-1] * k[1] + right
-        ss = 0.5 + outer[:, :, 2:] + centre[:, :, 1:-1] + outer[:, :, :-2]
+        k1, k5 = _smooth_kernel(x.device)
+        left, right = xf[..., :-2] * k1, xf[..., 2:] * k1
+        outer = (left + xf[..., 1:-1] * k1).add_(right)  # (v[x-1]·k + v[x]·k) + v[x+1]·k
+        centre = (left + xf[..., 1:-1] * k5).add_(right)
+        ss = (outer[:, :, 2:] + 0.5).add_(centre[:, :, 1:-1]).add_(outer[:, :, :-2])
         smooth = xf.clone()
         smooth[:, :, 1:-1, 1:-1] = ss.clamp_(0, 255).to(torch.uint8)
-    return _blend(x, smooth, m)
+    return _blend(xf, smooth, m)
 
 
-_OP_FUNCS = {
-    "ShearX": _affine, "ShearY": _affine, "TranslateXAbs": _affine,
-    "TranslateYAbs": _affine, "Rotate": _affine,
-    "Invert": _invert, "Solarize": _solarize, "Posterize2": _posterize,
-    "AutoContrast": _autocontrast, "Equalize": _equalize,
-    "Contrast": _contrast, "Color": _color, "Brightness": _brightness, "Sharpness": _sharpness,
-}  # fmt: skip
+_GROUPS = (
+    (("ShearX", "ShearY", "TranslateXAbs", "TranslateYAbs", "Rotate"), _geometric),
+    (("Invert", "Solarize", "Posterize2"), _fixed_table),
+    (("AutoContrast",), _autocontrast),
+    (("Equalize",), _equalize),
+    (("Contrast",), _contrast),
+    (("Color",), _color),
+    (("Brightness",), _brightness),
+    (("Sharpness",), _sharpness),
+)
+#: group of each op code (0: none)
+_GROUP_OF = torch.tensor(
+    [0] + [1 + next(g for g, (ops, _) in enumerate(_GROUPS) if op in ops) for op in OPS[1:]]
+)
 
 
 def _apply(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """Apply op ``OPS[code[i]]`` with signed magnitude ``m[i]`` to image ``i``.
 
-    ``code`` and ``m`` live on the CPU, so grouping the images by op needs no device
-    synchronisation: the batch is sorted by op once, each op runs on its contiguous
-    slice, and the result is put back in the original order.
+    ``code`` and ``m`` live on the CPU, so grouping the images needs no device
+    synchronisation: the batch is sorted by group once, each group runs on its contiguous
+    slice, and the result is put back in the original order (two ``index_select``s, which
+    are much cheaper than writing rows back with ``index_copy``).
     """
-    order = torch.argsort(code, stable=True)
-    counts = torch.bincount(code, minlength=len(OPS)).tolist()
+    group = _GROUP_OF[code]
+    counts = torch.bincount(group, minlength=len(_GROUPS) + 1).tolist()
     if counts[0] == code.numel():
         return x
+    order = torch.argsort(group, stable=True)
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(order.numel())
     xs = x.index_select(0, order.to(x.device))
-    ms = m[order]
-    parts, start = [], 0
-    for op, n in enumerate(counts):
-        if n == 0:
-            continue
-        part = xs[start : start + n]
-        parts.append(part if op == 0 else _OP_FUNCS[OPS[op]](part, ms[start : start + n], OPS[op]))
-        start += n
+    cs, ms = code[order], m[order]
+    parts, start = [xs[: counts[0]]], counts[0]
+    for g, n in enumerate(counts[1:]):
+        if n:
+            end = start + n
+            parts.append(_GROUPS[g][1](xs[start:end], cs[start:end], ms[start:end]))
+            start = end
     return torch.cat(parts).index_select(0, inverse.to(x.device))
 
 
@@ -406,6 +446,18 @@ def autoaugment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 # -- Cutout, normalisation, views -----------------------------------------------------------
 
 
+def _cutout_keep(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    b, _, h, w = x.shape
+    cy = torch.randint(0, h, (b, 1), generator=generator).to(x.device)
+    cx = torch.randint(0, w, (b, 1), generator=generator).to(x.device)
+    ys = torch.arange(h, device=x.device).view(1, h)
+    xs = torch.arange(w, device=x.device).view(1, w)
+    half = size // 2
+    hole_y = ((ys >= cy - half) & (ys < cy + half)).to(x.dtype).view(b, 1, h, 1)
+    hole_x = ((xs >= cx - half) & (xs < cx + half)).to(x.dtype).view(b, 1, 1, w)
+    return 1 - hole_y * hole_x  # a float product: much faster than a broadcast boolean and
+
+
 def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
     """Zero rows and columns ``[c − size//2, c + size//2)`` about a uniform pixel ``c``.
 
@@ -414,48 +466,39 @@ def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tens
     """
     if size <= 0:
         return x
-    b, _, h, w = x.shape
-    cy = torch.randint(0, h, (b, 1), generator=generator).to(x.device)
-    cx = torch.randint(0, w, (b, 1), generator=generator).to(x.device)
-    ys = torch.arange(h, device=x.device).view(1, h)
-    xs = torch.arange(w, device=x.device).view(1, w)
-    half = size // 2
-    keep_y = (ys < cy - half) | (ys >= cy + half)
-    keep_x = (xs < cx - half) | (xs >= cx + half)
-    keep = keep_y.view(b, 1, h, 1) | keep_x.view(b, 1, 1, w)
-    return x * keep.to(x.dtype)
+    return x * _cutout_keep(x, size, generator)
 
 
 def normalize(x: torch.Tensor, spec: AugmentSpec) -> torch.Tensor:
     """uint8 (B, C, H, W) → float32 normalised with ``spec.mean`` / ``spec.std``."""
     mean = torch.tensor(spec.mean, device=x.device, dtype=torch.float32).view(1, -1, 1, 1)
     std = torch.tensor(spec.std, device=x.device, dtype=torch.float32).view(1, -1, 1, 1)
-    return (x.float().div_(255.0) - mean) / std
+    # ToTensor then Normalize, as the reference; in place, one pass of allocation
+    return x.float().div_(255.0).sub_(mean).div_(std)
 
 
 def weak_view(x: torch.Tensor, spec: AugmentSpec, generator: torch.Generator) -> torch.Tensor:
     """Random crop of the zero-padded image and horizontal flip of a uint8 batch (uint8).
 
     Draws the crop offsets (rows, then columns) and then the flips, one tensor each; the
-    crop and the flip are one gather. The reference flips before cropping, which gives
-    the same distribution.
+    crop and the flip are one gather from the padded batch. The reference flips before
+    cropping, which gives the same distribution.
     """
     b, c, h, w = x.shape
     p = max(spec.crop_padding, 0)
     if p == 0 and not spec.flip:
         return x
     dev = x.device
-    oy = torch.randint(0, 2 * p + 1, (b, 1), generator=generator).to(dev) - p
-    ox = torch.randint(0, 2 * p + 1, (b, 1), generator=generator).to(dev) - p
-    cols = torch.arange(w, device=dev).view(1, w)
+    oy = torch.randint(0, 2 * p + 1, (b, 1, 1), generator=generator).to(dev)
+    ox = torch.randint(0, 2 * p + 1, (b, 1, 1), generator=generator).to(dev)
+    cols = torch.arange(w, device=dev).view(1, 1, w)
     if spec.flip:
-        flip = (torch.rand((b, 1), generator=generator) < 0.5).to(dev)
+        flip = (torch.rand((b, 1, 1), generator=generator) < 0.5).to(dev)
         cols = torch.where(flip, w - 1 - cols, cols)
-    src_y = (oy + torch.arange(h, device=dev).view(1, h)).view(b, h, 1)
-    src_x = (ox + cols).view(b, 1, w)
-    inside = (src_y >= 0) & (src_y < h) & (src_x >= 0) & (src_x < w)
-    index = torch.where(inside, src_y * w + src_x, h * w).view(b, 1, h * w)
-    padded = torch.nn.functional.pad(x.reshape(b, c, h * w), (0, 1))  # a black pixel at h·w
+    wp = w + 2 * p
+    rows = (oy + torch.arange(h, device=dev).view(1, h, 1)) * wp  # (B, H, 1)
+    index = (rows + ox + cols).view(b, 1, h * w)
+    padded = torch.nn.functional.pad(x, (p, p, p, p)).view(b, c, -1)
     return padded.gather(2, index.expand(b, c, h * w)).view(b, c, h, w)
 
 
@@ -467,5 +510,7 @@ def strong_view(x: torch.Tensor, spec: AugmentSpec, generator: torch.Generator) 
     crop comes before the flip here, which gives the same distribution. Used for SOP+'s
     consistency view and for Prune4ReL's strong-view signals alike.
     """
-    x = weak_view(autoaugment(x, generator), spec, generator)
-    return cutout(normalize(x, spec), spec.cutout, generator)
+    out = normalize(weak_view(autoaugment(x, generator), spec, generator), spec)
+    if spec.cutout > 0:
+        out.mul_(_cutout_keep(out, spec.cutout, generator))
+    return out
