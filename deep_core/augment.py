@@ -191,20 +191,13 @@ def _affine_map(op: str, m: float, h: int, w: int, device: torch.device) -> torc
     return torch.where(inside, src_y * w + src_x, h * w).view(-1).to(device)
 
 
-def _geometric(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+def _geometric(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor, counts: list[int]):
     """Nearest-neighbour affine maps, black outside the source (Pillow's fixed-point path)."""
     b, c, h, w = x.shape
     maps = [_affine_map(OPS[o], v, h, w, x.device) for o, v in zip(code.tolist(), m.tolist())]
     index = torch.stack(maps).view(b, 1, h * w).expand(b, c, h * w)
     padded = torch.nn.functional.pad(x.reshape(b, c, h * w), (0, 1))  # a black pixel at h·w
     return padded.gather(2, index).view(b, c, h, w)
-
-
-def _lookup(x: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
-    """Map the levels of each image (and channel) through ``lut`` (B, 1 or C, 256)."""
-    b, c, h, w = x.shape
-    lut = lut.to(torch.uint8).expand(b, c, 256)
-    return lut.gather(2, x.reshape(b, c, h * w).long()).view(b, c, h, w)
 
 
 @lru_cache(maxsize=256)
@@ -222,17 +215,12 @@ def _level_table(op: str, m: float, device: torch.device) -> torch.Tensor:
     return lut.to(torch.uint8).to(device)
 
 
-def _fixed_table(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    tables = [_level_table(OPS[o], v, x.device) for o, v in zip(code.tolist(), m.tolist())]
-    return _lookup(x, torch.stack(tables).unsqueeze(1))
-
-
 @lru_cache(maxsize=8)
 def _levels(device: torch.device) -> torch.Tensor:
     return torch.arange(256, device=device, dtype=torch.float64)
 
 
-def _autocontrast(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+def _autocontrast_table(x: torch.Tensor) -> torch.Tensor:
     """Stretch each channel's [lo, hi] to [0, 255]: ``int(v·scale − lo·scale)``, ``scale =
     255 / (hi − lo)`` in double precision (``ImageOps.autocontrast``)."""
     b, c = x.shape[:2]
@@ -243,17 +231,18 @@ def _autocontrast(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor) -> torch
     # a true division, as Python's (``255.0 / tensor`` multiplies by a reciprocal)
     scale = torch.full_like(hi, 255.0) / (hi - lo).clamp_(min=1)
     lut = (i * scale).add_(-lo * scale).clamp_(0, 255)  # the uint8 cast truncates, as int()
-    return _lookup(x, torch.where(hi > lo, lut, i))
+    return torch.where(hi > lo, lut, i).to(torch.uint8)
 
 
-def _equalize(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+def _equalize_table(x: torch.Tensor) -> torch.Tensor:
     """Pillow's ``ImageOps.equalize``: level ``v`` → ``(step//2 + #pixels below v) // step``
     with ``step = (pixels − count of the highest level) // 255``, clipped to 255; a flat
     channel, or one with ``step`` 0, is left as it is."""
     b, c, h, w = x.shape
     flat = x.reshape(b * c, h * w)
-    offsets = torch.arange(0, b * c * 256, 256, device=x.device).view(b * c, 1)
-    hist = torch.bincount((flat + offsets).view(-1), minlength=b * c * 256).view(b, c, 256)
+    offsets = torch.arange(0, b * c * 256, 256, device=x.device, dtype=torch.int32)
+    binned = (flat + offsets.view(b * c, 1)).view(-1)  # int32: cheaper than int64
+    hist = torch.bincount(binned, minlength=b * c * 256).view(b, c, 256)
     lo = flat.amin(1).view(b, c, 1)
     hi = flat.amax(1).view(b, c, 1).long()
     step = (h * w - hist.gather(2, hi)) // 255
@@ -261,7 +250,25 @@ def _equalize(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor) -> torch.Ten
     # error of the next integer
     below = (hist.cumsum(2) - hist + step // 2).double()
     lut = torch.floor(below / step.clamp(min=1)).clamp_(max=255)
-    return _lookup(x, torch.where((hi > lo) & (step > 0), lut, _levels(x.device)))
+    return torch.where((hi > lo) & (step > 0), lut, _levels(x.device)).to(torch.uint8)
+
+
+def _tables(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor, counts: list[int]):
+    """The ``ImageOps`` ops as a 256-entry table per image and channel, one lookup."""
+    b, c, h, w = x.shape
+    n_fixed = sum(counts[:3])  # Invert, Solarize, Posterize2: tables fixed by (op, m)
+    tables = []
+    if n_fixed:
+        ops, ms = code[:n_fixed].tolist(), m[:n_fixed].tolist()
+        fixed = torch.stack([_level_table(OPS[o], v, x.device) for o, v in zip(ops, ms)])
+        tables.append(fixed.view(n_fixed, 1, 256).expand(n_fixed, c, 256))
+    n_auto = counts[3]
+    if n_auto:
+        tables.append(_autocontrast_table(x[n_fixed : n_fixed + n_auto]))
+    if counts[4]:
+        tables.append(_equalize_table(x[n_fixed + n_auto :]))
+    lut = torch.cat(tables)
+    return lut.gather(2, x.reshape(b, c, h * w).long()).view(b, c, h, w)
 
 
 @lru_cache(maxsize=8)
@@ -279,34 +286,6 @@ def _gray(xf: torch.Tensor) -> torch.Tensor:
     return (xf * _gray_weights(xf.device)).sum(1, keepdim=True).add_(0x8000).div_(65536).floor_()
 
 
-def _blend(xf: torch.Tensor, degenerate: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """``ImageEnhance``: ``degenerate + factor·(image − degenerate)`` in float32, clipped
-    and truncated (Pillow's ``Image.blend``)."""
-    f = m.to(device=xf.device, dtype=torch.float32).view(-1, 1, 1, 1)
-    return (xf - degenerate).mul_(f).add_(degenerate).clamp_(0, 255).to(torch.uint8)
-
-
-def _contrast(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """Blend with the image's mean grey level, rounded."""
-    h, w = x.shape[2:]
-    xf = x.float()
-    total = _gray(xf).sum((1, 2, 3), keepdim=True, dtype=torch.float64)  # exact integers
-    mean = torch.floor((total * 2 + h * w) / (2 * h * w)).float()
-    return _blend(xf, mean, m)
-
-
-def _color(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """Blend with the image's grey version."""
-    xf = x.float()
-    return _blend(xf, _gray(xf), m)
-
-
-def _brightness(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """Blend with black."""
-    f = m.to(device=x.device, dtype=torch.float32).view(-1, 1, 1, 1)
-    return x.float().mul_(f).clamp_(0, 255).to(torch.uint8)
-
-
 @lru_cache(maxsize=8)
 def _smooth_kernel(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     # float32 division, as Pillow normalises its kernel
@@ -314,65 +293,79 @@ def _smooth_kernel(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return k[0], k[1]
 
 
-def _sharpness(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """Blend with ``ImageFilter.SMOOTH`` (kernel 1 1 1 / 1 5 1 / 1 1 1, divisor 13).
+def _smooth(xf: torch.Tensor) -> torch.Tensor:
+    """Pillow's ``ImageFilter.SMOOTH`` (kernel 1 1 1 / 1 5 1 / 1 1 1, divisor 13).
 
-    The filter sums in Pillow's order (row below, centre row, row above, +0.5 to round)
-    in float32 and truncates; the one-pixel border keeps the input.
+    Summed in Pillow's order (row below, centre row, row above, +0.5 to round) in float32
+    and truncated; the one-pixel border keeps the input.
     """
+    if xf.shape[2] < 3 or xf.shape[3] < 3:
+        return xf
+    k1, k5 = _smooth_kernel(xf.device)
+    left, right = xf[..., :-2] * k1, xf[..., 2:] * k1
+    outer = (left + xf[..., 1:-1] * k1).add_(right)  # (v[x-1]·k + v[x]·k) + v[x+1]·k
+    centre = (left + xf[..., 1:-1] * k5).add_(right)
+    ss = (outer[:, :, 2:] + 0.5).add_(centre[:, :, 1:-1]).add_(outer[:, :, :-2])
+    out = xf.clone()
+    out[:, :, 1:-1, 1:-1] = ss.clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+def _blends(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor, counts: list[int]):
+    """``ImageEnhance``: ``degenerate + factor·(image − degenerate)`` in float32, clipped
+    and truncated (Pillow's ``Image.blend``). The degenerate image: the mean grey level,
+    rounded (Contrast), the grey image (Color), black (Brightness), the SMOOTH-filtered
+    image (Sharpness)."""
+    b, c, h, w = x.shape
     xf = x.float()
-    smooth = xf
-    if x.shape[2] >= 3 and x.shape[3] >= 3:
-        k1, k5 = _smooth_kernel(x.device)
-        left, right = xf[..., :-2] * k1, xf[..., 2:] * k1
-        outer = (left + xf[..., 1:-1] * k1).add_(right)  # (v[x-1]·k + v[x]·k) + v[x+1]·k
-        centre = (left + xf[..., 1:-1] * k5).add_(right)
-        ss = (outer[:, :, 2:] + 0.5).add_(centre[:, :, 1:-1]).add_(outer[:, :, :-2])
-        smooth = xf.clone()
-        smooth[:, :, 1:-1, 1:-1] = ss.clamp_(0, 255).to(torch.uint8)
-    return _blend(xf, smooth, m)
+    degenerate, start = [], 0
+    for op, n in zip(("Contrast", "Color", "Brightness", "Sharpness"), counts):
+        if n == 0:
+            continue
+        part = xf[start : start + n]
+        if op == "Contrast":
+            total = _gray(part).sum((1, 2, 3), keepdim=True, dtype=torch.float64)  # exact
+            d = torch.floor((total * 2 + h * w) / (2 * h * w)).float()
+        elif op == "Color":
+            d = _gray(part)
+        elif op == "Brightness":
+            d = torch.zeros((n, 1, 1, 1), device=x.device)
+        else:
+            d = _smooth(part)
+        degenerate.append(d.expand(n, c, h, w))
+        start += n
+    d = torch.cat(degenerate)
+    f = m.to(device=x.device, dtype=torch.float32).view(b, 1, 1, 1)
+    return (xf - d).mul_(f).add_(d).clamp_(0, 255).to(torch.uint8)
 
 
-_GROUPS = (
-    (("ShearX", "ShearY", "TranslateXAbs", "TranslateYAbs", "Rotate"), _geometric),
-    (("Invert", "Solarize", "Posterize2"), _fixed_table),
-    (("AutoContrast",), _autocontrast),
-    (("Equalize",), _equalize),
-    (("Contrast",), _contrast),
-    (("Color",), _color),
-    (("Brightness",), _brightness),
-    (("Sharpness",), _sharpness),
-)
-#: group of each op code (0: none)
-_GROUP_OF = torch.tensor(
-    [0] + [1 + next(g for g, (ops, _) in enumerate(_GROUPS) if op in ops) for op in OPS[1:]]
-)
+#: the op codes of each group, a contiguous range of :data:`OPS`, and its function
+_GROUPS = ((1, 6, _geometric), (6, 11, _tables), (11, 15, _blends))
 
 
 def _apply(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """Apply op ``OPS[code[i]]`` with signed magnitude ``m[i]`` to image ``i``.
 
     ``code`` and ``m`` live on the CPU, so grouping the images needs no device
-    synchronisation: the batch is sorted by group once, each group runs on its contiguous
-    slice, and the result is put back in the original order (two ``index_select``s, which
-    are much cheaper than writing rows back with ``index_copy``).
+    synchronisation: the batch is sorted by op once, each group of ops runs on its
+    contiguous slice (itself sorted by op) and overwrites it, and the result is put back
+    in the original order (two ``index_select``s, much cheaper than ``index_copy``).
     """
-    group = _GROUP_OF[code]
-    counts = torch.bincount(group, minlength=len(_GROUPS) + 1).tolist()
+    counts = torch.bincount(code, minlength=len(OPS)).tolist()
     if counts[0] == code.numel():
         return x
-    order = torch.argsort(group, stable=True)
-    inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(order.numel())
-    xs = x.index_select(0, order.to(x.device))
+    order = torch.argsort(code, stable=True)
+    inverse = torch.argsort(order)
+    xs = x.index_select(0, order.to(x.device))  # a copy: each group writes its slice
     cs, ms = code[order], m[order]
-    parts, start = [xs[: counts[0]]], counts[0]
-    for g, n in enumerate(counts[1:]):
+    start = counts[0]
+    for first, stop, group in _GROUPS:
+        n = sum(counts[first:stop])
         if n:
             end = start + n
-            parts.append(_GROUPS[g][1](xs[start:end], cs[start:end], ms[start:end]))
+            xs[start:end] = group(xs[start:end], cs[start:end], ms[start:end], counts[first:stop])
             start = end
-    return torch.cat(parts).index_select(0, inverse.to(x.device))
+    return xs.index_select(0, inverse.to(x.device))
 
 
 def apply_op(x: torch.Tensor, op: str, magnitude: float) -> torch.Tensor:
@@ -469,11 +462,17 @@ def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tens
     return x * _cutout_keep(x, size, generator)
 
 
+@lru_cache(maxsize=16)
+def _mean_std(spec: AugmentSpec, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    mean = torch.tensor(spec.mean, device=device, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std, device=device, dtype=torch.float32).view(1, -1, 1, 1)
+    return mean, std
+
+
 def normalize(x: torch.Tensor, spec: AugmentSpec) -> torch.Tensor:
     """uint8 (B, C, H, W) → float32 normalised with ``spec.mean`` / ``spec.std``."""
-    mean = torch.tensor(spec.mean, device=x.device, dtype=torch.float32).view(1, -1, 1, 1)
-    std = torch.tensor(spec.std, device=x.device, dtype=torch.float32).view(1, -1, 1, 1)
-    # ToTensor then Normalize, as the reference; in place, one pass of allocation
+    mean, std = _mean_std(spec, x.device)
+    # ToTensor then Normalize, as the reference; in place after one allocation
     return x.float().div_(255.0).sub_(mean).div_(std)
 
 
@@ -489,15 +488,17 @@ def weak_view(x: torch.Tensor, spec: AugmentSpec, generator: torch.Generator) ->
     if p == 0 and not spec.flip:
         return x
     dev = x.device
-    oy = torch.randint(0, 2 * p + 1, (b, 1, 1), generator=generator).to(dev)
-    ox = torch.randint(0, 2 * p + 1, (b, 1, 1), generator=generator).to(dev)
-    cols = torch.arange(w, device=dev).view(1, 1, w)
+    # int32 index arithmetic: int64 adds are several times slower on the CPU
+    i32 = torch.int32
+    oy = torch.randint(0, 2 * p + 1, (b, 1, 1), generator=generator, dtype=i32).to(dev)
+    ox = torch.randint(0, 2 * p + 1, (b, 1, 1), generator=generator, dtype=i32).to(dev)
+    cols = torch.arange(w, device=dev, dtype=i32).view(1, 1, w)
     if spec.flip:
         flip = (torch.rand((b, 1, 1), generator=generator) < 0.5).to(dev)
         cols = torch.where(flip, w - 1 - cols, cols)
     wp = w + 2 * p
-    rows = (oy + torch.arange(h, device=dev).view(1, h, 1)) * wp  # (B, H, 1)
-    index = (rows + ox + cols).view(b, 1, h * w)
+    rows = (oy + torch.arange(h, device=dev, dtype=i32).view(1, h, 1)) * wp + ox  # (B, H, 1)
+    index = (rows + cols).view(b, 1, h * w).long()
     padded = torch.nn.functional.pad(x, (p, p, p, p)).view(b, c, -1)
     return padded.gather(2, index.expand(b, c, h * w)).view(b, c, h, w)
 
