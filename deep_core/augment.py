@@ -16,9 +16,12 @@ Views (as in the Prune4ReL reference, which takes them from SOP):
   signals on it (``eval_train_strong``).
 
 Each AutoAugment op reproduces the Pillow function the reference calls, pixel for pixel
-on x86-64 (nearest-neighbour affine maps in Pillow's 16.16 fixed point with black fill;
-``ImageOps`` lookup tables; ``ImageEnhance`` blends in float32 with truncation). Pillow
-itself is not used.
+(nearest-neighbour affine maps in Pillow's 16.16 fixed point with black fill; ``ImageOps``
+lookup tables; ``ImageEnhance`` blends in float32 with truncation), checked against
+Pillow in ``tests/test_augment.py``; Pillow itself is not used. One-channel images (the
+embedded Digits) work as Pillow's mode "L": Color leaves them as they are. Magnitudes are
+the reference's, in pixels, whatever the image size (a 9-pixel translation empties an
+8×8 image).
 """
 
 from __future__ import annotations
@@ -140,11 +143,11 @@ _POLICY_CODE, _POLICY_PROB, _POLICY_MAG, _POLICY_MIRROR = _policy_tables()
 
 
 # -- the ops ----------------------------------------------------------------------------------
-# Images are grouped by op and each group is computed on its own images only. The affine
-# ops form one group (one gather with a source map per image), and so do the ops that are
-# a fixed table of levels (Invert, Solarize, Posterize). A group function takes the uint8
-# images, their op codes and their magnitudes (CPU tensors, one per image) and returns the
-# transformed uint8 images.
+# A step sorts the batch by op and runs three groups, each on its own contiguous slice:
+# the affine ops (one gather, with a cached source map per op and magnitude), the ImageOps
+# ops (a 256-entry table per image and channel, one lookup) and the ImageEnhance ops (a
+# "degenerate" image per op, one blend). A group function takes the uint8 images, their
+# op codes and magnitudes (CPU tensors, sorted by op) and the count of each of its ops.
 
 
 @lru_cache(maxsize=256)
