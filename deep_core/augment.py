@@ -346,29 +346,35 @@ def _blends(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor, counts: list[i
 _GROUPS = ((1, 6, _geometric), (6, 11, _tables), (11, 15, _blends))
 
 
-def _apply(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """Apply op ``OPS[code[i]]`` with signed magnitude ``m[i]`` to image ``i``.
+def _apply_steps(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Apply op ``OPS[code[i, k]]`` with signed magnitude ``m[i, k]`` to image ``i``, for
+    the steps ``k`` in order.
 
-    ``code`` and ``m`` live on the CPU, so grouping the images needs no device
-    synchronisation: the batch is sorted by op once, each group of ops runs on its
-    contiguous slice (itself sorted by op) and overwrites it, and the result is put back
-    in the original order (two ``index_select``s, much cheaper than ``index_copy``).
+    ``code`` and ``m`` (B, steps) live on the CPU, so grouping the images needs no device
+    synchronisation. For each step the batch is sorted by op (one ``index_select`` from
+    the previous step's order), each group of ops runs on its contiguous slice (itself
+    sorted by op) and overwrites it; one last ``index_select`` restores the original
+    order (row permutations are much cheaper than ``index_copy``).
     """
-    counts = torch.bincount(code, minlength=len(OPS)).tolist()
-    if counts[0] == code.numel():
-        return x
-    order = torch.argsort(code, stable=True)
-    inverse = torch.argsort(order)
-    xs = x.index_select(0, order.to(x.device))  # a copy: each group writes its slice
-    cs, ms = code[order], m[order]
-    start = counts[0]
-    for first, stop, group in _GROUPS:
-        n = sum(counts[first:stop])
-        if n:
-            end = start + n
-            xs[start:end] = group(xs[start:end], cs[start:end], ms[start:end], counts[first:stop])
-            start = end
-    return xs.index_select(0, inverse.to(x.device))
+    out, inverse = x, None  # row j of ``out`` holds image ``order[j]``; inverse[order] = j
+    for k in range(code.shape[1]):
+        counts = torch.bincount(code[:, k], minlength=len(OPS)).tolist()
+        if counts[0] == code.shape[0]:
+            continue
+        order = torch.argsort(code[:, k], stable=True)
+        rows = order if inverse is None else inverse[order]
+        out = out.index_select(0, rows.to(x.device))  # a copy: each group writes its slice
+        inverse = torch.argsort(order)
+        cs, ms = code[order, k], m[order, k]
+        start = counts[0]
+        for first, stop, group in _GROUPS:
+            n = sum(counts[first:stop])
+            if n:
+                end = start + n
+                part = group(out[start:end], cs[start:end], ms[start:end], counts[first:stop])
+                out[start:end] = part
+                start = end
+    return x if inverse is None else out.index_select(0, inverse.to(x.device))
 
 
 def apply_op(x: torch.Tensor, op: str, magnitude: float) -> torch.Tensor:
@@ -387,8 +393,8 @@ def apply_op(x: torch.Tensor, op: str, magnitude: float) -> torch.Tensor:
     if op not in _CODE:
         raise unknown_name("AutoAugment op", op, OPS)
     b = x.shape[0]
-    code = torch.full((b,), _CODE[op], dtype=torch.long)
-    return _apply(x, code, torch.full((b,), float(magnitude), dtype=torch.float64))
+    code = torch.full((b, 1), _CODE[op], dtype=torch.long)
+    return _apply_steps(x, code, torch.full((b, 1), float(magnitude), dtype=torch.float64))
 
 
 def _check_images(x: torch.Tensor) -> None:
@@ -434,9 +440,7 @@ def autoaugment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """
     _check_images(x)
     code, m = draw_policy(x.shape[0], generator)
-    for step in range(2):
-        x = _apply(x, code[:, step], m[:, step])
-    return x
+    return _apply_steps(x, code, m)
 
 
 # -- Cutout, normalisation, views -----------------------------------------------------------
