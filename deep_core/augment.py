@@ -296,50 +296,52 @@ def _smooth_kernel(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return k[0], k[1]
 
 
-def _smooth(xf: torch.Tensor) -> torch.Tensor:
-    """Pillow's ``ImageFilter.SMOOTH`` (kernel 1 1 1 / 1 5 1 / 1 1 1, divisor 13).
+def _smooth_interior(xf: torch.Tensor) -> torch.Tensor:
+    """Pillow's ``ImageFilter.SMOOTH`` (kernel 1 1 1 / 1 5 1 / 1 1 1, divisor 13) of the
+    interior pixels (Pillow keeps the one-pixel border as it is).
 
     Summed in Pillow's order (row below, centre row, row above, +0.5 to round) in float32
-    and truncated; the one-pixel border keeps the input.
+    and truncated.
     """
-    if xf.shape[2] < 3 or xf.shape[3] < 3:
-        return xf
     k1, k5 = _smooth_kernel(xf.device)
     left, right = xf[..., :-2] * k1, xf[..., 2:] * k1
     outer = (left + xf[..., 1:-1] * k1).add_(right)  # (v[x-1]·k + v[x]·k) + v[x+1]·k
     centre = (left + xf[..., 1:-1] * k5).add_(right)
     ss = (outer[:, :, 2:] + 0.5).add_(centre[:, :, 1:-1]).add_(outer[:, :, :-2])
-    out = xf.clone()
-    out[:, :, 1:-1, 1:-1] = ss.clamp_(0, 255).to(torch.uint8)
-    return out
+    return ss.clamp_(0, 255).floor_()  # floor is the truncation here: ss >= 0
 
 
 def _blends(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor, counts: list[int]):
     """``ImageEnhance``: ``degenerate + factor·(image − degenerate)`` in float32, clipped
     and truncated (Pillow's ``Image.blend``). The degenerate image: the mean grey level,
     rounded (Contrast), the grey image (Color), black (Brightness), the SMOOTH-filtered
-    image (Sharpness)."""
-    b, c, h, w = x.shape
+    image (Sharpness; its border pixels are the image's, so they stay as they are)."""
+    _, _, h, w = x.shape
     xf = x.float()
-    degenerate, start = [], 0
+    f = m.to(device=x.device, dtype=torch.float32).view(-1, 1, 1, 1)
+    start = 0
     for op, n in zip(("Contrast", "Color", "Brightness", "Sharpness"), counts):
         if n == 0:
             continue
-        part = xf[start : start + n]
+        part, fp = xf[start : start + n], f[start : start + n]
+        start += n
+        if op == "Brightness":
+            part.mul_(fp)  # (v − 0)·f + 0
+            continue
         if op == "Contrast":
             total = _gray(part).sum((1, 2, 3), keepdim=True, dtype=torch.float64)  # exact
             d = torch.floor((total * 2 + h * w) / (2 * h * w)).float()
         elif op == "Color":
+            if x.shape[1] == 1:  # the grey version of a grey image is itself
+                continue
             d = _gray(part)
-        elif op == "Brightness":
-            d = torch.zeros((n, 1, 1, 1), device=x.device)
+        elif h < 3 or w < 3:  # Sharpness of an image without interior pixels
+            continue
         else:
-            d = _smooth(part)
-        degenerate.append(d.expand(n, c, h, w))
-        start += n
-    d = torch.cat(degenerate)
-    f = m.to(device=x.device, dtype=torch.float32).view(b, 1, 1, 1)
-    return (xf - d).mul_(f).add_(d).clamp_(0, 255).to(torch.uint8)
+            d = _smooth_interior(part)
+            part = part[:, :, 1:-1, 1:-1]
+        part.sub_(d).mul_(fp).add_(d)
+    return xf.clamp_(0, 255).to(torch.uint8)
 
 
 #: the op codes of each group, a contiguous range of :data:`OPS`, and its function
