@@ -3,9 +3,9 @@
 Side by side in one process, on CIFAR-sized uint8 batches (the real CIFAR-10 training
 set with ``--data``, random images otherwise):
 
-1. the strong view alone, batch after batch, alternating the two paths: milliseconds per
-   batch of 128 (median of wall-clock and of process CPU time, the latter being less
-   sensitive to other load on a shared machine) and their ratio;
+1. the strong view alone, in rounds of a few batches per path, alternating the paths:
+   milliseconds per batch of 128 (median over rounds of wall-clock and of process CPU
+   time, the latter less sensitive to other load on a shared machine) and their ratio;
 2. one CIFAR-10 epoch (50,000 images) of SOP+'s input pipeline — shuffled batches with a
    weak and a strong view each — host-side seconds, before and after.
 
@@ -17,7 +17,7 @@ normalisation, Cutout. "After" is :func:`deep_core.augment.strong_view` through
 Usage::
 
     python ../shared/tools/make_cifar10.py /tmp/cifar
-    python benchmarks/bench_augment.py --data /tmp/cifar [--threads 1] [--batches 30]
+    python benchmarks/bench_augment.py --data /tmp/cifar [--threads 1] [--rounds 5] [--batches 10]
 """
 
 from __future__ import annotations
@@ -97,7 +97,8 @@ def main() -> None:
     ap.add_argument("--data", help="folder holding cifar-10-batches-py (random images if absent)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--batches", type=int, default=30, help="timed batches per path in part 1")
+    ap.add_argument("--batches", type=int, default=10, help="batches per round in part 1")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds per path in part 1")
     ap.add_argument("--skip-epoch", action="store_true", help="only part 1")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -119,19 +120,25 @@ def main() -> None:
         f"{'CIFAR-10 train' if args.data else 'random uint8 images'} (n={n}), CPU"
     )
 
-    print("## strong view alone, alternating paths, ms per batch (median); wall and CPU time")
+    print(
+        f"## strong view alone, ms per batch: {args.rounds} rounds of {args.batches} batches "
+        "per path, alternating; median over rounds of wall-clock and of process CPU time"
+    )
     g_old, g_new = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(2))
+    paths = (("before", old_strong_view, g_old), ("after", strong_view, g_new))
+    for _, fn, g in paths:  # warm-up
+        fn(images[perm[:bs]], spec, g)
     wall: dict[str, list[float]] = {"before": [], "after": []}
     cpu: dict[str, list[float]] = {"before": [], "after": []}
-    for i in range(args.batches + 2):
-        x = images[perm[i * bs : (i + 1) * bs]]
-        for name, fn, g in (("before", old_strong_view, g_old), ("after", strong_view, g_new)):
+    for r in range(args.rounds):
+        for name, fn, g in paths:
             t, c = time.perf_counter(), time.process_time()
-            fn(x, spec, g)
-            if i >= 2:  # the first two are warm-up
-                wall[name].append(time.perf_counter() - t)
-                cpu[name].append(time.process_time() - c)
+            for i in range(args.batches):
+                j = (r * args.batches + i) * bs % (n - bs)
+                fn(images[perm[j : j + bs]], spec, g)
+            wall[name].append((time.perf_counter() - t) / args.batches)
+            cpu[name].append((time.process_time() - c) / args.batches)
     for label, times in (("wall", wall), ("CPU", cpu)):
         med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
         print(

@@ -128,26 +128,23 @@ def magnitude(op: str, level: int) -> float:
     return 0.0
 
 
-def _policy_tables() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(25, 2) op codes, probabilities, magnitudes and mirror flags of :data:`POLICY`."""
-    steps = [step for sub in POLICY for step in sub]
-    shape = (len(POLICY), 2)
-    code = torch.tensor([_CODE[op] for op, _, _ in steps]).view(shape)
-    prob = torch.tensor([p for _, p, _ in steps], dtype=torch.float64).view(shape)
-    mag = torch.tensor([magnitude(op, lv) for op, _, lv in steps], dtype=torch.float64)
-    mirror = torch.tensor([op in MIRRORED for op, _, _ in steps]).view(shape)
-    return code, prob, mag.view(shape), mirror
-
-
-_POLICY_CODE, _POLICY_PROB, _POLICY_MAG, _POLICY_MIRROR = _policy_tables()
+#: (25, 2, 4) float64: op code, probability, magnitude and mirror flag of each step
+_POLICY_TABLE = torch.tensor(
+    [
+        [[_CODE[op], p, magnitude(op, level), op in MIRRORED] for op, p, level in sub]
+        for sub in POLICY
+    ],
+    dtype=torch.float64,
+)
 
 
 # -- the ops ----------------------------------------------------------------------------------
 # A step sorts the batch by op and runs three groups, each on its own contiguous slice:
 # the affine ops (one gather, with a cached source map per op and magnitude), the ImageOps
 # ops (a 256-entry table per image and channel, one lookup) and the ImageEnhance ops (a
-# "degenerate" image per op, one blend). A group function takes the uint8 images, their
-# op codes and magnitudes (CPU tensors, sorted by op) and the count of each of its ops.
+# "degenerate" image per op, one blend). A group function takes the uint8 images (a
+# contiguous slice, which it overwrites), their op codes and magnitudes (CPU tensors,
+# sorted by op) and the count of each of its ops.
 
 
 @lru_cache(maxsize=256)
@@ -194,13 +191,13 @@ def _affine_map(op: str, m: float, h: int, w: int, device: torch.device) -> torc
     return torch.where(inside, src_y * w + src_x, h * w).view(-1).to(device)
 
 
-def _geometric(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor, counts: list[int]):
+def _geometric(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor, counts: list[int]) -> None:
     """Nearest-neighbour affine maps, black outside the source (Pillow's fixed-point path)."""
     b, c, h, w = x.shape
     maps = [_affine_map(OPS[o], v, h, w, x.device) for o, v in zip(code.tolist(), m.tolist())]
     index = torch.stack(maps).view(b, 1, h * w).expand(b, c, h * w)
     padded = torch.nn.functional.pad(x.reshape(b, c, h * w), (0, 1))  # a black pixel at h·w
-    return padded.gather(2, index).view(b, c, h, w)
+    torch.gather(padded, 2, index, out=x.view(b, c, h * w))
 
 
 @lru_cache(maxsize=256)
@@ -256,7 +253,7 @@ def _equalize_table(x: torch.Tensor) -> torch.Tensor:
     return torch.where((hi > lo) & (step > 0), lut, _levels(x.device)).to(torch.uint8)
 
 
-def _tables(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor, counts: list[int]):
+def _tables(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor, counts: list[int]) -> None:
     """The ``ImageOps`` ops as a 256-entry table per image and channel, one lookup."""
     b, c, h, w = x.shape
     n_fixed = sum(counts[:3])  # Invert, Solarize, Posterize2: tables fixed by (op, m)
@@ -271,7 +268,8 @@ def _tables(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor, counts: list[i
     if counts[4]:
         tables.append(_equalize_table(x[n_fixed + n_auto :]))
     lut = torch.cat(tables)
-    return lut.gather(2, x.reshape(b, c, h * w).long()).view(b, c, h, w)
+    index = x.reshape(b, c, h * w).long()
+    torch.gather(lut, 2, index, out=x.view(b, c, h * w))
 
 
 @lru_cache(maxsize=8)
@@ -311,7 +309,7 @@ def _smooth_interior(xf: torch.Tensor) -> torch.Tensor:
     return ss.clamp_(0, 255).floor_()  # floor is the truncation here: ss >= 0
 
 
-def _blends(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor, counts: list[int]):
+def _blends(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor, counts: list[int]) -> None:
     """``ImageEnhance``: ``degenerate + factor·(image − degenerate)`` in float32, clipped
     and truncated (Pillow's ``Image.blend``). The degenerate image: the mean grey level,
     rounded (Contrast), the grey image (Color), black (Brightness), the SMOOTH-filtered
@@ -341,7 +339,7 @@ def _blends(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor, counts: list[i
             d = _smooth_interior(part)
             part = part[:, :, 1:-1, 1:-1]
         part.sub_(d).mul_(fp).add_(d)
-    return xf.clamp_(0, 255).to(torch.uint8)
+    x.copy_(xf.clamp_(0, 255))  # the uint8 cast truncates
 
 
 #: the op codes of each group, a contiguous range of :data:`OPS`, and its function
@@ -365,7 +363,7 @@ def _apply_steps(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor) -> torch.
             continue
         order = torch.argsort(code[:, k], stable=True)
         rows = order if inverse is None else inverse[order]
-        out = out.index_select(0, rows.to(x.device))  # a copy: each group writes its slice
+        out = out.index_select(0, rows.to(x.device))  # a copy: each group overwrites its slice
         inverse = torch.argsort(order)
         cs, ms = code[order, k], m[order, k]
         start = counts[0]
@@ -373,8 +371,7 @@ def _apply_steps(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor) -> torch.
             n = sum(counts[first:stop])
             if n:
                 end = start + n
-                part = group(out[start:end], cs[start:end], ms[start:end], counts[first:stop])
-                out[start:end] = part
+                group(out[start:end], cs[start:end], ms[start:end], counts[first:stop])
                 start = end
     return x if inverse is None else out.index_select(0, inverse.to(x.device))
 
@@ -424,10 +421,10 @@ def draw_policy(batch_size: int, generator: torch.Generator) -> tuple[torch.Tens
     """
     b = batch_size
     sub = torch.randint(0, len(POLICY), (b,), generator=generator)
-    fire = torch.rand((b, 2), generator=generator, dtype=torch.float64) < _POLICY_PROB[sub]
-    negate = (torch.rand((b, 2), generator=generator) < 0.5) & _POLICY_MIRROR[sub]
-    code = torch.where(fire, _POLICY_CODE[sub], 0)
-    return code, torch.where(negate, -_POLICY_MAG[sub], _POLICY_MAG[sub])
+    code, prob, mag, mirror = _POLICY_TABLE[sub].unbind(2)
+    fire = torch.rand((b, 2), generator=generator, dtype=torch.float64) < prob
+    negate = (torch.rand((b, 2), generator=generator) < 0.5) & (mirror > 0)
+    return torch.where(fire, code.long(), 0), torch.where(negate, -mag, mag)
 
 
 def autoaugment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
