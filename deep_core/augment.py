@@ -236,21 +236,17 @@ def _autocontrast_table(x: torch.Tensor) -> torch.Tensor:
 
 def _equalize_table(x: torch.Tensor) -> torch.Tensor:
     """Pillow's ``ImageOps.equalize``: level ``v`` → ``(step//2 + #pixels below v) // step``
-    with ``step = (pixels − count of the highest level) // 255``, clipped to 255; a flat
-    channel, or one with ``step`` 0, is left as it is."""
+    with ``step = (pixels − count of the highest level) // 255``, clipped to 255; a channel
+    with ``step`` 0 (a flat one, for instance) is left as it is."""
     b, c, h, w = x.shape
     flat = x.reshape(b * c, h * w)
     offsets = torch.arange(0, b * c * 256, 256, device=x.device, dtype=torch.int32)
     binned = (flat + offsets.view(b * c, 1)).view(-1)  # int32: cheaper than int64
     hist = torch.bincount(binned, minlength=b * c * 256).view(b, c, 256)
-    lo = flat.amin(1).view(b, c, 1)
     hi = flat.amax(1).view(b, c, 1).long()
     step = (h * w - hist.gather(2, hi)) // 255
-    # exact in double: the quotients of integers below 2**20 are never within a rounding
-    # error of the next integer
-    below = (hist.cumsum(2) - hist + step // 2).double()
-    lut = torch.floor(below / step.clamp(min=1)).clamp_(max=255)
-    return torch.where((hi > lo) & (step > 0), lut, _levels(x.device)).to(torch.uint8)
+    lut = (hist.cumsum(2) - hist + step // 2) // step.clamp(min=1)
+    return torch.where(step > 0, lut.clamp_(max=255), _levels(x.device)).to(torch.uint8)
 
 
 def _tables(x: torch.Tensor, code: torch.Tensor, m: torch.Tensor, counts: list[int]) -> None:
