@@ -441,16 +441,22 @@ def autoaugment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 # -- Cutout, normalisation, views -----------------------------------------------------------
 
 
+@lru_cache(maxsize=32)
+def _cutout_rows(n: int, size: int, device: torch.device) -> torch.Tensor:
+    """(n, n) float: row ``c`` marks the positions ``[c − size//2, c + size//2)``."""
+    i = torch.arange(n)
+    c = i.view(n, 1)
+    return ((i >= c - size // 2) & (i < c + size // 2)).float().to(device)
+
+
 def _cutout_keep(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """(B, 1, H, W) mask of x's dtype: 0 in each image's Cutout square, 1 elsewhere."""
     b, _, h, w = x.shape
-    cy = torch.randint(0, h, (b, 1), generator=generator).to(x.device)
-    cx = torch.randint(0, w, (b, 1), generator=generator).to(x.device)
-    ys = torch.arange(h, device=x.device).view(1, h)
-    xs = torch.arange(w, device=x.device).view(1, w)
-    half = size // 2
-    hole_y = ((ys >= cy - half) & (ys < cy + half)).to(x.dtype).view(b, 1, h, 1)
-    hole_x = ((xs >= cx - half) & (xs < cx + half)).to(x.dtype).view(b, 1, 1, w)
-    return 1 - hole_y * hole_x  # a float product: much faster than a broadcast boolean and
+    cy = torch.randint(0, h, (b,), generator=generator).to(x.device)
+    cx = torch.randint(0, w, (b,), generator=generator).to(x.device)
+    hole_y = _cutout_rows(h, size, x.device).index_select(0, cy).view(b, 1, h, 1)
+    hole_x = _cutout_rows(w, size, x.device).index_select(0, cx).view(b, 1, 1, w)
+    return (1 - hole_y * hole_x).to(x.dtype)
 
 
 def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
