@@ -484,6 +484,18 @@ def normalize(x: torch.Tensor, spec: AugmentSpec) -> torch.Tensor:
     return x.float().div_(255.0).sub_(mean).div_(std)
 
 
+@lru_cache(maxsize=32)
+def _crop_tables(h: int, w: int, p: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat offsets into the padded image (side ``w + 2p``) of a crop's rows, for each row
+    offset, and of its columns, for each (flip, column offset); int32."""
+    wp = w + 2 * p
+    offsets = torch.arange(2 * p + 1).view(-1, 1)
+    rows = (offsets + torch.arange(h)) * wp
+    cols = offsets + torch.arange(w)
+    cols = torch.cat([cols, offsets + torch.arange(w - 1, -1, -1)])  # then the flipped ones
+    return rows.to(torch.int32).to(device), cols.to(torch.int32).to(device)
+
+
 def weak_view(x: torch.Tensor, spec: AugmentSpec, generator: torch.Generator) -> torch.Tensor:
     """Random crop of the zero-padded image and horizontal flip of a uint8 batch (uint8).
 
@@ -495,18 +507,14 @@ def weak_view(x: torch.Tensor, spec: AugmentSpec, generator: torch.Generator) ->
     p = max(spec.crop_padding, 0)
     if p == 0 and not spec.flip:
         return x
-    dev = x.device
-    # int32 index arithmetic: int64 adds are several times slower on the CPU
-    i32 = torch.int32
-    oy = torch.randint(0, 2 * p + 1, (b, 1, 1), generator=generator, dtype=i32).to(dev)
-    ox = torch.randint(0, 2 * p + 1, (b, 1, 1), generator=generator, dtype=i32).to(dev)
-    cols = torch.arange(w, device=dev, dtype=i32).view(1, 1, w)
+    oy = torch.randint(0, 2 * p + 1, (b,), generator=generator)
+    ox = torch.randint(0, 2 * p + 1, (b,), generator=generator)
     if spec.flip:
-        flip = (torch.rand((b, 1, 1), generator=generator) < 0.5).to(dev)
-        cols = torch.where(flip, w - 1 - cols, cols)
-    wp = w + 2 * p
-    rows = (oy + torch.arange(h, device=dev, dtype=i32).view(1, h, 1)) * wp + ox  # (B, H, 1)
-    index = (rows + cols).view(b, 1, h * w).long()
+        ox = ox + (torch.rand(b, generator=generator) < 0.5) * (2 * p + 1)
+    rows, cols = _crop_tables(h, w, p, x.device)
+    rows = rows.index_select(0, oy.to(x.device)).view(b, h, 1)
+    cols = cols.index_select(0, ox.to(x.device)).view(b, 1, w)
+    index = (rows + cols).view(b, 1, h * w).long()  # int32 sums: int64 ones cost more
     padded = torch.nn.functional.pad(x, (p, p, p, p)).view(b, c, -1)
     return padded.gather(2, index.expand(b, c, h * w)).view(b, c, h, w)
 
