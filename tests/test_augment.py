@@ -275,7 +275,9 @@ def test_cutout_zeroes_the_reference_square(size):
 
 def test_strong_view_is_a_function_of_the_generator_state():
     x = varied_images(16)
+    before = x.clone()
     a = strong_view(x, SPEC, torch.Generator().manual_seed(4))
+    assert torch.equal(x, before)  # the input batch is left as it is
     torch.manual_seed(123)  # the global RNG plays no part
     b = strong_view(x, SPEC, torch.Generator().manual_seed(4))
     c = strong_view(x, SPEC, torch.Generator().manual_seed(5))
