@@ -20,8 +20,11 @@ SOP+ adds two terms (``ratio_consistency`` = ``-rc``, ``ratio_balance`` = ``-rb`
 * ``-rb`` × the cross-entropy of the batch-mean ``q`` to the uniform prior, ``−Σ π log q̄``
   (the reference's form: the KL divergence to the prior up to the constant ``log C``);
 * ``-rc`` × ``KL(sg(softmax f(weak)) ‖ softmax f(strong))``, where the weak view is
-  crop + flip and the strong view adds AutoAugment's CIFAR-10 policy and Cutout, drawn
-  per image; both views go through the network in one batch, as in the reference.
+  crop + flip and the strong view is the reference's: AutoAugment (the paper's CIFAR-10
+  policy with Fast AutoAugment's magnitudes) on the raw image, then crop, flip and
+  Cutout 16 (:func:`deep_core.augment.strong_view`, the same view Prune4ReL's
+  strong-view signals use), drawn per image; both views go through the network in one
+  batch, as in the reference.
 
 Faithful to the authors' code (shengliu66/SOP ``model/loss.py``) and the Prune4ReL copy
 (``robustlearner/sop.py``). Defaults are the Prune4ReL CIFAR scripts: ``lr_u 10``,

@@ -163,7 +163,7 @@ class TensorImageSet(ImageSet):
         stop = order.size - (order.size % batch_size if drop_last else 0)
         for start in range(0, stop, batch_size):
             pos = torch.from_numpy(order[start : start + batch_size]).to(device)
-            x = images[pos]
+            x = images.index_select(0, pos)  # much cheaper than images[pos] on the CPU
             yield Batch([self.view(x, v, g) for v in views], pos)
 
 
