@@ -3,7 +3,9 @@
 In-memory data sets (CIFAR, the embedded default) keep their images as one uint8
 tensor and augment a whole batch with a few tensor ops: random crop with zero padding,
 horizontal flip, Cutout, then normalisation. Randomness comes from an explicit
-``torch.Generator`` (CPU) so an epoch's augmentation is a function of (seed, epoch).
+``torch.Generator`` so an epoch's augmentation is a function of (seed, epoch); draws are
+made on the generator's device (the training device for in-memory data sets, so a batch
+is augmented without a host round trip).
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> to
         return x
     b, c, h, w = x.shape
     padded = torch.nn.functional.pad(x, (padding, padding, padding, padding))
-    oy = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
-    ox = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
+    oy = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device=generator.device)
+    ox = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device=generator.device)
+    oy, ox = oy.to(x.device, non_blocking=True), ox.to(x.device, non_blocking=True)
     rows = oy[:, None] + torch.arange(h, device=x.device)[None, :]  # (B, H)
     cols = ox[:, None] + torch.arange(w, device=x.device)[None, :]  # (B, W)
     bidx = torch.arange(b, device=x.device)[:, None, None]
@@ -54,7 +57,8 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> to
 
 def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Flip each image horizontally with probability 0.5."""
-    flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)
+    flip = torch.rand(x.shape[0], generator=generator, device=generator.device) < 0.5
+    flip = flip.to(x.device, non_blocking=True)
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
@@ -63,8 +67,9 @@ def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tens
     if size <= 0:
         return x
     b, _, h, w = x.shape
-    cy = torch.randint(0, h, (b,), generator=generator).to(x.device)
-    cx = torch.randint(0, w, (b,), generator=generator).to(x.device)
+    cy = torch.randint(0, h, (b,), generator=generator, device=generator.device)
+    cx = torch.randint(0, w, (b,), generator=generator, device=generator.device)
+    cy, cx = cy.to(x.device, non_blocking=True), cx.to(x.device, non_blocking=True)
     ys = torch.arange(h, device=x.device)[None, :]
     xs = torch.arange(w, device=x.device)[None, :]
     in_y = (ys >= (cy[:, None] - size // 2)) & (ys < (cy[:, None] + size - size // 2))

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from . import __version__, distributed
 from .budget import check_fraction
 from .config import RunConfig, dump_yaml, read_yaml, takes_noise_rate
 from .datasets import DataConfig, NoisyDataset, dataset_names, load_dataset
@@ -331,7 +331,9 @@ def select_subset(cfg: RunConfig, ds: NoisyDataset, seed: int) -> tuple[Subset, 
             arrays["clean_labels"] = ds.clean_labels
         signals = Signals(arrays, num_classes=ds.num_classes)
     t1 = time.time()
-    subset = method.select(signals, cfg.fraction, seed=seed)
+    # selected once, on rank 0, so every rank trains on the same subset
+    subset = method.select(signals, cfg.fraction, seed=seed) if distributed.is_main() else None
+    subset = distributed.broadcast_object(subset)
     report["selection_seconds"] = round(time.time() - t1, 3)
     report["selection_info"] = subset.info
     return subset, report
@@ -342,17 +344,21 @@ def run_experiment(cfg: RunConfig, *, exp: int = 0) -> dict[str, Any]:
     validate(cfg)
     seed = cfg.seed + exp
     ds = load_data(cfg, seed)
-    if cfg.device != "auto":
-        resolve_device(cfg.device)
+    distributed.init(resolve_device(cfg.device))  # the rank is known before any write
     run = RunDir(Path(cfg.out_dir) / run_name(cfg, seed))
-    if run.path.exists():
-        hint = "it is complete" if run.summary.is_file() else f"resume it with --resume {run.path}"
-        raise DeepCoreError(f"run directory {run.path} already exists ({hint})")
-    from .engine import dist_info
-
-    rank = dist_info()[0]
-    if rank == 0:
-        run.path.mkdir(parents=True)
+    problem = None
+    if distributed.is_main():
+        if run.path.exists():
+            hint = (
+                "it is complete" if run.summary.is_file() else f"resume it with --resume {run.path}"
+            )
+            problem = f"run directory {run.path} already exists ({hint})"
+        else:
+            run.path.mkdir(parents=True)
+    problem = distributed.broadcast_object(problem)
+    if problem is not None:
+        raise DeepCoreError(problem)
+    rank = distributed.rank()
     handler = _attach_log(run.path / "log.txt") if rank == 0 else None
     try:
         if rank == 0:
@@ -394,20 +400,20 @@ def resume_experiment(
     with np.load(run.labels, allow_pickle=False) as z:
         if not np.array_equal(z["labels"], ds.labels):
             raise DeepCoreError(f"the noisy labels of {run.path} differ from the data set's now")
-    handler = _attach_log(run.path / "log.txt")
+    distributed.init(resolve_device(cfg.device))
+    handler = _attach_log(run.path / "log.txt") if distributed.is_main() else None
     try:
         return _train_and_summarise(cfg, ds, run, cfg.seed, resume=True)
     finally:
-        log.removeHandler(handler)
-        handler.close()
+        if handler is not None:
+            log.removeHandler(handler)
+            handler.close()
 
 
 def _train_and_summarise(
     cfg: RunConfig, ds: NoisyDataset, run: RunDir, seed: int, *, resume: bool
 ) -> dict[str, Any]:
-    from .engine import dist_info
-
-    rank = dist_info()[0]
+    rank = distributed.rank()
     if resume and run.subset.is_file():
         subset = run.read_subset()
         report = json.loads((run.path / "selection.json").read_text())

@@ -124,7 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="warm-up signal cache (default OUT/signals-cache)",
     )
     g.add_argument("--deterministic", type=str_to_bool, nargs="?", const=True)
-    g.add_argument("--amp", type=str_to_bool, help="mixed precision on CUDA (default True)")
+    g.add_argument(
+        "--amp",
+        type=amp_mode,
+        help="mixed precision: True (default: bf16 or fp16 on CUDA, off on CPU), False, "
+        "bf16 (also on CPU) or fp16 (CUDA)",
+    )
     g.add_argument("--channels-last", dest="channels_last", type=str_to_bool)
     g.add_argument("--progress", type=str_to_bool, help="progress bars (default True)")
 
@@ -195,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def amp_mode(value: str) -> bool | str:
+    """``--amp``: True/False (as the reference passes them), ``bf16`` or ``fp16``."""
+    if value.strip().lower() in ("bf16", "fp16"):
+        return value.strip().lower()
+    return str_to_bool(value)
+
+
 def config_from_args(ns: argparse.Namespace) -> RunConfig:
     """Defaults ← ``--config`` file ← flags, as a typed :class:`RunConfig`."""
     given = vars(ns).copy()
@@ -231,14 +243,14 @@ def config_from_args(ns: argparse.Namespace) -> RunConfig:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from ..engine import finish_distributed
+    from .. import distributed
 
     try:
         code = _run(argv)
     except BaseException:
-        finish_distributed(wait=False)
+        distributed.finish(wait=False)
         raise
-    finish_distributed()
+    distributed.finish()
     return code
 
 

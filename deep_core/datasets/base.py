@@ -149,11 +149,14 @@ class TensorImageSet(ImageSet):
         self._check_views(views)
         device = torch.device(device)
         order = self._order(positions, len(self), shuffle, seed, epoch)
+        # images, the epoch's order and the augmentation draws all live on the training
+        # device: a batch costs no host-to-device copy (one per epoch for the order)
         images = self._on(device)
-        g = torch.Generator().manual_seed(stream_seed(seed, epoch, 2))
+        order_dev = torch.from_numpy(order).to(device)
+        g = torch.Generator(device=device).manual_seed(stream_seed(seed, epoch, 2))
         stop = order.size - (order.size % batch_size if drop_last else 0)
         for start in range(0, stop, batch_size):
-            pos = torch.from_numpy(order[start : start + batch_size]).to(device)
+            pos = order_dev[start : start + batch_size]
             x = images[pos]
             yield Batch([self.view(x, v, g) for v in views], pos)
 
@@ -247,7 +250,10 @@ class FileImageSet(ImageSet):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(stream_seed(seed, epoch, 4))  # workers=0 draws here
             for xs, pos in loader:
-                yield Batch([x.to(device, non_blocking=True) for x in xs], pos.to(device))
+                yield Batch(
+                    [x.to(device, non_blocking=True) for x in xs],
+                    pos.to(device, non_blocking=True),
+                )
 
 
 @dataclass
