@@ -160,6 +160,9 @@ class SOP(Learner):
         g = torch.Generator().manual_seed(ctx.seed_for(50))
         self.u = torch.nn.Parameter((torch.randn(n, 1, generator=g) * INIT_STD).to(ctx.device))
         self.v = torch.nn.Parameter((torch.randn(n, c, generator=g) * INIT_STD).to(ctx.device))
+        # sparse gradients touch only a batch's rows on CPU; on CUDA coalescing them would
+        # sync with the host every step, and a dense (N, C) gradient costs microseconds
+        self.sparse = ctx.device.type == "cpu"
         self.optimizer_u = torch.optim.SGD([self.u], lr=self.lr_u, momentum=0.0, weight_decay=0.0)
         self.optimizer_v = torch.optim.SGD([self.v], lr=self.lr_v, momentum=0.0, weight_decay=0.0)
 
@@ -194,8 +197,8 @@ class SOP(Learner):
         loss = sop_loss(
             logits,
             F.one_hot(y, ctx.num_classes).float(),
-            F.embedding(pos, self.u, sparse=True),
-            F.embedding(pos, self.v, sparse=True),
+            F.embedding(pos, self.u, sparse=self.sparse),
+            F.embedding(pos, self.v, sparse=self.sparse),
             logits_strong=logits_strong,
             ratio_consistency=self.ratio_consistency,
             ratio_balance=self.ratio_balance,
