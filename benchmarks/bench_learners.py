@@ -299,6 +299,27 @@ def throughput(args) -> dict:
     return out
 
 
+def amp_compare(args) -> None:
+    """``--amp-compare MODEL...``: float32 vs bfloat16 autocast, CE steps, side by side."""
+    import copy
+
+    torch.set_num_threads(args.threads)
+    ds = _dataset(args)
+    print(f"| model (batch {args.batch_size}, {args.steps} steps, {args.threads} threads) "
+          "| float32 samples / CPU-s | bf16 | bf16 / float32 |")
+    print("|---|---:|---:|---:|")
+    for model in args.amp_compare:
+        best = {False: 0.0, "bf16": 0.0}
+        for _ in range(2):  # alternated, the better of two kept
+            for amp in best:
+                a = copy.copy(args)
+                a.model, a.amp = model, amp
+                r = learner_throughput(ds, "CE", a)["samples_per_cpu_s"]
+                best[amp] = max(best[amp], r)
+        print(f"| {model} | {best[False]:.0f} | {best['bf16']:.0f} "
+              f"| {best['bf16'] / best[False]:.2f} |", flush=True)
+
+
 def compare(args, argv: list[str]) -> None:
     """``--compare-with REV``: the same measurement on REV's code and on the working tree."""
     import os
@@ -371,6 +392,8 @@ def main() -> None:
     p.add_argument("--no-pipeline", dest="no_pipeline", action="store_true")
     p.add_argument("--json", help="write the --throughput figures to this file")
     p.add_argument("--compare-with", dest="compare_with", metavar="REV")
+    p.add_argument("--amp-compare", dest="amp_compare", nargs="+", metavar="MODEL",
+                   help="float32 vs bf16 autocast samples per CPU-second of CE on each model")
     argv = sys.argv[1:]
     args = p.parse_args(argv)
     from deep_core.cli.common import str_to_bool
@@ -379,6 +402,8 @@ def main() -> None:
     args.channels_last = str_to_bool(args.channels_last)
     if args.table:
         table(args.table)
+    elif args.amp_compare:
+        amp_compare(args)
     elif args.compare_with:
         compare(args, argv)
     elif args.throughput:

@@ -132,3 +132,55 @@ def test_in_memory_batches_are_a_function_of_seed_and_epoch(digits):
     assert not torch.equal(a[0].positions, c[0].positions)
     assert not torch.equal(a[0].views[0], a[0].views[1])  # two draws of the weak view
     assert all(v.device == ctx.device for batch in a for v in [*batch.views, batch.positions])
+
+
+def _image_files(folder, n=12):
+    from torchvision.io import write_png
+
+    g = torch.Generator().manual_seed(0)
+    paths = []
+    for i in range(n):
+        p = folder / f"{i}.png"
+        write_png(torch.randint(0, 256, (3, 12, 12), dtype=torch.uint8, generator=g), str(p))
+        paths.append(str(p))
+    return paths
+
+
+def test_file_loaders_persist_across_passes_and_batches_do_not_depend_on_workers(
+    tmp_path, monkeypatch
+):
+    from torchvision.transforms import v2
+
+    from deep_core.datasets.base import FileImageSet
+
+    weak = v2.Compose([v2.RandomCrop(8), v2.ToDtype(torch.float32, scale=True)])
+    clean = v2.Compose([v2.CenterCrop(8), v2.ToDtype(torch.float32, scale=True)])
+    paths = _image_files(tmp_path)
+    created = []
+    real = torch.utils.data.DataLoader
+
+    class Counting(real):
+        def __init__(self, *a, **k):
+            created.append(k["num_workers"])
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(torch.utils.data, "DataLoader", Counting)
+
+    def epoch(images, e, workers):
+        """A DivideMix-like epoch: two interleaved passes, then an evaluation pass."""
+        kw = dict(batch_size=4, shuffle=True, seed=1, epoch=e, workers=workers)
+        unl = images.batches(views=("weak", "weak"), **kw)
+        out = []
+        for b in images.batches(views=("weak",), **kw):
+            out += [b.views[0], next(unl).views[1]]
+        del unl  # abandoned mid-pass, as DivideMix's endless unlabeled stream
+        out += [b.views[0] for b in images.batches(batch_size=5, workers=workers)]
+        return out
+
+    with_workers = FileImageSet(paths, {"weak": weak, "clean": clean}, (3, 8, 8))
+    a = [epoch(with_workers, e, 1) for e in range(3)]
+    assert created == [1, 1]  # two loaders (the interleaved passes), kept for 3 epochs
+    b = [epoch(FileImageSet(paths, {"weak": weak, "clean": clean}, (3, 8, 8)), e, 0)
+         for e in range(3)]  # fmt: skip
+    assert all(torch.equal(x, y) for ea, eb in zip(a, b) for x, y in zip(ea, eb))
+    assert not torch.equal(a[0][0], a[1][0])  # a new draw each epoch
