@@ -1,9 +1,17 @@
 """One training engine for every learner.
 
 The engine owns what is common: the epoch loop, optimizers and schedulers from the
-flags, evaluation each epoch, checkpoints and resume, metrics, seeds, the device, AMP
-on CUDA and DDP under ``torchrun``. A learner (``robust_learners``) only defines its
-networks, its loss and its per-epoch preparation through :class:`Learner`.
+flags, evaluation each epoch, checkpoints and resume, metrics, seeds, the device, mixed
+precision (:func:`amp_dtype`) and DDP under ``torchrun`` (:mod:`deep_core.distributed`).
+A learner (``robust_learners``) only defines its networks, its loss and its per-epoch
+preparation through :class:`Learner`.
+
+The GPU never waits for the host within an epoch: in-memory data sets keep their images
+on the training device and augment them there; a learner's ``train_step`` queues work
+without reading a value back (no ``.item()``, no ``.cpu()``; its loss and accuracy
+accumulate on the device in :class:`EpochSums` and are read once per epoch), which
+``tests/test_host_sync.py`` checks on CPU. File-backed data sets decode in persistent
+DataLoader workers into pinned memory and copy with ``non_blocking``.
 
 Determinism: every random draw is a function of ``(seed, epoch, stream)``: model
 initialisation (:func:`deep_core.nets.build_model` with a derived seed), the order of
