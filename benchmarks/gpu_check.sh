@@ -14,6 +14,9 @@
 #   benchmarks/gpu_check.sh --device cpu --n-train 256 --model ResNet8 --batch-size 32 \
 #       --steps 2 --epochs 1 --selection-epochs 1
 #
+# The default cell (a 10-epoch warm-up on 50,000 images, then 2 × 30 epochs on 10,000)
+# is sized from the CPU figures for an H100-class GPU at ~5-8k images/s; lower --epochs
+# if the throughput figures of step 2 come out lower.
 # --data: a folder holding cifar-10-batches-py; default: built from
 # ../shared/data/cifar10-jpeg.zip with ../shared/tools/make_cifar10.py into OUT/cifar.
 # The CIFAR-10N worst labels ship with the package (data/cifar10n.npz).
