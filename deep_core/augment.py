@@ -10,6 +10,7 @@ is augmented without a host round trip).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -78,10 +79,21 @@ def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tens
     return x.masked_fill(hole[:, None, :, :], 0)
 
 
+@functools.lru_cache(maxsize=32)
+def _stats(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    # made once per device: a fresh host-to-device copy per batch would stall the GPU
+    shape = (1, -1, 1, 1)
+    return (
+        torch.tensor(mean, dtype=torch.float32, device=device).view(shape),
+        torch.tensor(std, dtype=torch.float32, device=device).view(shape),
+    )
+
+
 def normalize(x: torch.Tensor, spec: AugmentSpec) -> torch.Tensor:
     """uint8 (B, C, H, W) → float32 normalised with ``spec.mean`` / ``spec.std``."""
-    mean = torch.tensor(spec.mean, device=x.device, dtype=torch.float32).view(1, -1, 1, 1)
-    std = torch.tensor(spec.std, device=x.device, dtype=torch.float32).view(1, -1, 1, 1)
+    mean, std = _stats(tuple(spec.mean), tuple(spec.std), x.device)
     return (x.float().div_(255.0) - mean) / std
 
 

@@ -95,6 +95,14 @@ def test_in_memory_data_and_batches_live_on_the_gpu(digits):
     assert torch.backends.cudnn.benchmark
 
 
+def test_making_a_weak_batch_does_not_wait_for_the_gpu(digits):
+    it = iter(_ctx(digits).train_batches(0, ("weak", "weak")))
+    next(it)  # the pass's one copy: its order to the device
+    with no_sync():
+        batch = next(it)
+    assert batch.views[0].is_cuda
+
+
 @pytest.mark.parametrize("first, second", [("cpu", "cuda"), ("cuda", "cpu")])
 def test_resume_moves_between_cpu_and_cuda(tmp_path, monkeypatch, first, second):
     """A run interrupted on one device finishes on the other."""
