@@ -191,6 +191,32 @@ def _clock(fn, device: str) -> tuple[float, float]:
     return time.perf_counter() - w0, time.process_time() - c0
 
 
+READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__")
+
+
+class _CountReads:
+    """Counts reads of tensor values by the host (each a GPU sync on CUDA) while active."""
+
+    def __enter__(self):
+        self.count = 0
+        self.saved = {name: getattr(torch.Tensor, name) for name in READS}
+
+        def counting(fn):
+            def read(t, *a, **k):
+                self.count += 1
+                return fn(t, *a, **k)
+
+            return read
+
+        for name, fn in self.saved.items():
+            setattr(torch.Tensor, name, counting(fn))
+        return self
+
+    def __exit__(self, *exc):
+        for name, fn in self.saved.items():
+            setattr(torch.Tensor, name, fn)
+
+
 def _learner(name: str):
     from robust_learners.ce import CE
     from robust_learners.dividemix import DivideMix
@@ -198,6 +224,7 @@ def _learner(name: str):
 
     return {
         "CE": lambda: CE(),
+        "SOP": lambda: SOP(),
         "SOP+": lambda: SOP(ratio_consistency=0.9, ratio_balance=0.1),
         "DivideMix": lambda: DivideMix(warmup_epochs=0),
     }[name]()
@@ -232,14 +259,23 @@ def learner_throughput(ds, name: str, args) -> dict[str, float]:
         pool = np.arange(2 * bs, 2 * bs * (steps + 1)) % len(ds.labels)
         prob = np.r_[np.ones(steps * bs), np.zeros(steps * bs)]
         wall, cpu = _clock(lambda: learner._mixmatch(ctx, 1, 0, prob, pool), args.device)
+        with _CountReads() as reads:
+            learner._mixmatch(ctx, 2, 0, prob, pool)
         samples = 2 * bs * steps
     else:
         ctx.indices = np.arange(bs) % len(ds.labels)
         learner.train_epoch(ctx, 0)  # untimed: allocations, cudnn autotuning
         ctx.indices = np.arange(bs, bs * (steps + 1)) % len(ds.labels)
         wall, cpu = _clock(lambda: learner.train_epoch(ctx, 1), args.device)
+        with _CountReads() as reads:
+            learner.train_epoch(ctx, 2)
         samples = bs * steps
-    return {"samples_per_s": samples / wall, "samples_per_cpu_s": samples / max(cpu, 1e-9)}
+    return {
+        "samples_per_s": samples / wall,
+        "samples_per_cpu_s": samples / max(cpu, 1e-9),
+        # a pass's reads (batch order, metrics once per pass included) per step
+        "host_reads_per_step": reads.count / steps,
+    }
 
 
 def pipeline_throughput(ds, views, args) -> dict[str, float]:
@@ -346,15 +382,18 @@ def compare(args, argv: list[str]) -> None:
                 subprocess.run(cmd, env=env, check=True, cwd=str(tree), capture_output=True)
                 results[label].append(json.loads(out.read_text()))
     print(f"\n| learner ({args.model}, batch {args.batch_size}, {args.device}) "
-          "| before samples / CPU-s | after | after / before |")
-    print("|---|---:|---:|---:|")
+          "| before samples / CPU-s | after | after / before "
+          "| host reads per step before | after |")
+    print("|---|---:|---:|---:|---:|---:|")
     for name in args.learners:
         best = {
             k: max(r["learners"][name]["samples_per_cpu_s"] for r in v)
             for k, v in results.items()
         }
+        reads = {k: v[0]["learners"][name]["host_reads_per_step"] for k, v in results.items()}
         print(f"| {name} | {best['before']:.0f} | {best['after']:.0f} "
-              f"| {best['after'] / best['before']:.2f} |")
+              f"| {best['after'] / best['before']:.2f} "
+              f"| {reads['before']:.2f} | {reads['after']:.2f} |")
 
 
 def table(run_dirs: list[str]) -> None:

@@ -115,7 +115,7 @@ def autoaugment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     from torchvision.transforms import v2
 
     policy = v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         cpu = x.cpu()
