@@ -2,9 +2,12 @@
 
 In-memory data sets (CIFAR, the embedded default) keep their images as one uint8
 tensor and augment a whole batch with a few tensor ops on the device the batch lives
-on. Randomness comes from an explicit ``torch.Generator`` (drawn on the CPU, then moved
-to the batch's device), so a view is a function of the generator's state alone, the
-same on CPU and CUDA, with no host synchronisation inside the ops.
+on. Randomness comes from an explicit ``torch.Generator``: crop, flip and Cutout draw on
+the generator's device (the training device for in-memory data sets, so a weak batch
+costs no host round trip); the AutoAugment policy draws on a CPU generator, because
+images are grouped by op on the host (the strong view therefore takes a CPU generator).
+A view is a function of the generator's state alone, with no host synchronisation inside
+the ops.
 
 Views (as in the Prune4ReL reference, which takes them from SOP):
 
@@ -452,8 +455,9 @@ def _cutout_rows(n: int, size: int, device: torch.device) -> torch.Tensor:
 def _cutout_keep(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
     """(B, 1, H, W) mask of x's dtype: 0 in each image's Cutout square, 1 elsewhere."""
     b, _, h, w = x.shape
-    cy = torch.randint(0, h, (b,), generator=generator).to(x.device)
-    cx = torch.randint(0, w, (b,), generator=generator).to(x.device)
+    dev = generator.device
+    cy = torch.randint(0, h, (b,), generator=generator, device=dev).to(x.device, non_blocking=True)
+    cx = torch.randint(0, w, (b,), generator=generator, device=dev).to(x.device, non_blocking=True)
     hole_y = _cutout_rows(h, size, x.device).index_select(0, cy).view(b, 1, h, 1)
     hole_x = _cutout_rows(w, size, x.device).index_select(0, cx).view(b, 1, 1, w)
     return (1 - hole_y * hole_x).to(x.dtype)
@@ -507,13 +511,16 @@ def weak_view(x: torch.Tensor, spec: AugmentSpec, generator: torch.Generator) ->
     p = max(spec.crop_padding, 0)
     if p == 0 and not spec.flip:
         return x
-    oy = torch.randint(0, 2 * p + 1, (b,), generator=generator)
-    ox = torch.randint(0, 2 * p + 1, (b,), generator=generator)
+    # drawn on the generator's device (the training device for in-memory sets: no host
+    # round trip), then moved to the batch's (a no-op when they are the same)
+    dev = generator.device
+    oy = torch.randint(0, 2 * p + 1, (b,), generator=generator, device=dev)
+    ox = torch.randint(0, 2 * p + 1, (b,), generator=generator, device=dev)
     if spec.flip:
-        ox = ox + (torch.rand(b, generator=generator) < 0.5) * (2 * p + 1)
+        ox = ox + (torch.rand(b, generator=generator, device=dev) < 0.5) * (2 * p + 1)
     rows, cols = _crop_tables(h, w, p, x.device)
-    rows = rows.index_select(0, oy.to(x.device)).view(b, h, 1)
-    cols = cols.index_select(0, ox.to(x.device)).view(b, 1, w)
+    rows = rows.index_select(0, oy.to(x.device, non_blocking=True)).view(b, h, 1)
+    cols = cols.index_select(0, ox.to(x.device, non_blocking=True)).view(b, 1, w)
     index = (rows + cols).view(b, 1, h * w).long()  # int32 sums: int64 ones cost more
     padded = torch.nn.functional.pad(x, (p, p, p, p)).view(b, c, -1)
     return padded.gather(2, index.expand(b, c, h * w)).view(b, c, h, w)

@@ -117,7 +117,8 @@ class RunConfig:
     save_log: bool = False
     dry_run: bool = False
     deterministic: bool = False
-    amp: bool = True
+    #: True (CUDA: bf16 or fp16; CPU: float32), False, "bf16" (also CPU) or "fp16"
+    amp: bool | str = True
     channels_last: bool = True
     progress: bool = True
     #: reference flags accepted for compatibility that change nothing here (reported in

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from . import __version__, distributed
 from .budget import check_fraction
 from .checks import check_budget, check_output_folder, check_run_config
 from .config import (
@@ -367,7 +367,9 @@ def select_subset(cfg: RunConfig, ds: NoisyDataset, seed: int) -> tuple[Subset, 
             arrays["clean_labels"] = ds.clean_labels
         signals = Signals(arrays, num_classes=ds.num_classes)
     t1 = time.time()
-    subset = method.select(signals, cfg.fraction, seed=seed)
+    # selected once, on rank 0, so every rank trains on the same subset
+    subset = method.select(signals, cfg.fraction, seed=seed) if distributed.is_main() else None
+    subset = distributed.broadcast_object(subset)
     report["selection_seconds"] = round(time.time() - t1, 3)
     report["selection_info"] = subset.info
     return subset, report
@@ -387,33 +389,34 @@ def run_experiment(cfg: RunConfig, *, exp: int = 0) -> dict[str, Any]:
     seed = cfg.seed + exp
     ds = load_data(cfg, seed)
     check_budget(len(ds.labels), cfg.fraction)
-    if cfg.device != "auto":
-        resolve_device(cfg.device)
+    distributed.init(resolve_device(cfg.device))  # the rank is known before any write
     run = RunDir(Path(cfg.out_dir) / run_name(cfg, seed))
-    from .engine import dist_info
-
-    rank = dist_info()[0]
-    if run.path.exists():
-        if rank == 0 and _abandoned(run):
-            log.info("replacing %s: an earlier attempt ended before its first checkpoint", run.path)
-            shutil.rmtree(run.path)
-        else:
-            done = run.summary.is_file()
-            hint = "it is complete" if done else f"resume it with --resume {run.path}"
-            raise DeepCoreError(f"run directory {run.path} already exists ({hint})")
+    rank = distributed.rank()
     lock = None
     # folders this run creates, removed again if it fails while they are still empty
     made = [p for p in (Path(cfg.out_dir), signals_cache_dir(cfg)) if not p.exists()]
+    problem = None
     if rank == 0:
-        try:
-            run.path.mkdir(parents=True)
-        except FileExistsError:
-            raise DeepCoreError(
-                f"run directory {run.path} was just created by another process"
-            ) from None
-        except OSError as e:
-            raise DeepCoreError(f"cannot create run directory {run.path}: {e.strerror}") from None
-        lock = FolderLock(run.path, what="run folder").acquire()
+        if run.path.exists() and _abandoned(run):
+            log.info("replacing %s: an earlier attempt ended before its first checkpoint", run.path)
+            shutil.rmtree(run.path)
+        if run.path.exists():
+            done = run.summary.is_file()
+            hint = "it is complete" if done else f"resume it with --resume {run.path}"
+            problem = f"run directory {run.path} already exists ({hint})"
+        else:
+            try:
+                run.path.mkdir(parents=True)
+                lock = FolderLock(run.path, what="run folder").acquire()
+            except FileExistsError:
+                problem = f"run directory {run.path} was just created by another process"
+            except OSError as e:
+                problem = f"cannot create run directory {run.path}: {e.strerror}"
+            except DeepCoreError as e:  # locked by another process
+                problem = str(e)
+    problem = distributed.broadcast_object(problem)
+    if problem is not None:
+        raise DeepCoreError(problem)
     handler = _attach_log(run.log) if rank == 0 else None
     try:
         if rank == 0:
@@ -463,29 +466,30 @@ def resume_experiment(
         raise DeepCoreError(
             f"--resume takes the run's own settings; cannot change: {', '.join(bad)}"
         )
-    from .engine import dist_info
-
-    lock = FolderLock(run.path, what="run folder").acquire() if dist_info()[0] == 0 else None
+    values = read_yaml(run.config)
+    if not values:
+        raise DeepCoreError(f"{run.config} is empty; restore it or start the run again")
+    cfg = RunConfig.from_dict(values, source=str(run.config))
+    check_run_manifest(run.path, cfg.to_dict())
+    cfg = replace(cfg, **(overrides or {}))
+    validate(cfg)
+    ds = load_data(cfg, cfg.seed)
+    labels = read_npz(run.labels, "labels")
+    if not np.array_equal(labels, ds.labels):
+        raise DeepCoreError(f"the noisy labels of {run.path} differ from the data set's now")
+    distributed.init(resolve_device(cfg.device))  # the rank is known before any write
+    lock = FolderLock(run.path, what="run folder").acquire() if distributed.is_main() else None
     try:
-        values = read_yaml(run.config)
-        if not values:
-            raise DeepCoreError(f"{run.config} is empty; restore it or start the run again")
-        cfg = RunConfig.from_dict(values, source=str(run.config))
-        check_run_manifest(run.path, cfg.to_dict())
-        cfg = replace(cfg, **(overrides or {}))
-        validate(cfg)
-        ds = load_data(cfg, cfg.seed)
-        labels = read_npz(run.labels, "labels")
-        if not np.array_equal(labels, ds.labels):
-            raise DeepCoreError(f"the noisy labels of {run.path} differ from the data set's now")
+        handler = None
         if lock is not None:
             remove_stale_temp(run.path)
-        handler = _attach_log(run.log)
+            handler = _attach_log(run.log)
         try:
             return _train_and_summarise(cfg, ds, run, cfg.seed, resume=True)
         finally:
-            log.removeHandler(handler)
-            handler.close()
+            if handler is not None:
+                log.removeHandler(handler)
+                handler.close()
     finally:
         if lock is not None:
             lock.release()
@@ -494,9 +498,7 @@ def resume_experiment(
 def _train_and_summarise(
     cfg: RunConfig, ds: NoisyDataset, run: RunDir, seed: int, *, resume: bool
 ) -> dict[str, Any]:
-    from .engine import dist_info
-
-    rank = dist_info()[0]
+    rank = distributed.rank()
     if resume and run.subset.is_file() and (run.path / "selection.json").is_file():
         subset = run.read_subset()
         report = run.read_selection()

@@ -230,7 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="warm-up signal cache (default OUT/signals-cache)",
     )
     g.add_argument("--deterministic", type=str_to_bool, nargs="?", const=True)
-    g.add_argument("--amp", type=str_to_bool, help="mixed precision on CUDA (default True)")
+    g.add_argument(
+        "--amp",
+        type=amp_mode,
+        help="mixed precision: True (default: bf16 or fp16 on CUDA, off on CPU), False, "
+        "bf16 (also on CPU) or fp16 (CUDA)",
+    )
     g.add_argument("--channels-last", dest="channels_last", type=str_to_bool)
     g.add_argument("--progress", type=str_to_bool, help="progress bars (default True)")
 
@@ -337,6 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         g.add_argument(*flags, dest=REF + name, type=typ, help=S, **extra)
     return p
+
+
+def amp_mode(value: str) -> bool | str:
+    """``--amp``: True/False (as the reference passes them), ``bf16`` or ``fp16``."""
+    if value.strip().lower() in ("bf16", "fp16"):
+        return value.strip().lower()
+    return str_to_bool(value)
 
 
 def config_from_args(ns: argparse.Namespace) -> RunConfig:
@@ -459,12 +471,14 @@ def _reference_defaults(
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    from .. import distributed
+
     try:
         code = _run(argv)
     except BaseException:
-        _finish_distributed(wait=False)
+        distributed.finish(wait=False)
         raise
-    _finish_distributed()
+    distributed.finish()
     return code
 
 
