@@ -30,7 +30,7 @@ def _probs(n: int = N) -> np.ndarray:
         ({"labels": LABELS, "losses": np.full((N, 2), np.nan)}, "'losses' contains NaN"),
         ({"labels": LABELS, "margins": np.full((N, 2), np.inf)}, "'margins' contains NaN"),
         ({"labels": np.array([0, 1, -1])}, "labels must lie in [0, 2)"),
-        ({"labels": LABELS, "probs": np.ones((N, 2))}, "labels must lie in [0, 2)"),
+        ({"labels": LABELS, "probs": np.full((N, 2), 0.5)}, "labels must lie in [0, 2)"),
     ],
 )
 def test_bad_input_is_one_line_error(arrays, message):
@@ -51,8 +51,8 @@ def test_non_finite_values_pass_when_the_check_is_off():
 
 def test_num_classes_is_inferred():
     assert Signals({"labels": LABELS}).num_classes == 3
-    assert Signals({"labels": LABELS, "probs": np.ones((N, 5))}).num_classes == 5
-    member = Signals({"labels": LABELS, "member_probs": np.ones((2, N, 4))})
+    assert Signals({"labels": LABELS, "probs": np.full((N, 5), 0.2)}).num_classes == 5
+    member = Signals({"labels": LABELS, "member_probs": np.full((2, N, 4), 0.25)})
     assert member.num_classes == 4
     assert Signals({"labels": np.zeros(0, dtype=np.int64)}).num_classes == 0
     assert Signals({"labels": LABELS}, num_classes=7).num_classes == 7
@@ -67,7 +67,7 @@ def test_dtypes_and_one_member_grad_norms():
 
 def test_access_require_and_subset():
     grads = np.arange(2 * N, dtype=float).reshape(2, N)
-    s = Signals({"labels": LABELS, "probs": _probs(), "member_probs": np.ones((2, N, C)),
+    s = Signals({"labels": LABELS, "probs": _probs(), "member_probs": np.full((2, N, C), 1.0 / C),
                  "grad_norms": grads, "extra": np.arange(N)})  # fmt: skip
     assert len(s) == N and "probs" in s and "features" not in s
     assert set(s.names) == {"labels", "probs", "member_probs", "grad_norms", "extra"}

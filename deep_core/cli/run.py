@@ -471,24 +471,22 @@ def _reference_defaults(
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from .. import distributed
-
     try:
         code = _run(argv)
     except BaseException:
-        distributed.finish(wait=False)
+        _finish_distributed(wait=False)
         raise
-    distributed.finish()
+    _finish_distributed()
     return code
 
 
 def _finish_distributed(*, wait: bool = True) -> None:
     # Only a run that imported the engine can have joined a process group; --help and
     # bad flags end before torch is imported.
-    if "deep_core.engine" in sys.modules:
-        from ..engine import finish_distributed
+    if "deep_core.distributed" in sys.modules:
+        from .. import distributed
 
-        finish_distributed(wait=wait)
+        distributed.finish(wait=wait)
 
 
 def _run(argv: Sequence[str] | None) -> int:
