@@ -89,7 +89,6 @@ Scores
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 import os
@@ -685,6 +684,58 @@ def _graph_neighbours(graph: Neighborhoods | None, score: _Scorer) -> Neighbours
     return lambda p: score(p, indices[indptr[p] : indptr[p + 1]])
 
 
+class _BlockMax:
+    """Argmax with ties to the lowest position, over segments of an array, under updates.
+
+    Values are kept in blocks of ``BLOCK`` positions with each block's maximum; a segment
+    (a class, or everything) is a run of whole blocks (padded with -inf). The argmax of
+    a segment is the first block holding the segment's maximum, then the first position
+    in it holding that value: O(blocks + BLOCK) per query instead of O(segment), and an
+    update only rescans the blocks whose maximum it may have lowered.
+    """
+
+    BLOCK = 128
+
+    def __init__(self, groups: list[np.ndarray], values: np.ndarray) -> None:
+        """``groups``: index arrays (each sorted) of the segments; ``values``: by index."""
+        b = self.BLOCK
+        nblocks = [-(-g.size // b) for g in groups]
+        self.block_off = np.zeros(len(groups) + 1, dtype=np.int64)
+        np.cumsum(nblocks, out=self.block_off[1:])
+        size = int(self.block_off[-1]) * b
+        self.index = np.full(size, -1, dtype=np.int64)  # position -> sample (-1: padding)
+        self.pos = np.empty(values.size, dtype=np.int64)  # sample -> position
+        for g, b0 in zip(groups, self.block_off[:-1].tolist(), strict=True):
+            self.index[b0 * b : b0 * b + g.size] = g
+            self.pos[g] = np.arange(b0 * b, b0 * b + g.size)
+        self.values = np.full(size, -np.inf, dtype=np.float32)
+        self.values[self.pos] = values
+        self.blocks = self.values.reshape(-1, b)
+        self.bmax = self.blocks.max(axis=1) if size else np.empty(0, np.float32)
+
+    def argmax(self, segment: int) -> int:
+        """The sample with the largest value in ``segment`` (ties: lowest position)."""
+        b0 = int(self.block_off[segment])
+        blk = b0 + int(np.argmax(self.bmax[b0 : int(self.block_off[segment + 1])]))
+        return int(self.index[blk * self.BLOCK + int(np.argmax(self.blocks[blk]))])
+
+    def update(self, samples: np.ndarray, new: np.ndarray) -> None:
+        pos = self.pos[samples]
+        old = self.values[pos]
+        self.values[pos] = new
+        blk = pos // self.BLOCK
+        top = self.bmax[blk]
+        lowered = blk[(old == top) & (new < old)]  # repeats are harmless
+        if lowered.size:
+            self.bmax[lowered] = self.blocks[lowered].max(axis=1)
+        raised = new > top
+        if raised.any():
+            np.maximum.at(self.bmax, blk[raised], new[raised])
+
+    def by_sample(self) -> np.ndarray:
+        return self.values[self.pos]
+
+
 def _greedy(
     conf: np.ndarray,
     labels: np.ndarray,
@@ -694,49 +745,33 @@ def _greedy(
     balance: bool,
     neighbours: Neighbours,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Lazy-heap greedy: the argmax of the gain (ties lowest index) at every step.
+    """The argmax of the gain (ties lowest index) at every step, as the reference scans.
 
-    ``key[i]`` is the key of sample i's live heap entry and always >= its current gain
-    ``G[i]``. A popped entry whose key equals the current gain is the argmax: every other
-    sample has a live entry ordered after it, with a key at least its own gain.
+    The gains live in a :class:`_BlockMax` (one segment per class while balanced, one
+    for all samples otherwise); a picked sample's value becomes -inf, and only the
+    neighbours of the pick change value at each step.
     """
     n = conf.size
     r = np.zeros(n, dtype=np.float32)
-    gain = _gain(r, conf, eta)
-    key = gain.astype(np.float64)
     selected = np.zeros(n, dtype=bool)
     order = np.empty(n_select, dtype=np.int64)
-    neg = (-gain).tolist()
-
+    gain = _gain(r, conf, eta)
     if balance:
         members = [np.flatnonzero(labels == c) for c in range(num_classes)]
-        heaps = [[(neg[i], i) for i in m.tolist()] for m in members]
+        table = _BlockMax(members, gain)
         left = [int(m.size) for m in members]
         init = list(left)
         available = list(range(num_classes))
     else:
-        heaps = [list(zip(neg, range(n), strict=True))]
-    for h in heaps:
-        heapq.heapify(h)
-    del neg
+        table = _BlockMax([np.arange(n)], gain)
     broken = not balance
     break_step = None
     min_balance = 0
-
-    def pop(h: list[tuple[float, int]]) -> int:
-        while True:
-            negk, i = heapq.heappop(h)
-            if selected[i] or -negk != key[i]:
-                continue  # obsolete entry: a newer one (or the pick) superseded it
-            g = float(gain[i])
-            if g == key[i]:
-                return i
-            key[i] = g
-            heapq.heappush(h, (-g, i))
+    minus_inf = np.array([-np.inf], dtype=np.float32)
 
     for step in range(n_select):
         if broken:
-            p = pop(heaps[0])
+            p = table.argmax(0)
         else:
             target = available[step % len(available)]
             while left[target] == 0:
@@ -746,27 +781,21 @@ def _greedy(
                 target = available[step % len(available)]
                 if init[target] - left[target] > 1.5 * min_balance:
                     break_step = step
-            p = pop(heaps[target])
+            p = table.argmax(target)
             left[target] -= 1
         selected[p] = True
         order[step] = p
+        table.update(np.array([p]), minus_inf)
         if break_step is not None and not broken:
             broken = True  # from the next step on: global argmax over all that is left
-            rest = np.flatnonzero(~selected)
-            key[rest] = gain[rest]
-            heaps = [list(zip((-gain[rest]).tolist(), rest.tolist(), strict=True))]
-            heapq.heapify(heaps[0])
+            table = _BlockMax([np.arange(n)], table.by_sample())
         if step == n_select - 1:
             break
         idx, s = neighbours(p)
         if idx.size == 0:
             continue
         r[idx] += s * conf[p]
-        g_new = _gain(r[idx], conf[idx], eta)
-        gain[idx] = g_new
-        grown = np.flatnonzero(g_new > key[idx])
-        for j, g in zip(idx[grown].tolist(), g_new[grown].tolist(), strict=True):
-            if not selected[j]:
-                key[j] = g
-                heapq.heappush(heaps[0] if broken else heaps[labels[j]], (-g, j))
+        g = _gain(r[idx], conf[idx], eta)
+        g[selected[idx]] = -np.inf
+        table.update(idx, g)
     return order, {"balance_break_step": break_step}
