@@ -381,7 +381,20 @@ def test_range_search_is_exact_and_symmetric():
         assert set(expect[~border[expect]].tolist()) <= set(idx.tolist()) <= loose
         np.testing.assert_allclose(sims, cos[i, idx], atol=1e-5)
     k = knn_search(x, 10, threshold=0.8)
-    assert k.sizes().max() <= 10 and k.info["recall"] == 1.0
+    assert k.sizes().max() <= 10 and k.info["knn_recall"] == 1.0
+
+
+def test_ivf_bfloat16_join_rechecks_borderline_rows():
+    # rows with fewer than k neighbours above the threshold get the float32 join's set
+    x, _, _ = make_data(seed=17, n=2000)
+    kw = dict(threshold=0.95, index="ivf", nprobe=4, seed=3)
+    lo = knn_search(x, 100, precision="bfloat16", **kw)
+    hi = knn_search(x, 100, precision="float32", **kw)
+    assert lo.info["precision"] == "bfloat16" and "rows_rechecked_float32" in lo.info
+    uncapped = np.flatnonzero(hi.sizes() < 100)
+    assert uncapped.size > 500
+    for i in uncapped:
+        assert set(lo.row(i)[0].tolist()) == set(hi.row(i)[0].tolist())
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])

@@ -446,7 +446,8 @@ def knn_search(
     index : {"flat", "ivf"}, default="flat"
         ``"flat"``: exact (faiss brute force). ``"ivf"``: cluster join over ``nlist``
         spherical k-means partitions, each compared with its ``nprobe`` nearest
-        partitions; approximate, recall measured and returned in ``info["recall"]``.
+        partitions; approximate, recall against exact k-NN measured and returned in
+        ``info["knn_recall"]``.
     nlist : int, optional
         IVF partitions; default ``round(sqrt(n))`` (capped so each has >= 32 rows).
     nprobe : int, default=8
@@ -479,7 +480,8 @@ def knn_search(
     -------
     Neighborhoods
         One row per query, neighbours by decreasing similarity; ``info`` holds the
-        index parameters, seconds, and ``recall`` (1.0 for flat).
+        index parameters, seconds, and ``knn_recall`` (against exact k-NN, 1.0 for flat;
+        not the recall of threshold neighbourhoods that a cap of k cuts).
     """
     if index not in KNN_INDEXES:
         raise unknown_name("neighbour index", index, KNN_INDEXES)
@@ -502,7 +504,7 @@ def knn_search(
             ids = np.full((m, k), -1, dtype=np.int64)
         elif index == "flat":
             sims, ids = _knn_flat(xq, xb, k, block_rows)
-            info["recall"] = 1.0
+            info["knn_recall"] = 1.0
         else:
             if nlist is None:
                 nlist = max(1, min(int(round(math.sqrt(n))), n // 32))
@@ -955,6 +957,6 @@ def _recall(
         total += exact.size
         found += np.intersect1d(exact, approx, assume_unique=True).size
     return {
-        "recall": 1.0 if total == 0 else round(found / total, 4),
-        "recall_sample": int(pick.size),
+        "knn_recall": 1.0 if total == 0 else round(found / total, 4),
+        "knn_recall_sample": int(pick.size),
     }
