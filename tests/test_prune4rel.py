@@ -274,6 +274,9 @@ def test_over_budget_says_so_with_true_recall(caplog):
     upper = np.minimum(sizes - 1, 80 - 1).sum() / (sizes - 1).sum()  # at best K - 1 others
     assert info["recall"] <= upper + 0.02 and info["recall"] < 0.9
     assert info["recall_sample"] == 1000
+    # no sample: no recall claimed
+    res = fast(x, probs, labels, 600, exact_memory_gb=budget, recall_sample=0, **kw)
+    assert res.info["recall"] is None and "not measured" in res.info["approximation"]
 
 
 def test_explicit_k_recall_is_true_and_range_capped():

@@ -397,11 +397,16 @@ def prune4rel_greedy(
         info["candidates_max"] = int(sizes.max()) if n else 0
     info["mode"] = "exact" if reason is None else "scalable"
     if reason is not None:
+        recall = (
+            "not measured (recall_sample=0)"
+            if info["recall"] is None
+            else f"{info['recall']:.4f} (1 = exact)"
+        )
         line = (
             f"Prune4Rel is approximate (scalable mode): {reason}; neighbourhoods capped at "
             f"K={info['neighbors']} ({info['k_rule']}), search index={info['index']}; recall "
             f"against the exact threshold neighbourhoods on {info['recall_sample']:,} "
-            f"sampled queries: {info['recall']:.4f} (1 = exact)"
+            f"sampled queries: {recall}"
         )
         info["approximation"] = line
         log.warning(line)
@@ -619,8 +624,10 @@ def _scalable_graph(
             truth.append(np.union1d(cand[~near].astype(np.int64), rescored))
     true_sizes = np.array([t.size for t in truth], dtype=np.int64)
     k_memory = max(1, max_pairs // max(n, 1))
-    if k is None:
-        k_sample = int(true_sizes.max()) if sample.size else 1
+    if k is None and sample.size == 0:
+        k, rule = k_memory, "memory budget; no sampled sizes"
+    elif k is None:
+        k_sample = int(true_sizes.max())
         k = min(k_sample, k_memory)
         rule = "largest sampled neighbourhood" if k == k_sample else "memory budget"
         rule += f"; sampled sizes: median {np.median(true_sizes):.0f}, max {k_sample:,}"
@@ -659,7 +666,7 @@ def _scalable_graph(
         "neighbors": int(k),
         "k_rule": rule,
         "index": kind,
-        "recall": 1.0 if total == 0 else round(found / total, 4),
+        "recall": None if sample.size == 0 else (1.0 if total == 0 else round(found / total, 4)),
         "recall_sample": int(sample.size),
         "capped_share_sampled": round(float((true_sizes > k).mean()), 4) if sample.size else 0.0,
     }
