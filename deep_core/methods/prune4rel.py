@@ -653,7 +653,7 @@ def _scalable_graph(
             kind = "ivf"
     if graph is None:
         graph = knn_search(
-            xn, k, threshold=cos_t - similarity_error(d), index=kind, nprobe=nprobe,
+            xn, k, threshold=cos_t - err, index=kind, nprobe=nprobe,
             recall_sample=0, seed=seed, normalized=True, precision=precision, device=device,
         )  # fmt: skip
     found = total = 0

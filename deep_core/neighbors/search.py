@@ -465,12 +465,14 @@ def knn_search(
     block_rows : int, default=4096
         Queries per matrix product.
     precision : {"float32", "bfloat16"}, default="float32"
-        IVF only: precision of the cluster join. In bfloat16 each query keeps its
-        ``k + max(16, k // 4)`` best candidates, re-scored in float32. A query is
-        recomputed in float32 against all its candidates when a candidate left out could
-        (by the bfloat16 error bound) be above the threshold while its k-th kept one is
-        not -- or, without a threshold, above its k-th kept one. A query with k kept
-        neighbours above the threshold may differ from float32 in its last places.
+        IVF only: precision of the cluster join; ``sims`` are the join's values. In
+        bfloat16 (a caller widens ``threshold`` by ``similarity_error(d, "bfloat16")``
+        to catch every pair above its own), a query is recomputed in float32 against all
+        its candidates when one left out of its ``k + max(16, k // 4)`` best could be
+        above the threshold (by the bfloat16 error bound) while its k-th is not surely
+        above it: so a query with fewer than k results loses no pair above the threshold
+        to the rounding. Where k results are above it, the last places are ranked in
+        bfloat16 (the cap is approximate anyway; a caller measures its recall).
     device : str or torch.device, default="cpu"
         Where the IVF matrix products run (the flat search is faiss on CPU).
     n_threads : int, optional
@@ -871,8 +873,7 @@ def _knn_ivf(
     low = precision == "bfloat16"
     db_lo = db.to(torch.bfloat16) if low else db
     q_lo = (db_lo if xq is xb else q.to(torch.bfloat16)) if low else q
-    # a float32 similarity is within err32 of the true one, a bfloat16 one within err_lo
-    slack = similarity_error(d, "bfloat16") + similarity_error(d)
+    err_lo = similarity_error(d, "bfloat16")
     db_list = _assign(db, cen, block_rows).cpu().numpy()
     q_list = db_list if xq is xb else _assign(q, cen, block_rows).cpu().numpy()
     csim = cen @ cen.T
@@ -905,30 +906,17 @@ def _knn_ivf(
             rows = members[s : s + block_rows]
             rows_t = torch.from_numpy(rows).to(dev)
             top = torch.topk(q_lo.index_select(0, rows_t) @ xc_lo.T, wide, dim=1)
-            pos = top.indices
-            if low:
-                qr = q.index_select(0, rows_t)
-                # float32 re-score of the wide candidates, in chunks of queries
-                exact = torch.empty(pos.shape, dtype=torch.float32, device=dev)
-                for c0 in range(0, rows.size, 256):
-                    sub = xc[pos[c0 : c0 + 256]]  # (rows, wide, d)
-                    exact[c0 : c0 + 256] = torch.bmm(sub, qr[c0 : c0 + 256, :, None])[..., 0]
-                best = torch.topk(exact, kk, dim=1)
-                vals, pos = best.values, torch.gather(pos, 1, best.indices)
-                if wide < cand.size:
-                    # left-out candidates have bf16 <= the widest kept one: true <= that + err
-                    bound = top.values[:, -1].float() + slack
-                    if t is None:
-                        loose = vals[:, -1] <= bound
-                    else:
-                        loose = (vals[:, -1] <= t) & (bound > t)
-                    redo = loose.nonzero()[:, 0]
-                    if redo.numel():
-                        rechecked += int(redo.numel())
-                        full = torch.topk(qr.index_select(0, redo) @ xc.T, kk, dim=1)
-                        vals[redo], pos[redo] = full.values, full.indices
-            else:
-                vals = top.values
+            vals, pos = top.values[:, :kk].float(), top.indices[:, :kk]
+            if low and t is not None and wide < cand.size:
+                # left out: bf16 <= the wide-th value, so true <= that + err_lo
+                maybe = top.values[:, -1].float() + err_lo > t
+                loose = maybe & (vals[:, -1] - err_lo <= t)
+                redo = loose.nonzero()[:, 0]
+                if redo.numel():
+                    rechecked += int(redo.numel())
+                    qr = q.index_select(0, rows_t.index_select(0, redo))
+                    full = torch.topk(qr @ xc.T, kk, dim=1)
+                    vals[redo], pos[redo] = full.values, full.indices
             sims[rows, :kk] = vals.cpu().numpy()
             ids[rows, :kk] = cand_t[pos].cpu().numpy()
     return sims, ids, rechecked
