@@ -562,14 +562,20 @@ class _Scorer:
     def __init__(self, x32: np.ndarray, metric: str, tau32: np.float32) -> None:
         self.x32, self.metric, self.tau32 = x32, metric, tau32
         sq = np.empty(x32.shape[0], dtype=np.float64)
-        for s in range(0, x32.shape[0], 1 << 13):
-            xc = x32[s : s + (1 << 13)].astype(np.float64)
-            sq[s : s + (1 << 13)] = np.einsum("ij,ij->i", xc, xc)
+        for s in range(0, x32.shape[0], 1 << 10):  # float64 temporaries in cache
+            xc = x32[s : s + (1 << 10)].astype(np.float64)
+            sq[s : s + (1 << 10)] = np.einsum("ij,ij->i", xc, xc)
         self.sq = sq
         self.norms = np.sqrt(sq)
 
     def __call__(self, p: int, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        dots = np.dot(self.x32[cand], self.x32[p].astype(np.float64))
+        xp = self.x32[p].astype(np.float64)
+        if cand.size <= 256:
+            dots = np.dot(self.x32[cand], xp)
+        else:  # float64 temporaries that stay in cache
+            dots = np.concatenate(
+                [np.dot(self.x32[cand[s : s + 256]], xp) for s in range(0, cand.size, 256)]
+            )
         if self.metric == "cossim":
             s = (0.5 + 0.5 * (dots / (self.norms[cand] * self.norms[p]))).astype(np.float32)
             keep = s > self.tau32
