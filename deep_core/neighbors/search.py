@@ -92,12 +92,17 @@ class Neighborhoods:
         Cosine similarity of each neighbour, as computed in float32.
     info : dict
         How it was computed (search, index, parameters, seconds, recall for IVF).
+    pairs : ndarray of int, shape (nnz,), optional
+        Self-joins of :func:`range_search` and :func:`radius_search`: the id of each
+        entry's unordered pair, shared by ``(i, j)`` and ``(j, i)`` (so a caller can
+        compute a symmetric quantity once per pair).
     """
 
     indptr: np.ndarray
     indices: np.ndarray
     sims: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
+    pairs: np.ndarray | None = None
 
     @property
     def num_rows(self) -> int:
@@ -316,10 +321,10 @@ def range_search(
             q = torch.from_numpy(xq).to(dev, dtype)
             parts = _range_cross(q, db, t, block_rows, block_cols, count)
     clock = time.perf_counter()
-    table = _csr_table(parts, n_rows, xb.shape[0], symmetric=xq is None)
+    indptr, indices, sims, pairs = _csr_table(parts, n_rows, xb.shape[0], symmetric=xq is None)
     info["seconds_table"] = round(time.perf_counter() - clock, 3)
     info.update(self_join=xq is None, seconds=round(time.perf_counter() - start, 3))
-    return Neighborhoods(indptr=table[0], indices=table[1], sims=table[2], info=info)
+    return Neighborhoods(indptr=indptr, indices=indices, sims=sims, info=info, pairs=pairs)
 
 
 def radius_search(
@@ -405,14 +410,14 @@ def radius_search(
                     count.add(rr.size)
                     dist = vals.clamp_(min=0.0).sqrt_().cpu().numpy()
                     parts.append(((rr + r0).astype(dt), (cc + c0).astype(dt), dist))
-    table = _csr_table(parts, n, n, symmetric=True)
+    indptr, indices, dist, pairs = _csr_table(parts, n, n, symmetric=True)
     info = {
         "search": "radius",
         "radius": r,
         "precision": precision,
         "seconds": round(time.perf_counter() - start, 3),
     }
-    return Neighborhoods(indptr=table[0], indices=table[1], sims=table[2], info=info)
+    return Neighborhoods(indptr=indptr, indices=indices, sims=dist, info=info, pairs=pairs)
 
 
 def knn_search(
@@ -789,10 +794,12 @@ def _range_cross(
 
 def _csr_table(
     parts: list[Part], n_rows: int, n_cols: int, *, symmetric: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(indptr int64, indices, sims) of the pairs as a CSR table (scipy's counting sort).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(indptr int64, indices, sims, pairs) of the pairs as a CSR table (scipy's
+    counting sort).
 
-    ``symmetric``: the parts are an upper triangle; its off-diagonal pairs are mirrored.
+    ``symmetric``: the parts are an upper triangle; its off-diagonal pairs are mirrored,
+    and ``pairs`` gives each entry the id of its unordered pair (None otherwise).
     """
     dt = _index_dtype(max(n_rows, n_cols))
     if parts:
@@ -801,20 +808,26 @@ def _csr_table(
         rows, cols, sims = np.empty(0, dt), np.empty(0, dt), np.empty(0, np.float32)
     del parts
     if symmetric:
-        off = rows != cols
+        off = np.flatnonzero(rows != cols)
         rows, cols = np.concatenate([rows, cols[off]]), np.concatenate([cols, rows[off]])
-        sims = np.concatenate([sims, sims[off]])
-        del off
-    coo = sp.coo_matrix((sims, (rows, cols)), shape=(n_rows, n_cols))
+        ids = np.arange(sims.size, dtype=_index_dtype(sims.size))
+        payload = np.concatenate([ids, ids[off]])
+        del off, ids
+    else:
+        payload = sims
+    coo = sp.coo_matrix((payload, (rows, cols)), shape=(n_rows, n_cols))
+    del rows, cols, payload
     # no pair is repeated: skip scipy's duplicate summing and the row sort it implies
     # (the rows keep the search's order; gathering them sorted was no faster)
     coo.has_canonical_format = True
     table = coo.tocsr()
-    del coo, rows, cols, sims
+    del coo
+    pairs = table.data if symmetric else None
     return (
         table.indptr.astype(np.int64),
         table.indices.astype(dt, copy=False),
-        table.data.astype(np.float32, copy=False),
+        sims[pairs] if symmetric else table.data.astype(np.float32, copy=False),
+        pairs,
     )
 
 
