@@ -63,12 +63,15 @@ Two modes
   sample is picked. The gain of a sample only changes when a neighbour is picked, so
   the gains live in blocks of 128 with each block's maximum (one run of blocks per class
   when balanced): the argmax, ties to the lowest index, costs O(N / 128 + 128) instead
-  of a scan of N, and an update touches only the pick's neighbours (vectorised numpy;
-  at N = 50,000 most of the greedy's time is the float64 re-scoring, which a compiled
-  loop would not make cheaper than its memory traffic).
-- **scalable** (``neighbors=K``, or when the exact graph does not fit the budget -- the
-  search stops as soon as it knows): each neighbourhood is capped at its K most similar
-  samples above the threshold. It never happens silently: one line on the
+  of a scan of N, and an update touches only the pick's neighbours (vectorised numpy).
+  Each neighbour pair's exact ``s`` is computed once (the self-join's CSR table carries
+  pair ids; ``s`` is symmetric bit for bit). What is left of the greedy's time is that
+  re-scoring, bound by gathering the candidate rows -- bytes a compiled loop would read
+  as well.
+- **scalable** (``neighbors=K``, or when the exact graph does not fit the budget: the
+  search stops as soon as it knows, and above 100,000 samples a count on 500 rows first
+  skips a graph estimated at over twice the budget): each neighbourhood is capped at its
+  K most similar samples above the threshold. It never happens silently: one line on the
   ``deep_core`` logger at WARNING (so on the console and in the run log), also in
   ``info["approximation"]``, says why, which K and index, and the **recall against the
   exact threshold neighbourhoods** on a seeded sample of queries (``recall_sample``;
