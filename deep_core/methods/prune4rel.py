@@ -65,7 +65,9 @@ Two modes
   when balanced): the argmax, ties to the lowest index, costs O(N / 128 + 128) instead
   of a scan of N, and an update touches only the pick's neighbours (vectorised numpy).
   Each neighbour pair's exact ``s`` is computed once (the self-join's CSR table carries
-  pair ids; ``s`` is symmetric bit for bit). What is left of the greedy's time is that
+  pair ids; ``s`` is symmetric: the same float64 dot product, rounded to float32, up to
+  the last float64 bit of a BLAS summation order, as everywhere in the comparison with
+  the reference loop). What is left of the greedy's time is that
   re-scoring, bound by gathering the candidate rows -- bytes a compiled loop would read
   as well.
 - **scalable** (``neighbors=K``, or when the exact graph does not fit the budget: the
@@ -572,7 +574,7 @@ class _Scorer:
         self.norms = np.sqrt(sq)
 
     def similarity(self, p: int, cand: np.ndarray) -> np.ndarray:
-        """Exact ``s(cand, p)`` (symmetric: ``s(p, j)`` is bitwise ``s(j, p)``)."""
+        """Exact ``s(cand, p)``; symmetric, so a caller may reuse ``s(j, p)`` for ``s(p, j)``."""
         xp = self.x32[p].astype(np.float64)
         if cand.size <= 256:
             dots = np.dot(self.x32[cand], xp)
