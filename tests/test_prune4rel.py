@@ -419,6 +419,11 @@ def test_range_search_pruned_self_join_is_exact(precision, monkeypatch):
     assert found[cos > t + err].all() and not found[cos <= t - err].any()
     assert np.abs(g.sims - cos[rows, g.indices]).max() <= err
     np.testing.assert_array_equal(found, found.T)
+    # (i, j) and (j, i) share one pair id, and distinct pairs have distinct ids
+    pair = np.full((3000, 3000), -1)
+    pair[rows, g.indices] = g.pairs
+    np.testing.assert_array_equal(pair, pair.T)
+    assert np.unique(g.pairs).size == (g.nnz + int((rows == g.indices).sum())) // 2
 
 
 @pytest.mark.parametrize(
