@@ -20,6 +20,7 @@ a flag the chosen method does not take is reported on stderr, never silently dro
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -95,7 +96,14 @@ def _main(argv: Sequence[str] | None) -> int:
     else:
         signals = Signals.from_npz(args.signals, num_classes=args.num_classes)
     check_budget(len(signals), args.fraction)
-    subset = method.select(signals, args.fraction, seed=args.seed)
+    # library warnings (e.g. an approximate selection) on stderr, one line each
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    logging.getLogger("deep_core").addHandler(handler)
+    try:
+        subset = method.select(signals, args.fraction, seed=args.seed)
+    finally:
+        logging.getLogger("deep_core").removeHandler(handler)
     save_npy(args.out, np.asarray(subset.indices, dtype=np.int64))
     print(
         f"{method!r}: kept {len(subset):,} of {len(signals):,} samples "
