@@ -24,7 +24,6 @@ import json
 import logging
 import platform
 import shutil
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -46,6 +45,7 @@ from .engine import Learner, OptimConfig, TrainConfig, TrainContext, Trainer, re
 from .errors import DeepCoreError, unknown_name
 from .io import read_npz, write_text
 from .locks import FolderLock, remove_stale_temp
+from .logs import configure_logging  # noqa: F401 (re-exported)
 from .methods import build_method
 from .methods.base import SelectionMethod
 from .nets import check_model_name, check_pretrained
@@ -637,17 +637,3 @@ def _reference_log(cfg: RunConfig, summary: dict[str, Any]) -> None:
 
 def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.4g}"
-
-
-def configure_logging(verbose: bool = True) -> None:
-    for h in log.handlers:
-        if isinstance(h, logging.StreamHandler) and getattr(h, "_deep_core", False):
-            h.stream = sys.stderr  # follow a replaced stderr (in-process CLI calls)
-            break
-    else:
-        h = logging.StreamHandler(sys.stderr)
-        h.setFormatter(logging.Formatter("%(message)s"))
-        h._deep_core = True  # type: ignore[attr-defined]
-        log.addHandler(h)
-    log.setLevel(logging.INFO if verbose else logging.WARNING)
-    log.propagate = False

@@ -20,7 +20,6 @@ a flag the chosen method does not take is reported on stderr, never silently dro
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -29,6 +28,7 @@ import numpy as np
 from ..checks import check_budget
 from ..errors import DeepCoreError
 from ..io import save_npy
+from ..logs import configure_logging
 from ..methods import build_method, list_methods
 from ..signals import Signals
 from ..subset import describe_quality, subset_quality
@@ -96,14 +96,8 @@ def _main(argv: Sequence[str] | None) -> int:
     else:
         signals = Signals.from_npz(args.signals, num_classes=args.num_classes)
     check_budget(len(signals), args.fraction)
-    # library warnings (e.g. an approximate selection) on stderr, one line each
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("warning: %(message)s"))
-    logging.getLogger("deep_core").addHandler(handler)
-    try:
-        subset = method.select(signals, args.fraction, seed=args.seed)
-    finally:
-        logging.getLogger("deep_core").removeHandler(handler)
+    configure_logging(verbose=False)  # library warnings (an approximate selection) on stderr
+    subset = method.select(signals, args.fraction, seed=args.seed)
     save_npy(args.out, np.asarray(subset.indices, dtype=np.int64))
     print(
         f"{method!r}: kept {len(subset):,} of {len(signals):,} samples "
