@@ -257,18 +257,14 @@ def _apply(
     step = max(1, _ROWS // new.size)
     for start in range(0, cand.size, step):
         rows = cand[start : start + step]
-        # bfloat16 screen: |approx - d^2| <= margin for every pair
-        approx = _as_float32(xb[torch.from_numpy(rows)] @ centres_b)
-        approx *= -2.0
-        approx += sqn_c
-        approx += sqn[rows].astype(np.float32)[:, None]
-        margin = np.outer(norms[rows].astype(np.float32), err_c)
-        upper = (approx + margin).min(axis=1)
-        lower = np.subtract(approx, margin, out=approx)
-        # a pair can give the new nearest centre only if its lower bound is below u and
-        # below every other pair's upper bound
-        limit = np.minimum((1.0 + _REL_SLACK) * u[rows] + tol, upper + tol)
-        r, c = np.nonzero(lower < limit[:, None].astype(np.float32))
+        # bfloat16 screen, |bf16 dot - dot| <= margin / 2 for every pair: a pair can give a
+        # nearer centre only if 2 dot + margin - |c|^2 > |x|^2 - u
+        score = _as_float32(xb[torch.from_numpy(rows)] @ centres_b)
+        score *= 2.0
+        score -= sqn_c
+        score += np.outer(norms[rows].astype(np.float32), err_c)
+        limit = sqn[rows] - (1.0 + _REL_SLACK) * u[rows] - tol
+        r, c = np.nonzero(score > limit.astype(np.float32)[:, None])
         if r.size == 0:
             continue
         d = _pair_sq_dists(x, sqn, rows[r], new, c)
@@ -292,15 +288,16 @@ def _as_float32(t: torch.Tensor) -> np.ndarray:
 def _pair_sq_dists(
     x: np.ndarray, sqn: np.ndarray, rows: np.ndarray, centres: np.ndarray, col: np.ndarray
 ) -> np.ndarray:
-    """Clamped squared distances of pairs ``(rows[i], centres[col[i]])``, one product per
-    centre (the same float32 dot product as :func:`sq_dists`)."""
+    """Clamped squared distances of the pairs ``(rows[i], centres[col[i]])`` (float32 dot
+    products, as :func:`sq_dists`), in blocks."""
     out = np.empty(rows.size, dtype=np.float64)
-    by_col = np.argsort(col, kind="stable")
-    bounds = np.searchsorted(col[by_col], np.arange(centres.size + 1))
-    for j in np.flatnonzero(np.diff(bounds)):
-        sel = by_col[bounds[j] : bounds[j + 1]]
-        out[sel] = sq_dists(x, sqn, rows[sel], centres[j : j + 1])[:, 0]
-    return out
+    cx = x[centres]
+    step = max(1, _ROWS // x.shape[1])
+    for lo in range(0, rows.size, step):
+        r, c = rows[lo : lo + step], col[lo : lo + step]
+        dots = np.einsum("ij,ij->i", x[r], cx[c])
+        out[lo : lo + r.size] = sqn[r] + sqn[centres[c]] - 2.0 * dots
+    return np.maximum(out, _MIN_SQ, out=out)
 
 
 def _argmin_segments(values: np.ndarray, starts: np.ndarray, minima: np.ndarray) -> np.ndarray:
