@@ -40,12 +40,12 @@ def embedding_like(n: int, d: int, *, classes: int = 100, rank: int = 16, seed: 
     means = rng.standard_normal((classes, d)).astype(np.float32)
     basis = (rng.standard_normal((classes, rank, d)) / np.sqrt(rank)).astype(np.float32)
     x = np.empty((n, d), dtype=np.float32)
-    for lo in range(0, n, 65536):
-        y = labels[lo : lo + 65536]
-        z = rng.standard_normal((y.size, rank)).astype(np.float32)
-        block = means[y] + np.einsum("ir,ird->id", z, basis[y])
+    for c in range(classes):
+        idx = np.flatnonzero(labels == c)
+        z = rng.standard_normal((idx.size, rank)).astype(np.float32)
+        block = means[c] + z @ basis[c]
         block += 0.1 * rng.standard_normal(block.shape).astype(np.float32)
-        x[lo : lo + y.size] = np.maximum(block, 0.0)
+        x[idx] = np.maximum(block, 0.0)
     return x, labels
 
 

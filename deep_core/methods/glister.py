@@ -39,16 +39,18 @@ Reference quirks
   the paper). Both computed gradients of the batch-*mean* loss, so every gradient was
   1/``selection_batch`` of the per-sample one and the last, smaller batch's larger; here
   per sample (``glister_eta`` applies to per-sample gradients).
-- Prune4ReL's balanced branch crashes (``self.val_indx`` is undefined); DeepCore's runs
+- Prune4ReL's balanced branch crashes (it reads ``self.dst_train``, ``self.dst_val`` and
+  ``self.val_indx``, which its classes no longer define); DeepCore's runs
   per class with ``round(f * n_c)`` picks; here per class with the shared equal budgets
   (:func:`deep_core.budget.class_budgets`).
 - ``eta``: the reference method never receives ``--eta`` (``main_label_noise.py`` does
   not pass it) and falls back to ``args.lr`` (0.02 in Prune4ReL): ``glister_eta`` defaults
   to that and is a separate option so that Prune4Rel's ``--eta`` does not change it.
 - Prune4ReL's CLI default optimizer is ``StochasticGreedy`` (``--submodular_greedy``),
-  drawn from the global numpy RNG after warm-up training; with static gains and
-  ``f >= 0.21`` its sample size rounds to 1, i.e. a uniformly random subset. Not
-  reproduced: ``LazyGreedy`` is DeepCore's default and the method's own.
+  drawn from the global numpy RNG after warm-up training; its sample size
+  ``max(round(-ln(0.9) / f), 1)`` is 1 for ``f > 0.07`` (all of the paper's fractions), so
+  with static gains it drew a uniformly random subset. Not reproduced: ``LazyGreedy`` is
+  DeepCore's default and the method's own.
 
 Scores
 ------

@@ -54,7 +54,8 @@ Scores
 balanced) scores ``k - t`` for ``k`` picks; unselected samples score 0. A group kept
 whole (budget = its size) is taken without running the greedy; its samples score 1.
 ``info`` has the covering radius (largest distance of an unselected sample to its
-nearest centre) and the number of sample-centre distances computed.
+nearest centre; the largest over the classes when balanced), the number of
+sample-centre distances computed in float32 and of pairs screened in bfloat16.
 """
 
 from __future__ import annotations
@@ -306,7 +307,7 @@ def kcenter_select(
     else:
         groups = [np.arange(n)]
         budgets = np.array([n_select])
-    radius, computed = 0.0, 0
+    radius, computed, screened = 0.0, 0, 0
     x_all = as_float32_rows(features) if not balance else None
     for idx, k in zip(groups, budgets):
         k = int(k)
@@ -321,7 +322,12 @@ def kcenter_select(
         scores[idx[res.order]] = k - np.arange(k, dtype=np.float64)
         radius = max(radius, res.radius)
         computed += res.distances
-    info = {"covering_radius": radius, "distances_computed": computed}
+        screened += res.screened
+    info = {
+        "covering_radius": radius,
+        "distances_computed": computed,
+        "pairs_screened_bf16": screened,
+    }
     return np.flatnonzero(scores > 0).astype(np.int64), scores, info
 
 
