@@ -242,7 +242,7 @@ def _catch_up(
 
     Rows are grouped by how many centres they have seen; a pair is screened in bfloat16
     (``|bf16 dot - dot| <= margin / 2``) and computed in float32 only if it may be nearer
-    than ``u``: ``2 dot + margin - |c|^2 > |x|^2 - u``.
+    than ``u``: ``dot - (|c|^2 - margin) / 2 > (|x|^2 - u) / 2``.
     """
     rows = rows[np.argsort(seen[rows], kind="stable")]
     start = 0
@@ -251,13 +251,13 @@ def _catch_up(
         centres = order[first_seen:t]
         block = rows[start : start + max(1, _ROWS // centres.size)]
         start += block.size
-        score = _as_float32(g.xb[torch.from_numpy(block)] @ g.xb[torch.from_numpy(centres)].T)
-        g.screened += score.size
-        score *= 2.0
-        score -= g.sqn[centres].astype(np.float32)
-        score += np.outer(g.norms[block], _BF16_ERR * g.norms[centres]).astype(np.float32)
-        limit = g.sqn[block] - (1.0 + _REL_SLACK) * u[block] - g.tol
-        r, c = np.nonzero(score > limit.astype(np.float32)[:, None])
+        dots = _as_float32(g.xb[torch.from_numpy(block)] @ g.xb[torch.from_numpy(centres)].T)
+        g.screened += dots.size
+        # the margin with the block's largest row norm: one value per centre
+        margin = _BF16_ERR * float(g.norms[block].max()) * g.norms[centres]
+        dots -= (0.5 * (g.sqn[centres] - margin)).astype(np.float32)
+        limit = 0.5 * (g.sqn[block] - (1.0 + _REL_SLACK) * u[block] - g.tol)
+        r, c = np.nonzero(dots > limit.astype(np.float32)[:, None])
         if r.size:
             d = _pair_sq_dists(g.x, g.sqn, block[r], centres, c)
             g.exact += d.size
