@@ -63,6 +63,8 @@ one exact (not Taylor) step ``theta - eta * mean_S g`` of the last layer.
 
 from __future__ import annotations
 
+import heapq
+
 import numpy as np
 
 from ..budget import budget_size, class_budgets, take_top
@@ -112,7 +114,7 @@ class _Group:
             grad = e / s
             grad[np.arange(y.size), y] -= 1.0
             vb += grad.sum(axis=0)
-            vw += grad.astype(np.float32).T @ h
+            vw += (h.T @ grad.astype(np.float32)).T  # this form: no slow skinny-GEMM path
         return vb / self.n, vw / self.n, loss / self.n
 
     def gains(self, vb: np.ndarray, vw: np.ndarray, rows=slice(None)) -> np.ndarray:
@@ -137,7 +139,9 @@ def lazy_greedy(
     ``vb, vw`` is the validation gradient of the warm-up model. Returns the picks in
     order and the validation loss after the final step.
     """
-    gain = _all_gains(group, vb, vw)
+    # (-gain, index): the heap top is np.argmax's pick (largest gain, lowest index)
+    heap = list(zip((-_all_gains(group, vb, vw)).tolist(), range(group.n)))
+    heapq.heapify(heap)
     sum_b = np.zeros(group.bias.shape[1])
     sum_w = np.zeros((group.bias.shape[1], group.h.shape[1]))
     order = np.empty(budget, dtype=np.int64)
@@ -145,15 +149,15 @@ def lazy_greedy(
     for t in range(budget):
         best, last = -np.inf, -1
         while True:
-            cur = int(np.argmax(gain))
+            cur = heap[0][1]
             if cur == last:
                 break
             new = float(group.gains(vb, vw, cur)[0])
-            gain[cur] = new
+            heapq.heapreplace(heap, (-new, cur))
             if new >= best:
                 best, last = new, cur
+        heapq.heappop(heap)
         order[t] = cur
-        gain[cur] = -np.inf
         sum_b += group.bias[cur]
         sum_w += np.outer(group.bias[cur], group.h[cur])
         vb, vw, loss = group.val_gradient(eta * sum_b / (t + 1), eta * sum_w / (t + 1))
