@@ -124,6 +124,13 @@ class _Group:
         return np.einsum("ic,ic->i", b, vb[None, :] + h @ vw.T)
 
 
+def _group(probs: np.ndarray, features: np.ndarray, labels: np.ndarray, idx: np.ndarray):
+    """The samples ``idx`` as a :class:`_Group` (all of them: no copy of the features)."""
+    if idx.size == labels.size:
+        return _Group(probs, features, labels)
+    return _Group(probs[idx], features[idx], labels[idx])
+
+
 def _all_gains(group: _Group, vb: np.ndarray, vw: np.ndarray) -> np.ndarray:
     out = np.empty(group.n)
     for rows in row_blocks(group.n, group.h.shape[1]):
@@ -198,7 +205,7 @@ def glister_select(
         k = int(k)
         if idx.size == 0:
             continue
-        group = _Group(probs[idx], features[idx], labels[idx])
+        group = _group(probs, features, labels, idx)
         vb, vw, loss0 = group.val_gradient(None, None)
         before += loss0 * idx.size
         if not taylor_update:
@@ -219,7 +226,7 @@ def glister_select(
         chosen = take_top(scores, n_select, labels=labels, balance=balance, num_classes=num_classes)
         for idx in groups:
             if idx.size:
-                group = _Group(probs[idx], features[idx], labels[idx])
+                group = _group(probs, features, labels, idx)
                 picks = np.flatnonzero(np.isin(idx, chosen))
                 after += _loss_after(group, picks, eta) * idx.size
     info = {
