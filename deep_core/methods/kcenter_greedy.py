@@ -77,7 +77,7 @@ _ROWS = 1 << 20
 #: picks between two bulk updates of the per-sample distances
 _BATCH = 256
 #: bulk updates cover the samples within this factor of the farthest (squared)
-_BAND = 0.8
+_BAND = 0.9
 #: bound on |bf16 dot - dot| / (|x| |c|), times 2 (squared distance): rounding both
 #: inputs (2 * 2^-8), the bf16 product (2^-8) and float32 accumulation, with a margin
 _BF16_ERR = 2.0 * 0.016
@@ -139,7 +139,7 @@ def kcenter_greedy(
         The first centre.
     batch : int, default=256
         Picks between two bulk updates of the per-sample distances.
-    band : float, default=0.8
+    band : float, default=0.9
         A bulk update covers the samples whose squared distance bound is at least
         ``band`` times the last pick's; the others are caught up when they get there.
         Changes the speed only, never the picks.
