@@ -38,15 +38,16 @@ found with far fewer, batched distance computations:
 - The farthest sample is found lazily: samples are visited in decreasing ``u``; a
   visited one is compared with the centres it has not seen; one whose exact distance is
   not below any other's bound is the pick (ties: lowest index, as ``torch.argmax``).
-- Every ``batch`` picks, the samples whose ``u`` is within ``band`` of the last pick's
-  are brought up to date in bulk (samples far below it cannot be picked soon and are
-  caught up when they get there). A bulk update screens every sample-centre pair with a
+- Every ``batch`` picks, the samples whose ``u`` is within a band below the last pick's
+  are brought up to date in bulk; the band is how far the squared radius fell over the
+  last ``batch`` picks (samples far below it cannot be picked soon and are caught up
+  when they get there). A bulk update screens every sample-centre pair with a
   bfloat16 matrix product and a rigorous bound on its rounding error; only pairs that
   may come nearer than ``u`` get the float32 distance.
 
 Distances of a pair are the same float32 dot product as in the plain loop, so both pick
 the same samples (up to a tie that float rounding order could create; none was seen in
-the tests or benchmarks). ``batch`` and ``band`` change the speed, never the picks.
+the tests or benchmarks). ``batch`` and the band change the speed, never the picks.
 
 Scores
 ------
@@ -76,8 +77,10 @@ from .base import SelectionMethod, register
 _ROWS = 1 << 20
 #: picks between two bulk updates of the per-sample distances
 _BATCH = 256
-#: bulk updates cover the samples within this factor of the farthest (squared)
-_BAND = 0.9
+#: a bulk update covers the samples whose squared distance is at least ``band`` times
+#: the last pick's: the fall of the squared radius over the last batch, times a safety
+#: factor, within [min, max] (speed only: the rest are caught up when they get there)
+_BAND_SAFETY, _BAND_MIN, _BAND_MAX = 0.95, 0.5, 0.95
 #: bound on |bf16 dot - dot| / (|x| |c|), times 2 (squared distance): rounding both
 #: inputs (2 * 2^-8), the bf16 product (2^-8) and float32 accumulation, with a margin
 _BF16_ERR = 2.0 * 0.016
@@ -125,7 +128,7 @@ def sq_dists(x: np.ndarray, sqn: np.ndarray, rows, centres: np.ndarray) -> np.nd
 
 
 def kcenter_greedy(
-    x: np.ndarray, budget: int, *, first: int, batch: int = _BATCH, band: float = _BAND
+    x: np.ndarray, budget: int, *, first: int, batch: int = _BATCH
 ) -> KCenterResult:
     """Farthest-first traversal of the rows of ``x`` from row ``first`` (exact).
 
@@ -138,11 +141,8 @@ def kcenter_greedy(
     first : int
         The first centre.
     batch : int, default=256
-        Picks between two bulk updates of the per-sample distances.
-    band : float, default=0.9
-        A bulk update covers the samples whose squared distance bound is at least
-        ``band`` times the last pick's; the others are caught up when they get there.
-        Changes the speed only, never the picks.
+        Picks between two bulk updates of the per-sample distances (speed only, never
+        the picks).
 
     Returns
     -------
@@ -160,14 +160,17 @@ def kcenter_greedy(
     u[first] = -1.0  # selected: never the farthest, never updated (the reference's -1)
     seen = np.ones(n, dtype=np.int64)  # u[i] is the distance to the centres order[:seen[i]]
     frontier = _Frontier(g, u, seen, order)
-    last = float(u.max())
+    last = previous = float(u.max())
     since = 0
     for t in range(1, budget):
         if since == batch:
+            # cover the samples the next `batch` picks may reach, predicted from how far
+            # the squared radius fell over the last `batch` picks
+            band = min(_BAND_MAX, max(_BAND_MIN, _BAND_SAFETY * last / previous))
             rows = np.flatnonzero((u >= band * last) & (seen < t))
             _catch_up(g, u, seen, order, rows, t)
             frontier = _Frontier(g, u, seen, order)
-            since = 0
+            since, previous = 0, last
         p, last = frontier.pop(t)
         order[t] = p
         u[p] = -1.0
