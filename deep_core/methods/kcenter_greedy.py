@@ -25,7 +25,9 @@ The greedy, as the reference runs it
   sum could miss ``round(f * N)``.
 
 Fixed: the reference kept a ``budget x N`` distance matrix (10,000 x 1M floats is 40 GB);
-here memory is O(N·d) (the features, once in float32) plus O(N) per-sample state.
+here memory is O(N·d) (the features once in float32 and once in bfloat16) plus O(N)
+per-sample state. A budget of one (e.g. a small class) crashed the reference (a 0-row
+matrix); here it is the first centre.
 
 Exact acceleration
 ------------------
