@@ -183,7 +183,6 @@ def test_a_run_held_by_another_process_is_waited_for(tmp_path):
     assert not job.held_elsewhere()
 
 
-@pytest.mark.slow
 def test_ray_sweep_with_a_killed_worker_matches_direct_runs(tmp_path, direct):
     pytest.importorskip("ray")
     out = tmp_path / "out"
