@@ -200,6 +200,7 @@ class Job:
     run_dirs: tuple[Path, ...]
     failures: int = 0
     attempts: int = 0
+    started: float = 0.0
     not_before: float = 0.0
     errors: list[str] = field(default_factory=list)
 
@@ -567,6 +568,7 @@ def run_sweep(
                     todo.append(i)
                     continue
                 job.attempts += 1
+                job.started = time.monotonic()
                 log_path = str(logs / f"{job.name}.log")
                 runner.submit(i, job.cell.argv, out_dir=out, log_path=log_path)
                 running += 1
@@ -578,7 +580,8 @@ def run_sweep(
                 if job.complete():
                     result.completed.append(job.name)
                     n = len(result.completed) + len(result.failed)
-                    say(f"done  {job.name} [{n}/{total}]")
+                    took = time.monotonic() - job.started
+                    say(f"done  {job.name} [{n}/{total}] in {took:.0f} s")
                     continue
                 if why is None and job.held_elsewhere():
                     say(f"wait  {job.name}: another process is training it")

@@ -19,7 +19,7 @@ from deep_core.cli import run as run_cli
 from deep_core.cli import sweep as sweep_cli
 from deep_core.errors import DeepCoreError
 from deep_core.locks import FolderLock
-from deep_core.sweep import Cell, expand_grid, plan, read_grid
+from deep_core.sweep import Cell, attempt_command, expand_grid, plan, read_grid
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -126,6 +126,7 @@ class Killer(threading.Thread):
     def __init__(self, out: Path, *, parent: bool) -> None:
         super().__init__(daemon=True)
         self.out, self.parent, self.killed = out, parent, None
+        self.orphan_ended: bool | None = None  # the run's process, once its parent was killed
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -139,7 +140,7 @@ class Killer(threading.Thread):
         owner = (run / ".lock").read_text().split()
         if len(owner) < 4:
             return
-        pid = int(owner[3])
+        run_pid = pid = int(owner[3])
         if self.parent:  # the Ray worker that started the run
             pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
         try:
@@ -147,6 +148,22 @@ class Killer(threading.Thread):
         except ProcessLookupError:
             return
         self.killed = run.name
+        if self.parent:
+            self.orphan_ended = _ends(run_pid, within=20.0)
+
+
+def _ends(pid: int, *, within: float) -> bool:
+    """True if process ``pid`` is gone (or a zombie) within ``within`` seconds."""
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def test_local_sweep_matches_direct_runs_resumes_a_killed_run_and_skips(tmp_path, direct,
@@ -199,4 +216,31 @@ def test_ray_sweep_with_a_killed_worker_matches_direct_runs(tmp_path, direct):
     assert res.returncode == 0, res.stderr[-3000:]
     assert killer.killed is not None
     assert f"retry {killer.killed}: Ray task failed" in res.stderr
+    assert killer.orphan_ended  # the run died with its worker: no second trainer behind it
+    assert "wait " not in res.stderr
+    log = (out / "sweep-logs" / f"{killer.killed}.log").read_text()
+    assert "resuming interrupted run" in log
     assert _results(out) == direct
+
+
+def test_attempt_commands():
+    cmd = attempt_command(["--seed", "1"], out_dir="o", gpus_per_run=0, python="py")
+    assert cmd == ["py", "-m", "deep_core.cli.run", "--seed", "1", "--out-dir", "o",
+                   "--device", "cpu", "--skip-complete", "True"]  # fmt: skip
+    assert attempt_command([], out_dir="o", gpus_per_run=1, python="py")[6] == "cuda:0"
+    ddp = attempt_command([], out_dir="o", gpus_per_run=4, python="py")
+    assert ddp[:7] == ["py", "-m", "torch.distributed.run", "--standalone",
+                       "--nproc_per_node", "4", "-m"]  # fmt: skip
+    assert ddp[ddp.index("--device") + 1] == "cuda"
+
+
+def test_help_loads_neither_torch_nor_ray():
+    code = (
+        "import sys\n"
+        "from deep_core.cli.sweep import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'ray')))"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, check=True)  # fmt: skip
+    assert res.stdout.strip().splitlines()[-1] == "[]"
