@@ -338,6 +338,7 @@ class LocalEngine:
             if len(gpus) < gpus_per_run:
                 raise DeepCoreError(
                     f"--gpus-per-run {gpus_per_run} but {len(gpus)} GPU(s) are visible"
+                    " (--gpus-per-run 0 runs on the CPU)"
                 )
             groups = [gpus[i : i + gpus_per_run] for i in range(0, len(gpus), gpus_per_run)]
             self.free = [{"CUDA_VISIBLE_DEVICES": ",".join(g)} for g in groups
@@ -446,12 +447,14 @@ class RayEngine:
 
 
 def _visible_gpus() -> list[str]:
-    ids = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if ids is not None:
-        return [g for g in (s.strip() for s in ids.split(",")) if g]
+    """The ids (as ``CUDA_VISIBLE_DEVICES`` names them) of the GPUs torch can use here."""
     import torch
 
-    return [str(i) for i in range(torch.cuda.device_count())]
+    n = torch.cuda.device_count()
+    ids = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if ids is None:
+        return [str(i) for i in range(n)]
+    return [g for g in (s.strip() for s in ids.split(",")) if g][:n]
 
 
 def _exit_text(rc: int) -> str:

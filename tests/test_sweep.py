@@ -19,7 +19,14 @@ from deep_core.cli import run as run_cli
 from deep_core.cli import sweep as sweep_cli
 from deep_core.errors import DeepCoreError
 from deep_core.locks import FolderLock
-from deep_core.sweep import Cell, attempt_command, expand_grid, plan, read_grid
+from deep_core.sweep import (
+    Cell,
+    LocalEngine,
+    attempt_command,
+    expand_grid,
+    plan,
+    read_grid,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -232,6 +239,13 @@ def test_attempt_commands():
     assert ddp[:7] == ["py", "-m", "torch.distributed.run", "--standalone",
                        "--nproc_per_node", "4", "-m"]  # fmt: skip
     assert ddp[ddp.index("--device") + 1] == "cuda"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without a GPU")
+def test_gpu_runs_without_a_gpu_are_an_error(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    with pytest.raises(DeepCoreError, match="0 GPU"):
+        LocalEngine(gpus_per_run=1, cpus_per_run=1)
 
 
 def test_help_loads_neither_torch_nor_ray():
