@@ -43,8 +43,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--rounds", type=int, default=3, help="rounds, the order of modes rotated")
     a = p.parse_args()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
-           "RAY_AUTH_MODE": "disabled"}  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     py = sys.executable
     sys.path.insert(0, str(REPO))
     from deep_core.sweep import expand_grid, read_grid

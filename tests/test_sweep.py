@@ -211,7 +211,7 @@ def test_ray_sweep_with_a_killed_worker_matches_direct_runs(tmp_path, direct):
     pytest.importorskip("ray")
     out = tmp_path / "out"
     (tmp_path / "grid.yaml").write_text(GRID)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled"}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     killer = Killer(out, parent=True)
     killer.start()
     res = subprocess.run(
