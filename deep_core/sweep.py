@@ -300,27 +300,47 @@ def start_attempt(
     cpus_per_run: int,
     log_path: str,
     env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
 ) -> subprocess.Popen:
-    """Start one attempt in a subprocess whose output is appended to ``log_path``."""
+    """Start one attempt in a subprocess whose output is appended to ``log_path``.
+
+    ``cwd``: the folder relative paths (``--out-dir``, ``--data_path``, ``log_path``) are
+    read from; a Ray worker gets the sweep's, which must exist on its node (a shared file
+    system).
+    """
+    if cwd is not None and not os.path.isdir(cwd):
+        import socket
+
+        raise DeepCoreError(
+            f"the sweep's folder {cwd} does not exist on {socket.gethostname()}:"
+            " run the sweep from a folder every node shares"
+        )
     cmd = attempt_command(argv, out_dir=out_dir, gpus_per_run=gpus_per_run)
     full_env = {**os.environ, **(env or {}), "OMP_NUM_THREADS": str(cpus_per_run)}
-    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
+    log_file = Path(cwd or ".") / log_path
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
         log.write(f"$ {' '.join(cmd)}\n".encode())
         log.flush()
         return subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env,
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd,
             preexec_fn=_die_with_parent,
         )  # fmt: skip
 
 
 def run_attempt(
-    argv: Sequence[str], *, out_dir: str, gpus_per_run: int, cpus_per_run: int, log_path: str
+    argv: Sequence[str],
+    *,
+    out_dir: str,
+    gpus_per_run: int,
+    cpus_per_run: int,
+    log_path: str,
+    cwd: str | None = None,
 ) -> int:
     """One attempt, to its end (the body of a Ray task); returns its exit status."""
     proc = start_attempt(
         argv, out_dir=out_dir, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run,
-        log_path=log_path,
+        log_path=log_path, cwd=cwd,
     )  # fmt: skip
     return proc.wait()
 
@@ -420,7 +440,7 @@ class RayEngine:
     def submit(self, key: int, argv: Sequence[str], *, out_dir: str, log_path: str) -> None:
         ref = self.task.remote(
             list(argv), out_dir=out_dir, gpus_per_run=self.gpus_per_run,
-            cpus_per_run=self.cpus_per_run, log_path=log_path,
+            cpus_per_run=self.cpus_per_run, log_path=log_path, cwd=os.getcwd(),
         )  # fmt: skip
         self.running[ref] = key
 

@@ -215,9 +215,10 @@ def test_ray_sweep_with_a_killed_worker_matches_direct_runs(tmp_path, direct):
     killer = Killer(out, parent=True)
     killer.start()
     res = subprocess.run(
-        [sys.executable, "-m", "deep_core.cli.sweep", str(tmp_path / "grid.yaml"),
-         "--out-dir", str(out), "--engine", "ray", "--jobs", "2", "--cpus-per-run", "1"],
-        env=env, capture_output=True, text=True, timeout=600,
+        # relative paths: a task's run reads them from the sweep's folder
+        [sys.executable, "-m", "deep_core.cli.sweep", "grid.yaml", "--out-dir", "out",
+         "--engine", "ray", "--jobs", "2", "--cpus-per-run", "1"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     killer.stop.set()
     assert res.returncode == 0, res.stderr[-3000:]
