@@ -173,33 +173,11 @@ def ccs(args: argparse.Namespace) -> None:
 
 
 def make_synthetic(folder: Path, n: int, d: int, c: int, epochs: int, seed: int = 0) -> None:
-    """Class-clustered features, probs that favour the true class, 30% symmetric noise."""
-    rng = np.random.default_rng(seed)
-    clean = rng.integers(0, c, n)
-    labels = clean.copy()
-    flip = rng.random(n) < 0.3
-    labels[flip] = (clean[flip] + rng.integers(1, c, flip.sum())) % c
-    centers = rng.standard_normal((c, d)).astype(np.float32)
-    feats = np.lib.format.open_memmap(folder / "features.npy", "w+", np.float32, (n, d))
-    probs = np.lib.format.open_memmap(folder / "probs.npy", "w+", np.float32, (n, c))
-    for s in range(0, n, 100_000):
-        e = min(n, s + 100_000)
-        feats[s:e] = centers[clean[s:e]] + 0.8 * rng.standard_normal((e - s, d), dtype=np.float32)
-        logits = rng.standard_normal((e - s, c), dtype=np.float32)
-        logits[np.arange(e - s), clean[s:e]] += 4.0
-        p = np.exp(logits - logits.max(1, keepdims=True))
-        probs[s:e] = p / p.sum(1, keepdims=True)
-    feats.flush()
-    probs.flush()
-    np.save(folder / "labels.npy", labels)
-    np.save(folder / "clean_labels.npy", clean)
-    correct = rng.random((n, epochs)) < np.where(flip, 0.2, 0.8)[:, None]
-    np.save(folder / "correct.npy", correct)
-    np.save(folder / "losses.npy", rng.exponential(1.0, (n, epochs)).astype(np.float32))
-    np.save(folder / "margins.npy", rng.standard_normal((n, epochs)).astype(np.float32))
-    np.save(folder / "prob_margins.npy", rng.uniform(-1, 1, (n, epochs)).astype(np.float32))
-    np.save(folder / "grad_norms.npy", rng.exponential(1.0, (1, n)).astype(np.float32))
-    np.save(folder / "member_probs.npy", np.asarray(probs)[None])
+    """Class-clustered features, probs that favour the true class, 30% symmetric noise
+    (:func:`deep_core.testing.write_synthetic_signals`, the tests' generator, chunked)."""
+    from deep_core.testing import write_synthetic_signals
+
+    write_synthetic_signals(folder, n, c, dim=d, epochs=epochs, noise=0.3, seed=seed)
 
 
 def _one(folder: str, method_name: str, fraction: float) -> None:

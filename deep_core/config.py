@@ -19,6 +19,8 @@ from .errors import DeepCoreError
 
 #: synthetic noise rate of the embedded default data set when none is given
 DEFAULT_NOISE_RATE = 0.4
+#: run-level settings handed to the selection methods that take an option of the same name
+SHARED_METHOD_OPTIONS = ("device", "workers")
 
 #: ``--protocol``: how the selection signals are made (see :class:`RunConfig`)
 PROTOCOLS = ("reference", "clean")
@@ -115,7 +117,8 @@ class RunConfig:
     save_log: bool = False
     dry_run: bool = False
     deterministic: bool = False
-    amp: bool = True
+    #: True (CUDA: bf16 or fp16; CPU: float32), False, "bf16" (also CPU) or "fp16"
+    amp: bool | str = True
     channels_last: bool = True
     progress: bool = True
     #: reference flags accepted for compatibility that change nothing here (reported in

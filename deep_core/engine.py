@@ -1,9 +1,17 @@
 """One training engine for every learner.
 
 The engine owns what is common: the epoch loop, optimizers and schedulers from the
-flags, evaluation each epoch, checkpoints and resume, metrics, seeds, the device, AMP
-on CUDA and DDP under ``torchrun``. A learner (``robust_learners``) only defines its
-networks, its loss and its per-epoch preparation through :class:`Learner`.
+flags, evaluation each epoch, checkpoints and resume, metrics, seeds, the device, mixed
+precision (:func:`amp_dtype`) and DDP under ``torchrun`` (:mod:`deep_core.distributed`).
+A learner (``robust_learners``) only defines its networks, its loss and its per-epoch
+preparation through :class:`Learner`.
+
+The GPU never waits for the host within an epoch: in-memory data sets keep their images
+on the training device and augment them there; a learner's ``train_step`` queues work
+without reading a value back (no ``.item()``, no ``.cpu()``; its loss and accuracy
+accumulate on the device in :class:`EpochSums` and are read once per epoch), which
+``tests/test_host_sync.py`` checks on CPU. File-backed data sets decode in persistent
+DataLoader workers into pinned memory and copy with ``non_blocking``.
 
 Determinism: every random draw is a function of ``(seed, epoch, stream)``: model
 initialisation (:func:`deep_core.nets.build_model` with a derived seed), the order of
@@ -18,7 +26,6 @@ import abc
 import contextlib
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,8 +36,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import distributed
 from .datasets import Batch, ImageSet, NoisyDataset
 from .datasets.base import stream_seed
+from .distributed import all_reduce_
 from .errors import DeepCoreError, unknown_name
 from .nets import FeatureNet, build_model
 
@@ -85,8 +94,11 @@ class TrainConfig:
         ``cpu``, ``cuda``, ``cuda:1``...
     workers : int
         DataLoader workers for file-backed data sets.
-    amp : bool
-        Mixed precision (float16 autocast + loss scaling) on CUDA; ignored on CPU.
+    amp : {True, False, "bf16", "fp16"}
+        Mixed precision (autocast). ``True``: on CUDA, bfloat16 where the GPU supports
+        it, else float16 with loss scaling; off on CPU. ``"bf16"``: bfloat16 autocast on
+        CUDA *and on CPU* (see :func:`amp_dtype`). ``"fp16"``: float16 + loss scaling,
+        CUDA only. ``False``: float32.
     channels_last : bool
         Channels-last memory format for convolutional networks (faster on CPU and GPU).
     deterministic : bool
@@ -101,19 +113,49 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     workers: int = 0
-    amp: bool = True
+    amp: bool | str = True
     channels_last: bool = True
     deterministic: bool = False
     progress: bool = True
 
     def validate(self) -> None:
+        if self.amp not in AMP_MODES:
+            raise DeepCoreError(f"--amp must be True, False, bf16 or fp16, got {self.amp!r}")
         if self.epochs < 0:
             raise DeepCoreError(f"--epochs must be >= 0, got {self.epochs}")
         if self.batch_size < 1 or self.test_batch_size < 1:
             raise DeepCoreError("batch sizes must be at least 1")
         if self.workers < 0:
             raise DeepCoreError(f"--workers must be >= 0, got {self.workers}")
-        resolve_device(self.device)
+        amp_dtype(self.amp, resolve_device(self.device))
+
+
+#: values of ``--amp``
+AMP_MODES = (True, False, "bf16", "fp16")
+
+
+def amp_dtype(amp: bool | str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``amp`` on ``device`` (None: float32).
+
+    ``True`` is bfloat16 on a CUDA device that supports it (no loss scaling needed),
+    float16 on older GPUs, and float32 on CPU: CPU bfloat16 is opt-in (``"bf16"``), as
+    it pays only where the CPU has bfloat16 GEMM kernels (AVX-512 BF16 / AMX; measured
+    in ``benchmarks/README.md``).
+    """
+    if amp is False:
+        return None
+    cuda = device.type == "cuda"
+    if amp is True:
+        if not cuda:
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp == "fp16":
+        if not cuda:
+            raise DeepCoreError("--amp fp16 needs a CUDA device; use --amp bf16 on CPU")
+        return torch.float16
+    if cuda and not torch.cuda.is_bf16_supported():
+        raise DeepCoreError(f"--amp bf16: {device} does not support bfloat16; use --amp fp16")
+    return torch.bfloat16
 
 
 def resolve_device(name: str) -> torch.device:
@@ -131,60 +173,38 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-# ----------------------------------------------------------------------------------
-# Distributed helpers (torchrun sets RANK / WORLD_SIZE / LOCAL_RANK)
-# ----------------------------------------------------------------------------------
 def dist_info() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def init_distributed(device: torch.device) -> torch.device:
-    """Join the process group when launched by ``torchrun``; returns this rank's device."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or torch.distributed.is_initialized():
-        return device
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    torch.distributed.init_process_group(backend=backend)
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    return device
-
-
-def finish_distributed(*, wait: bool = True) -> None:
-    """Leave the process group; a no-op outside ``torchrun``.
-
-    ``wait`` (after a successful run) first waits for every rank: without it a rank can
-    exit while gloo's threads still serve another, which aborts that one ("terminate
-    called without an active exception"). After an error, ranks leave without waiting.
-    """
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        if wait:
-            torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
-
-
-def all_reduce_(t: torch.Tensor) -> torch.Tensor:
-    """Sum ``t`` over ranks in place (no-op on one process).
-
-    NCCL reduces only CUDA tensors: a CPU tensor makes a round trip through the rank's
-    GPU under that backend.
-    """
-    if dist_info()[1] > 1:
-        if t.device.type == "cpu" and torch.distributed.get_backend() == "nccl":
-            dev = torch.device("cuda", torch.cuda.current_device())
-            moved = t.to(dev)
-            torch.distributed.all_reduce(moved)
-            t.copy_(moved.cpu())
-        else:
-            torch.distributed.all_reduce(t)
-    return t
+    """``(rank, world size)``; see :mod:`deep_core.distributed`."""
+    return distributed.rank(), distributed.world_size()
 
 
 # ----------------------------------------------------------------------------------
 # What a learner sees
 # ----------------------------------------------------------------------------------
+class EpochSums:
+    """Training loss and accuracy of an epoch, summed on the device.
+
+    :meth:`add` queues a few device ops per step (no read back to the host);
+    :meth:`metrics` sums over DDP ranks and reads the totals once per epoch.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss·B, correct, B
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        """Add a step's mean ``loss`` over the batch and its top-1 hits on ``targets``."""
+        b = targets.shape[0]
+        self.sums[0] += loss.detach().double() * b
+        self.sums[1] += (logits.detach().argmax(1) == targets).sum()
+        self.sums[2] += b
+
+    def metrics(self, suffix: str = "") -> dict[str, float]:
+        """``train_loss`` and ``train_acc`` (%) over every rank's samples."""
+        loss, correct, count = all_reduce_(self.sums).tolist()
+        count = max(count, 1.0)
+        return {f"train_loss{suffix}": loss / count, f"train_acc{suffix}": 100.0 * correct / count}
+
+
 Recorder = Callable[[torch.Tensor, torch.Tensor, int], None]
 
 
@@ -226,14 +246,17 @@ class TrainContext:
         self.member = member
         self.pretrained = pretrained
         self.model_path = model_path
-        self.device = init_distributed(resolve_device(config.device))
-        self.rank, self.world_size = dist_info()
+        self.device = distributed.init(resolve_device(config.device))
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        if self.device.type == "cuda" and not config.deterministic:
+            torch.backends.cudnn.benchmark = True  # fixed input shapes: tuned kernels pay
         self.num_classes = dataset.num_classes
         self.labels = torch.as_tensor(dataset.labels, dtype=torch.long, device=self.device)
         self.recorder = recorder
         self._pool: tuple[int, np.ndarray] | None = None
-        self.use_amp = bool(config.amp and self.device.type == "cuda")
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self._padded: tuple[torch.Tensor, int] | None = None
+        self.amp_dtype = amp_dtype(config.amp, self.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.epoch = 0
 
     # -- randomness ---------------------------------------------------------------------
@@ -246,7 +269,18 @@ class TrainContext:
         return np.random.default_rng(self.seed_for(1000 + epoch, stream, self.rank))
 
     def torch_generator(self, epoch: int, stream: int = 0) -> torch.Generator:
-        return torch.Generator().manual_seed(self.seed_for(2000 + epoch, stream, self.rank))
+        """A generator on the training device for learner-specific tensor draws.
+
+        Draws on the device need no host-to-device copy; they differ between CPU and
+        CUDA for the same seed (each device's generator is deterministic on its own).
+        """
+        return torch.Generator(device=self.device).manual_seed(
+            self.seed_for(2000 + epoch, stream, self.rank)
+        )
+
+    def epoch_sums(self) -> EpochSums:
+        """A device-side accumulator of the epoch's training loss and accuracy."""
+        return EpochSums(self.device)
 
     # -- networks and optimisation ----------------------------------------------------------
     def build_network(self, index: int = 0) -> nn.Module:
@@ -296,10 +330,20 @@ class TrainContext:
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
     def autocast(self):
-        """Mixed-precision context on CUDA when enabled; a no-op otherwise."""
-        if self.use_amp:
-            return torch.autocast("cuda", dtype=torch.float16)
+        """Autocast to :attr:`amp_dtype` when mixed precision is on; a no-op otherwise."""
+        if self.amp_dtype is not None:
+            return torch.autocast(self.device.type, dtype=self.amp_dtype)
         return contextlib.nullcontext()
+
+    def load_scaler_state(self, state: dict[str, Any]) -> None:
+        """Restore the loss scaler from a checkpoint written on any device.
+
+        A run checkpointed without loss scaling (CPU, bfloat16) has an empty scaler
+        state; resumed with float16 on CUDA the scaler starts afresh, and a float16
+        state resumed without scaling is dropped.
+        """
+        if state and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state)
 
     def step(self, loss: torch.Tensor, *optimizers: torch.optim.Optimizer) -> None:
         """Backward ``loss`` and step ``optimizers`` (with loss scaling under AMP)."""
@@ -350,20 +394,26 @@ class TrainContext:
     ) -> Iterator[Batch]:
         """Shuffled batches of ``indices`` (default: :meth:`epoch_pool`) for ``epoch``.
 
-        Under DDP each rank takes its share of the shuffled order.
+        Under DDP each rank takes every ``world_size``-th sample of one shuffled order,
+        padded as ``DistributedSampler`` pads: every rank makes the same number of steps
+        (DDP needs it) and every sample is trained at least once per epoch. A padding
+        sample (a repeat) is the last of its rank's share and is never recorded
+        (:meth:`record`), so the warm-up records every sample exactly once per epoch.
         """
         idx = self.epoch_pool(epoch) if indices is None else np.asarray(indices, dtype=np.int64)
         seed = self.seed_for(3000 + stream)
-        if self.world_size > 1:
+        bs = batch_size or self.config.batch_size
+        pad = 0
+        if self.world_size > 1 and idx.size:
             g = torch.Generator().manual_seed(stream_seed(seed, epoch, 1))
-            # Equal shares (DDP needs the same number of steps on every rank).
-            share = idx.size // self.world_size
-            idx = idx[torch.randperm(idx.size, generator=g).numpy()][self.rank :: self.world_size][
-                :share
-            ]
+            order = idx[torch.randperm(idx.size, generator=g).numpy()]
+            total = -(-idx.size // self.world_size) * self.world_size
+            order = np.concatenate([order, np.resize(order, total - idx.size)])
+            pad = int(total > idx.size and self.rank >= idx.size % self.world_size)
+            idx = order[self.rank :: self.world_size]
         it = self.dataset.train.batches(
             idx,
-            batch_size=batch_size or self.config.batch_size,
+            batch_size=bs,
             views=views,
             shuffle=self.world_size == 1,
             seed=seed,
@@ -372,9 +422,18 @@ class TrainContext:
             drop_last=drop_last,
             workers=self.config.workers,
         )
-        return self._progress(
-            it, idx.size, batch_size or self.config.batch_size, desc or f"epoch {epoch}"
-        )
+        if pad:
+            it = self._mark_padding(it, idx.size, pad)
+        return self._progress(it, idx.size, bs, desc or f"epoch {epoch}")
+
+    def _mark_padding(self, it: Iterator[Batch], n: int, pad: int) -> Iterator[Batch]:
+        """Remember the batch that ends with ``pad`` padding samples (see :meth:`record`)."""
+        seen = 0
+        for batch in it:
+            seen += batch.positions.shape[0]
+            if seen == n:
+                self._padded = (batch.positions, pad)
+            yield batch
 
     def eval_batches(
         self, images: ImageSet, indices: np.ndarray | None = None, desc: str = "eval"
@@ -403,9 +462,16 @@ class TrainContext:
         )
 
     def record(self, positions: torch.Tensor, logits: torch.Tensor) -> None:
-        """Report training logits of the main network for the signal recorder (if any)."""
-        if self.recorder is not None:
-            self.recorder(positions, logits.detach(), self.epoch)
+        """Report training logits of the main network for the signal recorder (if any).
+
+        DDP padding samples (repeats of samples another rank trains) are left out.
+        """
+        if self.recorder is None:
+            return
+        if self._padded is not None and positions is self._padded[0]:
+            keep = positions.shape[0] - self._padded[1]
+            positions, logits = positions[:keep], logits[:keep]
+        self.recorder(positions, logits.detach(), self.epoch)
 
 
 class Learner(abc.ABC):
@@ -541,7 +607,7 @@ class Trainer:
         if resume and self.checkpoint is not None and self.checkpoint.is_file():
             state = load_checkpoint(self.checkpoint, map_location=ctx.device)
             learner.load_state_dict(state["learner"])
-            ctx.scaler.load_state_dict(state["scaler"])
+            ctx.load_scaler_state(state["scaler"])
             history = list(state["history"])
             start = int(state["epoch"]) + 1
             seconds = float(state.get("seconds", 0.0))

@@ -11,7 +11,7 @@ chosen keys (default ``selection, fraction``) and aggregates over seeds::
 Rules that keep a table honest:
 
 * Runs of one group must differ only by seed (and the other ``NON_SETTINGS`` of
-  :mod:`deep_core.runner`: device, workers, output folder...). Otherwise the report is
+  :mod:`deep_core.rundir`: device, workers, output folder...). Otherwise the report is
   an error naming the differing settings, so that e.g. 10- and 300-epoch runs are never
   averaged together; add the key to ``group_by`` to compare them instead.
 * A run directory without ``summary.json`` (crashed, or still running) is listed as
@@ -25,9 +25,7 @@ Rules that keep a table honest:
 from __future__ import annotations
 
 import io
-import json
 import math
-import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,41 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from .errors import DeepCoreError, unknown_name
 from .io import atomic_open, write_text
-from .runner import NON_SETTINGS
+from .rundir import NON_SETTINGS, RESULT_KEYS, RUN_MARKERS, RunDir, find_run_dirs
 
 #: ``--metric`` name → summary key
 METRICS = {"last": "last_acc", "best": "best_acc"}
-#: files that make a folder a run directory
-RUN_MARKERS = ("summary.json", "config.yaml", "labels.npz", "log.txt")
-#: summary keys that are results, not settings
-RESULT_KEYS = frozenset(
-    {
-        "run",
-        "seed",
-        "settings_hash",
-        "last_acc",
-        "best_acc",
-        "best_epoch",
-        "best_by",
-        "subset_size",
-        "class_counts",
-        "subset_noise_rate",
-        "noisy_kept_fraction",
-        "score_auroc",
-        "full_noise_rate",
-        "warmup_seconds",
-        "selection_seconds",
-        "train_seconds",
-        "ignored_options",
-        "versions",
-    }
-)
-
-
 @dataclass(frozen=True)
 class Quantity:
     """One aggregated number per group: where it comes from and which way is better."""
@@ -115,9 +85,14 @@ class Run:
         return self.summary is not None
 
     def get(self, key: str) -> Any:
-        """A value from the summary, else from the config (``model`` resolved first)."""
+        """A value from the summary, else from the config (``model`` resolved first).
+
+        ``robust_learner`` is the learner's label (:func:`learner_label`: SOP or SOP+).
+        """
         for source in (self.summary, self.config):
             if source is not None and key in source:
+                if key == "robust_learner":
+                    return learner_label(source[key], source.get("learner_options") or {})
                 return source[key]
         return _MISSING
 
@@ -136,7 +111,7 @@ class Run:
     def progress(self) -> str:
         """Last logged epoch and age of the newest file, for an incomplete run."""
         parts = []
-        epoch = _last_logged_epoch(self.path / "log.txt")
+        epoch = RunDir(self.path).last_logged_epoch()
         if epoch is not None:
             total = (self.config or {}).get("epochs")
             parts.append(f"last logged epoch {epoch}" + (f" of {total}" if total else ""))
@@ -146,6 +121,15 @@ class Run:
         if newest is not None:
             parts.append(f"last written {_age(time.time() - newest)} ago")
         return ", ".join(parts)
+
+
+def learner_label(name: str, options: dict[str, Any]) -> str:
+    """The learner as the papers name it: SOP with a positive consistency (``-rc``) or
+    class-balance (``-rb``) weight is SOP+ (Liu et al. 2022); others keep their name."""
+    plus = ("ratio_consistency", "ratio_balance")
+    if name == "SOP" and any(_finite(options.get(k)) and options[k] > 0 for k in plus):
+        return "SOP+"
+    return name
 
 
 class _Missing:
@@ -166,16 +150,6 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _last_logged_epoch(log: Path) -> int | None:
-    if not log.is_file():
-        return None
-    with open(log, "rb") as f:
-        f.seek(max(0, log.stat().st_size - 65536))
-        tail = f.read().decode("utf-8", "replace")
-    found = re.findall(r"\bepoch (\d+):", tail)
-    return int(found[-1]) if found else None
-
-
 def _age(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
@@ -186,58 +160,13 @@ def _age(seconds: float) -> str:
     return f"{seconds / 86400:.0f} days"
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise DeepCoreError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise DeepCoreError(f"{path} does not hold a JSON object")
-    return data
-
-
-def _read_yaml(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise DeepCoreError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise DeepCoreError(f"{path} does not hold a mapping")
-    return data
-
-
 def find_runs(root: str | Path) -> list[Run]:
-    """Every run directory below ``root`` (``root`` itself may be one), sorted by path.
+    """Every run directory below ``root`` (:func:`deep_core.rundir.find_run_dirs`).
 
-    A folder is a run if it holds one of :data:`RUN_MARKERS`; the search does not
-    descend into runs, hidden folders or the signal cache. Dry runs are left out.
+    Dry runs (selection only) are left out: they have no accuracy to aggregate.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise DeepCoreError(f"runs folder not found: {root}")
-    runs: list[Run] = []
-    stack = [root]
-    while stack:
-        folder = stack.pop()
-        if any((folder / m).is_file() for m in RUN_MARKERS):
-            summary_path = folder / "summary.json"
-            summary = _read_json(summary_path) if summary_path.is_file() else None
-            run = Run(folder, summary, _read_yaml(folder / "config.yaml"))
-            if run.get("dry_run") is not True:  # selection only: no accuracy to aggregate
-                runs.append(run)
-            continue
-        try:
-            children = sorted(p for p in folder.iterdir() if p.is_dir())
-        except OSError as e:
-            raise DeepCoreError(f"cannot list {folder}: {e.strerror}") from None
-        stack.extend(
-            p
-            for p in reversed(children)
-            if not p.name.startswith(".") and p.name != "signals-cache"
-        )
-    return sorted(runs, key=lambda r: str(r.path))
+    runs = (Run(d.path, d.read_summary(), d.read_config()) for d in find_run_dirs(root))
+    return [r for r in runs if r.get("dry_run") is not True]
 
 
 # ----------------------------------------------------------------------------------
@@ -626,6 +555,12 @@ def plot(report: Report, path: str | Path) -> None:
                     linewidth=1.2,
                     markersize=4,
                 )
+            # ticks at the fractions run (matplotlib's automatic ones around a single
+            # fraction are offsets like "+4.999e-1"), with room on both sides
+            xs = sorted({float(g.key[fi]) for g in groups})
+            pad = 0.1 * (xs[-1] - xs[0]) if len(xs) > 1 else 0.1 * max(xs[0], 0.1)
+            ax.set_xlim(xs[0] - pad, xs[-1] + pad)
+            ax.set_xticks(xs, [f"{x:g}" for x in xs])
             ax.set_xlabel("fraction kept")
             ax.set_ylabel(q.title)
             ax.set_title(f"{title}: {q.title.split(' (')[0].lower()}")

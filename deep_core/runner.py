@@ -6,7 +6,7 @@ This is the Python API behind ``deepcore-run`` / ``main_label_noise.py``::
     from deep_core.runner import run_experiment
     summary = run_experiment(RunConfig(selection="SmallLoss", fraction=0.5, epochs=20))
 
-Each run writes a directory (see :class:`RunDir`): ``config.yaml``, ``labels.npz``
+Each run writes a directory (format: :mod:`deep_core.rundir`): ``config.yaml``, ``labels.npz``
 (noisy and clean labels, so synthetic noise is saved with the run), ``subset.npz``,
 ``metrics.jsonl``, TensorBoard events under ``tb/``, ``checkpoint.pt`` and, at the
 end, ``summary.json``. Every file is written atomically. Bad input is detected before
@@ -20,7 +20,6 @@ second process from training the same directory.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import platform
@@ -33,39 +32,30 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from . import __version__, distributed
 from .budget import check_fraction
 from .checks import check_budget, check_output_folder, check_run_config
-from .config import RunConfig, dump_yaml, read_yaml, takes_noise_rate
+from .config import (
+    SHARED_METHOD_OPTIONS,  # noqa: F401 (re-exported)
+    RunConfig,
+    read_yaml,
+    takes_noise_rate,
+)
 from .datasets import DataConfig, NoisyDataset, dataset_names, load_dataset
 from .engine import Learner, OptimConfig, TrainConfig, TrainContext, Trainer, resolve_device
 from .errors import DeepCoreError, unknown_name
-from .io import read_npz, save_npz, write_json, write_text
+from .io import read_npz, write_text
 from .locks import FolderLock, remove_stale_temp
 from .methods import build_method
 from .methods.base import SelectionMethod
 from .nets import check_model_name, check_pretrained
 from .run_manifest import RESUMABLE, check_run_manifest, write_run_manifest
+from .rundir import NON_SETTINGS, RunDir, run_name, settings_hash  # noqa: F401 (re-exported)
 from .signals import Signals
 from .signals.recorder import WarmupConfig, warm_up_signals
 from .subset import Subset, auroc, describe_quality, subset_quality  # noqa: F401 (auroc)
 
 log = logging.getLogger("deep_core")
-
-#: settings that may differ between runs of one group (they do not change the method)
-NON_SETTINGS = (
-    "seed",
-    "num_exp",
-    "device",
-    "workers",
-    "out_dir",
-    "progress",
-    "signals_cache",
-    "save_log",
-    "data_path",
-    "dry_run",
-    "reference_flags",
-)
 
 
 # ----------------------------------------------------------------------------------
@@ -88,10 +78,6 @@ def build_learner(cfg: RunConfig):
         return cls(**cfg.learner_options)
     except (TypeError, ValueError) as e:
         raise DeepCoreError(f"{cfg.robust_learner}: {e}") from None
-
-
-#: run-level settings handed to the methods that take an option of the same name
-SHARED_METHOD_OPTIONS = ("device", "workers")
 
 
 def build_selection(cfg: RunConfig) -> tuple[SelectionMethod, dict[str, Any]]:
@@ -239,24 +225,6 @@ def load_data(cfg: RunConfig, seed: int) -> NoisyDataset:
     return ds
 
 
-def settings_hash(cfg: RunConfig) -> str:
-    """Hash of every setting except those allowed to differ within a group (seed...)."""
-    d = {k: v for k, v in cfg.to_dict().items() if k not in NON_SETTINGS}
-    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:6]
-
-
-def run_name(cfg: RunConfig, seed: int) -> str:
-    """``<dataset>_<learner>_<selection>_<noise>_fr<f>_s<seed>_<settings hash>[_dry]``."""
-    noise = cfg.noise_type
-    if takes_noise_rate(noise):
-        noise += f"{cfg.noise_rate:g}"
-    # a dry run (selection only) never takes the place of the real run
-    return (
-        f"{cfg.dataset}_{cfg.robust_learner}_{cfg.selection}_{noise}_fr{cfg.fraction:g}"
-        f"_s{seed}_{settings_hash(cfg)}" + ("_dry" if cfg.dry_run else "")
-    )
-
-
 # ----------------------------------------------------------------------------------
 # Provenance
 # ----------------------------------------------------------------------------------
@@ -271,48 +239,6 @@ def versions() -> dict[str, str]:
         "numpy": np.__version__,
         "faiss": getattr(faiss, "__version__", "?"),
     }
-
-
-# ----------------------------------------------------------------------------------
-# The run directory
-# ----------------------------------------------------------------------------------
-class RunDir:
-    """The files of one run (all written atomically)."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-
-    config = property(lambda self: self.path / "config.yaml")
-    labels = property(lambda self: self.path / "labels.npz")
-    subset = property(lambda self: self.path / "subset.npz")
-    metrics = property(lambda self: self.path / "metrics.jsonl")
-    summary = property(lambda self: self.path / "summary.json")
-    checkpoint = property(lambda self: self.path / "checkpoint.pt")
-    tb = property(lambda self: self.path / "tb")
-
-    def is_run(self) -> bool:
-        return self.config.is_file() and self.labels.is_file()
-
-    def write_metrics(self, history: list[dict[str, Any]]) -> None:
-        """``metrics.jsonl``: the warm-up's rows (from ``selection.json``), then ``history``."""
-        rows = self.warmup_rows() + list(history)
-        write_text(self.metrics, "".join(json.dumps(r) + "\n" for r in rows))
-
-    def warmup_rows(self) -> list[dict[str, Any]]:
-        path = self.path / "selection.json"
-        if not path.is_file():
-            return []
-        return list(json.loads(path.read_text()).get("warmup_history", []))
-
-    def read_subset(self) -> Subset:
-        with np.load(self.subset, allow_pickle=False) as z:
-            return Subset(z["indices"], z["scores"], z["weights"] if "weights" in z.files else None)
-
-    def write_subset(self, subset: Subset) -> None:
-        arrays = {"indices": subset.indices, "scores": subset.scores}
-        if subset.weights is not None:
-            arrays["weights"] = subset.weights
-        save_npz(self.subset, **arrays)
 
 
 def _attach_log(path: Path) -> logging.Handler:
@@ -441,7 +367,9 @@ def select_subset(cfg: RunConfig, ds: NoisyDataset, seed: int) -> tuple[Subset, 
             arrays["clean_labels"] = ds.clean_labels
         signals = Signals(arrays, num_classes=ds.num_classes)
     t1 = time.time()
-    subset = method.select(signals, cfg.fraction, seed=seed)
+    # selected once, on rank 0, so every rank trains on the same subset
+    subset = method.select(signals, cfg.fraction, seed=seed) if distributed.is_main() else None
+    subset = distributed.broadcast_object(subset)
     report["selection_seconds"] = round(time.time() - t1, 3)
     report["selection_info"] = subset.info
     return subset, report
@@ -461,43 +389,41 @@ def run_experiment(cfg: RunConfig, *, exp: int = 0) -> dict[str, Any]:
     seed = cfg.seed + exp
     ds = load_data(cfg, seed)
     check_budget(len(ds.labels), cfg.fraction)
-    if cfg.device != "auto":
-        resolve_device(cfg.device)
+    distributed.init(resolve_device(cfg.device))  # the rank is known before any write
     run = RunDir(Path(cfg.out_dir) / run_name(cfg, seed))
-    from .engine import dist_info
-
-    rank = dist_info()[0]
-    if run.path.exists():
-        if rank == 0 and _abandoned(run):
-            log.info("replacing %s: an earlier attempt ended before its first checkpoint", run.path)
-            shutil.rmtree(run.path)
-        else:
-            done = run.summary.is_file()
-            hint = "it is complete" if done else f"resume it with --resume {run.path}"
-            raise DeepCoreError(f"run directory {run.path} already exists ({hint})")
+    rank = distributed.rank()
     lock = None
     # folders this run creates, removed again if it fails while they are still empty
     made = [p for p in (Path(cfg.out_dir), signals_cache_dir(cfg)) if not p.exists()]
+    problem = None
     if rank == 0:
-        try:
-            run.path.mkdir(parents=True)
-        except FileExistsError:
-            raise DeepCoreError(
-                f"run directory {run.path} was just created by another process"
-            ) from None
-        except OSError as e:
-            raise DeepCoreError(f"cannot create run directory {run.path}: {e.strerror}") from None
-        lock = FolderLock(run.path, what="run folder").acquire()
-    handler = _attach_log(run.path / "log.txt") if rank == 0 else None
+        if run.path.exists() and _abandoned(run):
+            log.info("replacing %s: an earlier attempt ended before its first checkpoint", run.path)
+            shutil.rmtree(run.path)
+        if run.path.exists():
+            done = run.summary.is_file()
+            hint = "it is complete" if done else f"resume it with --resume {run.path}"
+            problem = f"run directory {run.path} already exists ({hint})"
+        else:
+            try:
+                run.path.mkdir(parents=True)
+                lock = FolderLock(run.path, what="run folder").acquire()
+            except FileExistsError:
+                problem = f"run directory {run.path} was just created by another process"
+            except OSError as e:
+                problem = f"cannot create run directory {run.path}: {e.strerror}"
+            except DeepCoreError as e:  # locked by another process
+                problem = str(e)
+    problem = distributed.broadcast_object(problem)
+    if problem is not None:
+        raise DeepCoreError(problem)
+    handler = _attach_log(run.log) if rank == 0 else None
     try:
         if rank == 0:
             settings = replace(cfg, seed=seed, num_exp=1)
-            write_text(run.config, dump_yaml(settings))
+            run.write_config(settings)
             write_run_manifest(run.path, settings.to_dict())
-            arrays = {"labels": ds.labels, "ids": ds.ids}
-            if ds.clean_labels is not None:
-                arrays["clean_labels"] = ds.clean_labels
-            save_npz(run.labels, **arrays)
+            run.write_labels(ds.labels, ids=ds.ids, clean_labels=ds.clean_labels)
         return _train_and_summarise(cfg, ds, run, seed, resume=False)
     except BaseException as e:
         # bad input found late, or any failure before the first checkpoint: nothing to resume
@@ -540,29 +466,30 @@ def resume_experiment(
         raise DeepCoreError(
             f"--resume takes the run's own settings; cannot change: {', '.join(bad)}"
         )
-    from .engine import dist_info
-
-    lock = FolderLock(run.path, what="run folder").acquire() if dist_info()[0] == 0 else None
+    values = read_yaml(run.config)
+    if not values:
+        raise DeepCoreError(f"{run.config} is empty; restore it or start the run again")
+    cfg = RunConfig.from_dict(values, source=str(run.config))
+    check_run_manifest(run.path, cfg.to_dict())
+    cfg = replace(cfg, **(overrides or {}))
+    validate(cfg)
+    ds = load_data(cfg, cfg.seed)
+    labels = read_npz(run.labels, "labels")
+    if not np.array_equal(labels, ds.labels):
+        raise DeepCoreError(f"the noisy labels of {run.path} differ from the data set's now")
+    distributed.init(resolve_device(cfg.device))  # the rank is known before any write
+    lock = FolderLock(run.path, what="run folder").acquire() if distributed.is_main() else None
     try:
-        values = read_yaml(run.config)
-        if not values:
-            raise DeepCoreError(f"{run.config} is empty; restore it or start the run again")
-        cfg = RunConfig.from_dict(values, source=str(run.config))
-        check_run_manifest(run.path, cfg.to_dict())
-        cfg = replace(cfg, **(overrides or {}))
-        validate(cfg)
-        ds = load_data(cfg, cfg.seed)
-        labels = read_npz(run.labels, "labels")
-        if not np.array_equal(labels, ds.labels):
-            raise DeepCoreError(f"the noisy labels of {run.path} differ from the data set's now")
+        handler = None
         if lock is not None:
             remove_stale_temp(run.path)
-        handler = _attach_log(run.path / "log.txt")
+            handler = _attach_log(run.log)
         try:
             return _train_and_summarise(cfg, ds, run, cfg.seed, resume=True)
         finally:
-            log.removeHandler(handler)
-            handler.close()
+            if handler is not None:
+                log.removeHandler(handler)
+                handler.close()
     finally:
         if lock is not None:
             lock.release()
@@ -571,18 +498,16 @@ def resume_experiment(
 def _train_and_summarise(
     cfg: RunConfig, ds: NoisyDataset, run: RunDir, seed: int, *, resume: bool
 ) -> dict[str, Any]:
-    from .engine import dist_info
-
-    rank = dist_info()[0]
+    rank = distributed.rank()
     if resume and run.subset.is_file() and (run.path / "selection.json").is_file():
         subset = run.read_subset()
-        report = json.loads((run.path / "selection.json").read_text())
+        report = run.read_selection()
         log.info("subset of %d samples read from %s", len(subset), run.subset)
     else:
         subset, report = select_subset(cfg, ds, seed)
         if rank == 0:
             run.write_subset(subset)
-            write_json(run.path / "selection.json", report)
+            run.write_selection(report)
             run.write_metrics([])  # the warm-up's rows, also for a dry run
     quality = subset_quality(subset, ds.labels, ds.clean_labels, ds.num_classes)
     log.info(
@@ -620,7 +545,7 @@ def _train_and_summarise(
     }
     if cfg.dry_run:
         if rank == 0:
-            write_json(run.summary, {**summary, "dry_run": True})
+            run.write_summary({**summary, "dry_run": True})
         return summary
     learner = build_learner(cfg)
     model = cfg.model or ds.default_model
@@ -671,7 +596,7 @@ def _train_and_summarise(
         train_seconds=round(result.seconds, 3),
     )
     if rank == 0:
-        write_json(run.summary, summary)
+        run.write_summary(summary)
         if cfg.save_log:
             _reference_log(cfg, summary)
     log.info(

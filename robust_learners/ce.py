@@ -6,7 +6,8 @@ from typing import Any
 
 import torch.nn.functional as F
 
-from deep_core.engine import Learner, TrainContext
+from deep_core.datasets import Batch
+from deep_core.engine import EpochSums, Learner, TrainContext, unwrap
 
 from .base import register_learner
 
@@ -29,28 +30,30 @@ class CE(Learner):
         return [self.scheduler]
 
     def train_epoch(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
-        total, count, correct = 0.0, 0, 0
+        sums = ctx.epoch_sums()
         for batch in ctx.train_batches(epoch, ("weak",)):
-            y = ctx.labels[batch.positions]
-            with ctx.autocast():
-                logits = self.net(ctx.to_input(batch.views[0]))
-                loss = F.cross_entropy(logits, y)
-            ctx.step(loss, self.optimizer)
-            ctx.record(batch.positions, logits)
-            total += loss.item() * y.numel()
-            count += y.numel()
-            correct += int((logits.argmax(1) == y).sum())
-        return {"train_loss": total / max(count, 1), "train_acc": 100.0 * correct / max(count, 1)}
+            self.train_step(ctx, batch, sums)
+        return sums.metrics()
+
+    def train_step(self, ctx: TrainContext, batch: Batch, sums: EpochSums) -> None:
+        """One optimisation step on ``batch`` (no read back to the host)."""
+        y = ctx.labels[batch.positions]
+        with ctx.autocast():
+            logits = self.net(ctx.to_input(batch.views[0]))
+            loss = F.cross_entropy(logits, y)
+        ctx.step(loss, self.optimizer)
+        ctx.record(batch.positions, logits)
+        sums.add(loss, logits, y)
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "net": self.net.state_dict(),
+            "net": unwrap(self.net).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["net"])
+        unwrap(self.net).load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
 

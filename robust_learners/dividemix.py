@@ -61,7 +61,8 @@ import torch
 import torch.nn.functional as F
 
 from deep_core.datasets import Batch
-from deep_core.engine import Learner, TrainContext, all_reduce_
+from deep_core.distributed import all_reduce_, broadcast_
+from deep_core.engine import EpochSums, Learner, TrainContext, unwrap
 from deep_core.errors import DeepCoreError
 
 from .base import register_learner
@@ -253,12 +254,12 @@ class DivideMix(Learner):
         sums = torch.zeros(4, dtype=torch.float64, device=ctx.device)  # loss, Lx, Lu, steps
         for k in (0, 1):
             sums += self._mixmatch(ctx, epoch, k, probs[1 - k], pool)
-        all_reduce_(sums)
-        steps = max(sums[3].item(), 1.0)
+        loss, lx, lu, steps = all_reduce_(sums).tolist()
+        steps = max(steps, 1.0)
         row.update(
-            train_loss=sums[0].item() / steps,
-            loss_x=sums[1].item() / steps,
-            loss_u=sums[2].item() / steps,
+            train_loss=loss / steps,
+            loss_x=lx / steps,
+            loss_u=lu / steps,
             lambda_u=self._lambda_u(epoch + 1.0),
         )
         return row
@@ -267,31 +268,25 @@ class DivideMix(Learner):
     def warmup_epoch(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
         """CE on the noisy labels for both networks (each on its own batch order)."""
         row: dict[str, float] = {}
-        for k, (net, opt) in enumerate(zip(self.nets, self.optimizers)):
+        for k, net in enumerate(self.nets):
             net.train()
-            sums = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # loss·B, correct, B
+            sums = ctx.epoch_sums()
             for batch in ctx.train_batches(epoch, ("weak",), stream=k, desc=f"warm-up {k + 1}"):
-                y = ctx.labels[batch.positions]
-                with ctx.autocast():
-                    logits = net(ctx.to_input(batch.views[0]))
-                ce = F.cross_entropy(logits.float(), y)
-                loss = ce + neg_entropy(logits.float()) if self.penalty else ce
-                ctx.step(loss, opt)
-                if k == 0:
-                    ctx.record(batch.positions, logits)
-                sums += torch.stack(
-                    [
-                        ce.detach().double() * y.numel(),
-                        (logits.argmax(1) == y).sum().double(),
-                        torch.tensor(float(y.numel()), dtype=torch.float64, device=ctx.device),
-                    ]
-                )
-            all_reduce_(sums)
-            count = max(sums[2].item(), 1.0)
-            suffix = "" if k == 0 else "_2"
-            row[f"train_loss{suffix}"] = sums[0].item() / count
-            row[f"train_acc{suffix}"] = 100.0 * sums[1].item() / count
+                self.warmup_step(ctx, k, batch, sums)
+            row.update(sums.metrics("" if k == 0 else "_2"))
         return row
+
+    def warmup_step(self, ctx: TrainContext, k: int, batch: Batch, sums: EpochSums) -> None:
+        """One cross-entropy step of network ``k`` (network 1 feeds the recorder)."""
+        y = ctx.labels[batch.positions]
+        with ctx.autocast():
+            logits = self.nets[k](ctx.to_input(batch.views[0]))
+        ce = F.cross_entropy(logits.float(), y)
+        loss = ce + neg_entropy(logits.float()) if self.penalty else ce
+        ctx.step(loss, self.optimizers[k])
+        if k == 0:
+            ctx.record(batch.positions, logits)
+        sums.add(ce, logits, y)
 
     # -- co-divide -----------------------------------------------------------------------
     @torch.no_grad()
@@ -314,9 +309,7 @@ class DivideMix(Learner):
         losses = self.per_sample_losses(ctx, k, pool)
         prob = clean_probability(losses, seed=ctx.seed_for(4000 + epoch, k))
         if ctx.world_size > 1:  # one split for every rank, whatever the float details
-            t = torch.as_tensor(prob, device=ctx.device)
-            torch.distributed.broadcast(t, src=0)
-            prob = t.cpu().numpy()
+            prob = broadcast_(torch.as_tensor(prob)).numpy()
         return prob
 
     def split_metrics(
@@ -367,7 +360,7 @@ class DivideMix(Learner):
     ) -> torch.Tensor:
         """Train network ``k`` for one epoch on the other network's split ``prob`` of ``pool``."""
         sums = torch.zeros(4, dtype=torch.float64, device=ctx.device)
-        net, other, opt = self.nets[k], self.nets[1 - k], self.optimizers[k]
+        net, other = self.nets[k], self.nets[1 - k]
         mask = prob > self.p_threshold
         labeled, unlabeled = pool[mask], pool[~mask]
         if labeled.size < ctx.world_size:  # no labeled batch on some rank: skip on all
@@ -388,55 +381,83 @@ class DivideMix(Learner):
                 epoch, ("weak", "weak"), indices=labeled, stream=10 + k, desc=f"train net {k + 1}"
             )
         ):
-            x1, x2 = (ctx.to_input(v) for v in batch.views)
-            b = x1.shape[0]
-            y = F.one_hot(ctx.labels[batch.positions], ctx.num_classes).float()
-            w = w_all[batch.positions][:, None]
-            parts = [x1, x2]
-            with torch.no_grad():
-                if has_u:  # co-guessing: 2 networks × 2 views
-                    u1, u2 = (ctx.to_input(v) for v in next(unl).views)
-                    parts += [u1, u2]
-                    with ctx.autocast():
-                        outs = [net(u1), net(u2), other(u1), other(u2)]
-                    pu = sum(torch.softmax(o.float(), 1) for o in outs) / 4
-                    targets_u = sharpen(pu, self.T)
-                with ctx.autocast():  # co-refinement with the network's own prediction
-                    ox1, ox2 = net(x1), net(x2)
-                px = (torch.softmax(ox1.float(), 1) + torch.softmax(ox2.float(), 1)) / 2
-                targets_x = sharpen(w * y + (1 - w) * px, self.T)
             lam = float(rng.beta(self.alpha, self.alpha))
-            lam = max(lam, 1.0 - lam)
-            inputs = torch.cat(parts)
-            targets = torch.cat([targets_x, targets_x] + ([targets_u, targets_u] if has_u else []))
-            perm = torch.randperm(inputs.shape[0], generator=gen).to(ctx.device)
-            mixed_input = lam * inputs + (1 - lam) * inputs[perm]
-            mixed_target = lam * targets + (1 - lam) * targets[perm]
-            with ctx.autocast():
-                logits = net(ctx.to_input(mixed_input))
-            logits = logits.float()
-            lx, lu = semi_loss(
-                logits[: 2 * b], mixed_target[: 2 * b], logits[2 * b :], mixed_target[2 * b :]
+            self.mixmatch_step(
+                ctx,
+                k,
+                batch,
+                next(unl) if has_u else None,
+                w=w_all[batch.positions][:, None],
+                lam=max(lam, 1.0 - lam),
+                lambda_u=self._lambda_u(epoch + i / num_iter),
+                generator=gen,
+                sums=sums,
             )
-            lamb = self._lambda_u(epoch + i / num_iter)
-            loss = lx + lamb * lu + prior_penalty(logits)
-            ctx.step(loss, opt)
-            sums += torch.stack(
-                [loss.detach(), lx.detach(), lu.detach(), torch.ones((), device=ctx.device)]
-            ).double()
         return sums
+
+    def mixmatch_step(
+        self,
+        ctx: TrainContext,
+        k: int,
+        batch: Batch,
+        unlabeled: Batch | None,
+        *,
+        w: torch.Tensor,
+        lam: float,
+        lambda_u: float,
+        generator: torch.Generator,
+        sums: torch.Tensor,
+    ) -> None:
+        """One MixMatch step of network ``k`` on a labeled and an unlabeled batch.
+
+        ``w``: clean probabilities (B, 1) of the labeled batch; ``lam``: the mixup weight.
+        """
+        net, other = self.nets[k], self.nets[1 - k]
+        x1, x2 = (ctx.to_input(v) for v in batch.views)
+        b = x1.shape[0]
+        y = F.one_hot(ctx.labels[batch.positions], ctx.num_classes).float()
+        parts = [x1, x2]
+        with torch.no_grad():
+            if unlabeled is not None:  # co-guessing: 2 networks × 2 views
+                u1, u2 = (ctx.to_input(v) for v in unlabeled.views)
+                parts += [u1, u2]
+                with ctx.autocast():
+                    outs = [net(u1), net(u2), other(u1), other(u2)]
+                pu = sum(torch.softmax(o.float(), 1) for o in outs) / 4
+                targets_u = sharpen(pu, self.T)
+            with ctx.autocast():  # co-refinement with the network's own prediction
+                ox1, ox2 = net(x1), net(x2)
+            px = (torch.softmax(ox1.float(), 1) + torch.softmax(ox2.float(), 1)) / 2
+            targets_x = sharpen(w * y + (1 - w) * px, self.T)
+        inputs = torch.cat(parts)
+        targets = torch.cat(
+            [targets_x, targets_x] + ([targets_u, targets_u] if unlabeled is not None else [])
+        )
+        perm = torch.randperm(inputs.shape[0], generator=generator, device=ctx.device)
+        mixed_input = lam * inputs + (1 - lam) * inputs[perm]
+        mixed_target = lam * targets + (1 - lam) * targets[perm]
+        with ctx.autocast():
+            logits = net(ctx.to_input(mixed_input))
+        logits = logits.float()
+        lx, lu = semi_loss(
+            logits[: 2 * b], mixed_target[: 2 * b], logits[2 * b :], mixed_target[2 * b :]
+        )
+        loss = lx + lambda_u * lu + prior_penalty(logits)
+        ctx.step(loss, self.optimizers[k])
+        sums[:3] += torch.stack([loss.detach(), lx.detach(), lu.detach()]).double()
+        sums[3] += 1
 
     # -- state ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
-            "nets": [n.state_dict() for n in self.nets],
+            "nets": [unwrap(n).state_dict() for n in self.nets],
             "optimizers": [o.state_dict() for o in self.optimizers],
             "schedulers": [s.state_dict() for s in self.scheds],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for obj, sd in zip(
-            [*self.nets, *self.optimizers, *self.scheds],
+            [*map(unwrap, self.nets), *self.optimizers, *self.scheds],
             [*state["nets"], *state["optimizers"], *state["schedulers"]],
         ):
             obj.load_state_dict(sd)

@@ -20,8 +20,11 @@ SOP+ adds two terms (``ratio_consistency`` = ``-rc``, ``ratio_balance`` = ``-rb`
 * ``-rb`` × the cross-entropy of the batch-mean ``q`` to the uniform prior, ``−Σ π log q̄``
   (the reference's form: the KL divergence to the prior up to the constant ``log C``);
 * ``-rc`` × ``KL(sg(softmax f(weak)) ‖ softmax f(strong))``, where the weak view is
-  crop + flip and the strong view adds AutoAugment's CIFAR-10 policy and Cutout, drawn
-  per image; both views go through the network in one batch, as in the reference.
+  crop + flip and the strong view is the reference's: AutoAugment (the paper's CIFAR-10
+  policy with Fast AutoAugment's magnitudes) on the raw image, then crop, flip and
+  Cutout 16 (:func:`deep_core.augment.strong_view`, the same view Prune4ReL's
+  strong-view signals use), drawn per image; both views go through the network in one
+  batch, as in the reference.
 
 Faithful to the authors' code (shengliu66/SOP ``model/loss.py``) and the Prune4ReL copy
 (``robustlearner/sop.py``). Defaults are the Prune4ReL CIFAR scripts: ``lr_u 10``,
@@ -44,7 +47,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from deep_core.engine import Learner, TrainContext, all_reduce_
+from deep_core.datasets import Batch
+from deep_core.distributed import all_reduce_
+from deep_core.engine import EpochSums, Learner, TrainContext, unwrap
 from deep_core.errors import DeepCoreError
 
 from .base import register_learner
@@ -158,6 +163,9 @@ class SOP(Learner):
         g = torch.Generator().manual_seed(ctx.seed_for(50))
         self.u = torch.nn.Parameter((torch.randn(n, 1, generator=g) * INIT_STD).to(ctx.device))
         self.v = torch.nn.Parameter((torch.randn(n, c, generator=g) * INIT_STD).to(ctx.device))
+        # sparse gradients touch only a batch's rows on CPU; on CUDA coalescing them would
+        # sync with the host every step, and a dense (N, C) gradient costs microseconds
+        self.sparse = ctx.device.type == "cpu"
         self.optimizer_u = torch.optim.SGD([self.u], lr=self.lr_u, momentum=0.0, weight_decay=0.0)
         self.optimizer_v = torch.optim.SGD([self.v], lr=self.lr_v, momentum=0.0, weight_decay=0.0)
 
@@ -172,38 +180,35 @@ class SOP(Learner):
         views = ("weak", "strong") if strong else ("weak",)
         if ctx.world_size > 1:
             start = (self.u.detach().clone(), self.v.detach().clone())
-        sums = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # loss·B, correct, B
+        sums = ctx.epoch_sums()
         for batch in ctx.train_batches(epoch, views):
-            pos = batch.positions
-            y = ctx.labels[pos]
-            b = y.numel()
-            x = torch.cat(batch.views) if strong else batch.views[0]
-            with ctx.autocast():
-                out = self.net(ctx.to_input(x))
-            logits, logits_strong = (out[:b], out[b:]) if strong else (out, None)
-            loss = sop_loss(
-                logits,
-                F.one_hot(y, ctx.num_classes).float(),
-                F.embedding(pos, self.u, sparse=True),
-                F.embedding(pos, self.v, sparse=True),
-                logits_strong=logits_strong,
-                ratio_consistency=self.ratio_consistency,
-                ratio_balance=self.ratio_balance,
-            )
-            ctx.step(loss, self.optimizer, self.optimizer_u, self.optimizer_v)
-            ctx.record(pos, logits)
-            sums += torch.stack(
-                [
-                    loss.detach().double() * b,
-                    (logits.argmax(1) == y).sum().double(),
-                    torch.tensor(float(b), dtype=torch.float64, device=ctx.device),
-                ]
-            )
+            self.train_step(ctx, batch, sums)
         if ctx.world_size > 1:
             self._merge_ranks(*start)
-            all_reduce_(sums)
-        count = max(sums[2].item(), 1.0)
-        return {"train_loss": sums[0].item() / count, "train_acc": 100.0 * sums[1].item() / count}
+        return sums.metrics()
+
+    def train_step(self, ctx: TrainContext, batch: Batch, sums: EpochSums) -> None:
+        """One optimisation step of the network, ``u`` and ``v`` on ``batch``."""
+        strong = len(batch.views) > 1
+        pos = batch.positions
+        y = ctx.labels[pos]
+        b = y.shape[0]
+        x = torch.cat(batch.views) if strong else batch.views[0]
+        with ctx.autocast():
+            out = self.net(ctx.to_input(x))
+        logits, logits_strong = (out[:b], out[b:]) if strong else (out, None)
+        loss = sop_loss(
+            logits,
+            F.one_hot(y, ctx.num_classes).float(),
+            F.embedding(pos, self.u, sparse=self.sparse),
+            F.embedding(pos, self.v, sparse=self.sparse),
+            logits_strong=logits_strong,
+            ratio_consistency=self.ratio_consistency,
+            ratio_balance=self.ratio_balance,
+        )
+        ctx.step(loss, self.optimizer, self.optimizer_u, self.optimizer_v)
+        ctx.record(pos, logits)
+        sums.add(loss, logits, y)
 
     @torch.no_grad()
     def _merge_ranks(self, u0: torch.Tensor, v0: torch.Tensor) -> None:
@@ -230,7 +235,7 @@ class SOP(Learner):
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "net": self.net.state_dict(),
+            "net": unwrap(self.net).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "u": self.u.detach().clone(),
@@ -240,7 +245,7 @@ class SOP(Learner):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["net"])
+        unwrap(self.net).load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         with torch.no_grad():

@@ -4,10 +4,13 @@
 # Variables read here (all may be set in the environment):
 #   PYTHON       the interpreter with deep_core installed            (default: python)
 #   GPUS         "0", "0,1,2,3" (the GPUs the sweep may use, one run per GPU at a time;
-#                see GPUS_PER_RUN), "cpu", or "auto" (CUDA when available) (default: 0)
+#                see GPUS_PER_RUN), "cpu", or "auto" (CUDA when available) (default: 0;
+#                on a machine without a GPU set GPUS=cpu)
 #   GPUS_PER_RUN GPUs per run (several: one DDP process per GPU via torch.distributed.run);
 #                "all": every GPU in GPUS                            (default: 1)
 #   CPUS_PER_RUN CPUs per run, also its OMP_NUM_THREADS              (default: 1)
+#   EXTRA        more deepcore-run flags for every run, after the script's own (so they win),
+#                e.g. EXTRA="--n-train 2000 --workers 4"
 #   EPOCH_SCALE  multiplies every epoch count (-se, --epochs, --milestone), e.g. 0.1 for a
 #                quick pass; results are then not the paper's         (default: 1)
 #   JOBS         at most this many runs at a time        (default: as many as GPUS/CPUs hold)
@@ -24,6 +27,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PYTHON=${PYTHON:-python}
 GPUS=${GPUS:-0}
 EPOCH_SCALE=${EPOCH_SCALE:-1}
+read -r -a EXTRA_FLAGS <<<"${EXTRA:-}"
 
 # scaled N: round(N * EPOCH_SCALE), at least 1 unless N is 0.
 scaled() {
@@ -45,6 +49,10 @@ case "$GPUS" in
     SWEEP_ARGS+=(--gpus-per-run "$per_run")
     ;;
 esac
+if [ "$GPUS" != cpu ] && [ "$GPUS" != auto ] && ! command -v nvidia-smi >/dev/null; then
+  echo "note: GPUS=$GPUS but no NVIDIA driver here (nvidia-smi not found); on a CPU-only" \
+    "machine run with GPUS=cpu" >&2
+fi
 if [ -n "${JOBS:-}" ]; then SWEEP_ARGS+=(--jobs "$JOBS"); fi
 if [ -n "${ENGINE:-}" ]; then SWEEP_ARGS+=(--engine "$ENGINE"); fi
 if [ -n "${ADDRESS:-}" ]; then SWEEP_ARGS+=(--address "$ADDRESS"); fi
@@ -80,7 +88,7 @@ sweep() {
     echo "  seed: [$(yaml_list $SEEDS)]"
   } >"$grid"
   PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m deep_core.cli.sweep "$grid" \
-    --out-dir "$OUT" "${SWEEP_ARGS[@]}" -- "$@"
+    --out-dir "$OUT" "${SWEEP_ARGS[@]}" -- "$@" ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"}
 }
 
 # report [GROUP_BY]: the table ($OUT/report.md, also printed) and the plot ($OUT/report.png).

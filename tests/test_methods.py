@@ -19,88 +19,10 @@ from deep_core.io import _json_default
 from deep_core.methods import build_method, get_method, list_methods
 from deep_core.methods.base import option_names
 from deep_core.signals import SIGNAL_NAMES, Signals
+from deep_core.testing import synthetic_signals as make_signals
 
 # ---------------------------------------------------------------------------------------
 # synthetic signals with known injected noise
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def make_signals(
-    n: int = 400,
-    c: int = 5,
-    *,
-    d: int = 8,
-    epochs: int = 6,
-    members: int = 3,
-    noise: float = 0.3,
-    seed: int = 0,
-    labels: np.ndarray | None = None,
-) -> Signals:
-    """Coherent synthetic warm-up signals for ``n`` samples and ``c`` classes.
-
-    A fraction ``noise`` of the labels is flipped to another class. Every signal comes
-    from per-epoch logits that learn the *clean* class, with a per-sample difficulty and
-    late memorisation of the noisy label, so mislabeled samples have high loss, low
-    margin, are rarely correct, and get large gradients.
-    """
-    rng = np.random.default_rng(seed)
-    clean = np.arange(n) % c if labels is None else np.asarray(labels, dtype=np.int64)
-    clean = rng.permutation(clean) if labels is None else clean
-    noisy = clean.copy()
-    flip = rng.random(n) < noise
-    if c > 1:
-        noisy[flip] = (clean[flip] + rng.integers(1, c, flip.sum())) % c
-    else:
-        flip[:] = False
-    strength = rng.uniform(0.5, 5.0, n)  # per-sample easiness
-    onehot_clean = np.eye(c)[clean]
-    onehot_noisy = np.eye(c)[noisy]
-
-    def logits(t: float, scale: float = 1.0) -> np.ndarray:
-        return (
-            t * strength[:, None] * onehot_clean
-            + 2.0 * t**3 * onehot_noisy
-            + scale * rng.normal(size=(n, c))
-        )
-
-    per_epoch = [logits((k + 1) / epochs) for k in range(epochs)]
-    logit_e = np.stack(per_epoch, axis=1)  # (n, E, c)
-    probs_e = _softmax(logit_e)
-    idx = np.arange(n)
-    losses = -np.log(probs_e[idx, :, noisy])
-    correct = logit_e.argmax(axis=2) == noisy[:, None]
-    lab = logit_e[idx, :, noisy]
-    other = np.where(np.eye(c, dtype=bool)[noisy][:, None, :], -np.inf, logit_e).max(axis=2)
-    margins = lab - other
-    p_lab = probs_e[idx, :, noisy]
-    p_other = np.where(np.eye(c, dtype=bool)[noisy][:, None, :], -np.inf, probs_e).max(axis=2)
-    prob_margins = p_lab - p_other
-    probs = _softmax(logits(1.0, 0.5))
-    member_probs = np.stack([probs] + [_softmax(logits(1.0)) for _ in range(members - 1)])
-    centers = 3.0 * rng.normal(size=(c, d))
-    features = centers[clean] + rng.normal(size=(n, d))
-    feat_norm = np.sqrt(1.0 + (features**2).sum(axis=1))
-    grad_norms = np.linalg.norm(member_probs - onehot_noisy[None], axis=2) * feat_norm[None]
-    return Signals(
-        {
-            "labels": noisy,
-            "clean_labels": clean,
-            "probs": probs.astype(np.float32),
-            "features": features.astype(np.float32),
-            "losses": losses.astype(np.float32),
-            "correct": correct,
-            "margins": margins.astype(np.float32),
-            "prob_margins": prob_margins.astype(np.float32),
-            "grad_norms": grad_norms.astype(np.float32),
-            "member_probs": member_probs.astype(np.float32),
-        },
-        num_classes=c,
-    )
 
 
 def noise_rate(signals: Signals, indices: np.ndarray) -> float:

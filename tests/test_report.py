@@ -4,41 +4,38 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 
 import numpy as np
 import pytest
-import yaml
 
 from deep_core.cli.report import main
 from deep_core.config import RunConfig
 from deep_core.errors import DeepCoreError
-from deep_core.report import Stat, build_report, find_runs, render_csv, render_markdown
+from deep_core.report import Stat, build_report, find_runs, plot, render_csv, render_markdown
+from deep_core.rundir import RunDir, run_name, settings_hash
 
 
 def fake_run(root, *, selection="Uniform", fraction=0.5, seed=0, learner="CE", acc=50.0,
-             noise=0.3, seconds=1.0, complete=True, **settings):  # fmt: skip
-    """A run directory as deepcore-run writes it (config.yaml, log, summary.json)."""
+             noise=0.3, seconds=1.0, complete=True, learner_options=None,
+             **settings):  # fmt: skip
+    """A run directory written through :class:`RunDir` as deepcore-run writes it."""
     cfg = RunConfig(selection=selection, fraction=fraction, seed=seed, robust_learner=learner,
-                    **settings)  # fmt: skip
-    run = (
-        root
-        / f"Digits_{learner}_{selection}_fr{fraction:g}_s{seed}_{abs(hash(str(settings))) % 997}"
-    )
-    run.mkdir(parents=True)
-    (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
-    (run / "log.txt").write_text("x epoch 0: lr=0.1\nx epoch 1: lr=0.1\n")
+                    learner_options=learner_options or {}, **settings)  # fmt: skip
+    run = RunDir(root / run_name(cfg, seed))
+    run.path.mkdir(parents=True)
+    run.write_config(cfg)
+    run.log.write_text("x epoch 0: lr=0.1\nx epoch 1: lr=0.1\n")
     if complete:
-        summary = {
-            "run": run.name, "dataset": "Digits", "noise_type": cfg.noise_type,
+        run.write_summary({
+            "run": run.path.name, "dataset": "Digits", "noise_type": cfg.noise_type,
             "noise_rate": cfg.noise_rate, "selection": selection, "method_options": {},
-            "robust_learner": learner, "learner_options": {}, "model": "SmallCNN",
-            "fraction": fraction, "seed": seed, "epochs": cfg.epochs, "settings_hash": "abc",
-            "last_acc": acc, "best_acc": acc + 1.0, "best_epoch": 1, "best_by": "test",
-            "subset_noise_rate": noise, "selection_seconds": seconds, "train_seconds": 3.0,
-        }  # fmt: skip
-        (run / "summary.json").write_text(json.dumps(summary))
-    return run
+            "robust_learner": learner, "learner_options": cfg.learner_options,
+            "model": "SmallCNN", "fraction": fraction, "seed": seed, "epochs": cfg.epochs,
+            "settings_hash": settings_hash(cfg), "last_acc": acc, "best_acc": acc + 1.0,
+            "best_epoch": 1, "best_by": "test", "subset_noise_rate": noise,
+            "selection_seconds": seconds, "train_seconds": 3.0,
+        })  # fmt: skip
+    return run.path
 
 
 @pytest.fixture()
@@ -166,3 +163,50 @@ def test_corrupt_summary_is_one_line_error(tmp_path, capsys):
     (run / "summary.json").write_text("{not json")
     assert main([str(tmp_path / "runs")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_sop_with_rc_or_rb_is_labelled_sop_plus(tmp_path):
+    root = tmp_path / "runs"
+    fake_run(root, learner="SOP", acc=80.0)
+    fake_run(root, learner="SOP", acc=90.0, learner_options={"ratio_consistency": 0.9,
+                                                             "ratio_balance": 0.1})  # fmt: skip
+    fake_run(root, learner="SOP", acc=85.0, learner_options={"ratio_balance": 0.1})
+    report = build_report(root, group_by=["robust_learner", "learner_options", "fraction"])
+    rows = list(csv.DictReader(io.StringIO(render_csv(report))))
+    assert sorted(r["robust_learner"] for r in rows) == ["SOP", "SOP+", "SOP+"]
+
+
+def test_one_fraction_plot_has_readable_ticks(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    fake_run(tmp_path / "runs", fraction=0.5)
+    ticks = []
+    original = Axes.set_xticks
+    monkeypatch.setattr(Axes, "set_xticks", lambda ax, t, labels=None, **kw: (
+        ticks.append(list(labels)), original(ax, t, labels, **kw))[1])  # fmt: skip
+    plot(build_report(tmp_path / "runs"), tmp_path / "p.png")
+    assert ticks and all(t == ["0.5"] for t in ticks)
+
+
+def test_run_dir_round_trip(tmp_path):
+    cfg = RunConfig(selection="SmallLoss", fraction=0.3, seed=2)
+    run = RunDir(tmp_path / run_name(cfg, 2))
+    assert run.path.name.startswith("Digits_CE_SmallLoss_sym0.4_fr0.3_s2_")
+    assert not run.has_marker() and run.read_summary() is None and run.read_config() is None
+    run.write_config(cfg)
+    labels = np.array([0, 1, 1])
+    run.write_labels(labels, ids=np.arange(3), clean_labels=None)
+    run.write_metrics([{"epoch": 0, "test_acc": 50.0}, {"epoch": 1, "test_acc": 60.0}])
+    run.write_selection({"selection_seconds": 0.5})
+    assert run.is_run() and run.read_config()["selection"] == "SmallLoss"
+    assert set(run.read_labels()) == {"labels", "ids"}
+    assert [r["epoch"] for r in run.read_metrics()] == [0, 1]
+    assert run.read_selection() == {"selection_seconds": 0.5}
+    assert [d.path for d in find_runs(tmp_path)] == [run.path]
+
+
+def test_settings_hash_ignores_non_settings():
+    a = RunConfig(seed=0, device="cpu", out_dir="a")
+    assert settings_hash(a) == settings_hash(RunConfig(seed=5, device="cuda", out_dir="b"))
+    assert settings_hash(a) != settings_hash(RunConfig(epochs=3))
+

@@ -167,6 +167,18 @@ def test_a_failed_sweep_stops_the_script(tmp_path):
     assert len(_calls(log)) == 1  # no report after a failed sweep
 
 
+def test_quick_default_and_extra_flags(tmp_path):
+    log = _fake_python(tmp_path)
+    res = _run_script("quickstart", tmp_path, JOBS="2", EXTRA="--n-train 500 --workers 2")
+    assert res.returncode == 0, res.stderr
+    sweeps = [c for c in _calls(log) if c[:2] == ["-m", "deep_core.cli.sweep"]]
+    assert len(sweeps) == 2 and all(_flag(c, "--jobs") == "2" for c in sweeps)
+    runs = [run for c in sweeps for run in _sweep_runs(c)]
+    assert {_flag(c, "--selection") for c in runs} == {"Uniform", "SmallLoss", "Prune4Rel"}
+    assert {_flag(c, "--fraction") for c in runs} == {"0.2", "0.5"} and len(runs) == 12
+    assert all(c[-4:] == ["--n-train", "500", "--workers", "2"] for c in runs)
+
+
 def test_bad_epoch_scale(tmp_path):
     _fake_python(tmp_path)
     res = _run_script("cifar10n_sop", tmp_path, EPOCH_SCALE="fast")
@@ -201,10 +213,10 @@ def test_quickstart_runs_reports_and_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_quickstart_every_method(tmp_path):
-    res = _quickstart(tmp_path, FRACTIONS="0.5")
+    res = _quickstart(tmp_path, FRACTIONS="0.5", FULL="1")
     assert res.returncode == 0, res.stderr[-3000:]
     text = (tmp_path / "qs" / "report.md").read_text()
     from deep_core.methods import list_methods
 
     for name in list_methods():
-        assert f"| CE | {name} |" in text and f"| SOP | {name} |" in text
+        assert f"| CE | {name} |" in text and f"| SOP+ | {name} |" in text

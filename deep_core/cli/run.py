@@ -21,6 +21,7 @@ pipeline with the same defaults.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import subprocess
 import sys
@@ -34,6 +35,7 @@ from ..config import (
     REFERENCE_DEFAULTS,
     REFERENCE_LEARNER_DEFAULTS,
     REFERENCE_METHOD_DEFAULTS,
+    SHARED_METHOD_OPTIONS,
     SIGNAL_VIEWS,
     WARMUP_SCHEDULES,
     RunConfig,
@@ -41,7 +43,6 @@ from ..config import (
 )
 from ..errors import DeepCoreError
 from ..locks import FolderLocked
-from ..runner import SHARED_METHOD_OPTIONS
 from .common import ArgParser, run_cli, str_to_bool
 from .method_args import (
     add_method_arguments,
@@ -229,7 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="warm-up signal cache (default OUT/signals-cache)",
     )
     g.add_argument("--deterministic", type=str_to_bool, nargs="?", const=True)
-    g.add_argument("--amp", type=str_to_bool, help="mixed precision on CUDA (default True)")
+    g.add_argument(
+        "--amp",
+        type=amp_mode,
+        help="mixed precision: True (default: bf16 or fp16 on CUDA, off on CPU), False, "
+        "bf16 (also on CPU) or fp16 (CUDA)",
+    )
     g.add_argument("--channels-last", dest="channels_last", type=str_to_bool)
     g.add_argument("--progress", type=str_to_bool, help="progress bars (default True)")
 
@@ -338,6 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def amp_mode(value: str) -> bool | str:
+    """``--amp``: True/False (as the reference passes them), ``bf16`` or ``fp16``."""
+    if value.strip().lower() in ("bf16", "fp16"):
+        return value.strip().lower()
+    return str_to_bool(value)
+
+
 def config_from_args(ns: argparse.Namespace) -> RunConfig:
     """Defaults ← ``--config`` file ← flags, as a typed :class:`RunConfig`.
 
@@ -378,7 +391,13 @@ def config_from_args(ns: argparse.Namespace) -> RunConfig:
             ):
                 raise DeepCoreError(f"unknown setting {k!r} in the config file")
     gpus = gpu_ids(given, file_values)
-    if gpus:
+    if gpus and "device" in settings:  # an explicit --device (e.g. cpu) wins over --gpu
+        logging.getLogger("deep_core").warning(
+            "warning: --gpu %s is ignored: --device %s is given",
+            ",".join(map(str, gpus)),
+            settings["device"],
+        )
+    elif gpus:
         # several ids: one process per GPU, launched by run() (torch.distributed.run)
         settings["device"] = f"cuda:{gpus[0]}" if len(gpus) == 1 else "cuda"
     if warm is not None:
@@ -452,22 +471,29 @@ def _reference_defaults(
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from ..engine import finish_distributed
-
     try:
         code = _run(argv)
     except BaseException:
-        finish_distributed(wait=False)
+        _finish_distributed(wait=False)
         raise
-    finish_distributed()
+    _finish_distributed()
     return code
 
 
-def _run(argv: Sequence[str] | None) -> int:
-    from ..runner import configure_logging, resume_experiment, run_experiment
+def _finish_distributed(*, wait: bool = True) -> None:
+    # Only a run that imported the engine can have joined a process group; --help and
+    # bad flags end before torch is imported.
+    if "deep_core.distributed" in sys.modules:
+        from .. import distributed
 
+        distributed.finish(wait=wait)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
+    from ..runner import configure_logging, resume_experiment, run_experiment  # torch: after --help
+
     configure_logging()
     if "resume" in ns:
         overrides = {k: v for k, v in vars(ns).items() if k != "resume"}
@@ -513,10 +539,11 @@ def launch_ddp(argv: Sequence[str], gpus: Sequence[int], cfg: RunConfig) -> int:
 
 def _skip_or_resume(cfg: RunConfig, exp: int) -> bool:
     """``--skip-complete``: True if experiment ``exp`` is already done or was resumed here."""
-    from ..runner import log, resume_experiment, run_name
+    from ..rundir import RunDir, run_name
+    from ..runner import log, resume_experiment
 
     path = Path(cfg.out_dir) / run_name(cfg, cfg.seed + exp)
-    if (path / "summary.json").is_file():
+    if RunDir(path).summary.is_file():
         log.info("skipping %s: complete (summary.json exists)", path)
         return True
     if path.is_dir():

@@ -4,9 +4,12 @@
 
     deepcore-select --signals SIGNALS.npz --selection SmallLoss --fraction 0.3 \\
         [--balance True] [--uncertainty Margin] [--tau 0.95] ... --out SUBSET.npy
+    deepcore-select --run RUN_DIR --selection Prune4Rel --fraction 0.2 --out SUBSET.npy
     deepcore-select --list
 
-The ``.npz`` holds ``labels`` (noisy, int) and whatever the method needs: ``probs``
+``--run`` takes the signals of a finished ``deepcore-run`` (its labels and its cached
+warm-up, :meth:`~deep_core.signals.Signals.from_run`), so one warm-up serves any method
+afterwards. The ``.npz`` holds ``labels`` (noisy, int) and whatever the method needs: ``probs``
 (N, C), ``features`` (N, d), ``losses`` / ``correct`` / ``margins`` (N, E),
 ``grad_norms`` (M, N), ``member_probs`` (M, N, C); see :mod:`deep_core.signals`. The
 output is the selected indices as a sorted int64 ``.npy``, written atomically. Method
@@ -17,6 +20,7 @@ a flag the chosen method does not take is reported on stderr, never silently dro
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -39,7 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Select a training subset from per-sample signals in an .npz file.",
     )
     p.add_argument("--list", action="store_true", help="print the registered methods and exit")
-    p.add_argument("--signals", metavar="FILE.npz", help="signals file (labels, probs, ...)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--signals", metavar="FILE.npz", help="signals file (labels, probs, ...)")
+    src.add_argument(
+        "--run",
+        metavar="RUN_DIR",
+        help="take the signals of a deepcore-run run directory (its cached warm-up)",
+    )
+    p.add_argument(
+        "--signals-cache",
+        dest="signals_cache",
+        metavar="DIR",
+        help="with --run: the signal cache the run used (default: as the run recorded it)",
+    )
     p.add_argument("--selection", metavar="NAME", help="method name (case-sensitive; see --list)")
     p.add_argument("--fraction", type=float, metavar="F", help="fraction of samples kept, (0, 1]")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -63,15 +79,31 @@ def _main(argv: Sequence[str] | None) -> int:
         for name, summary in methods.items():
             print(f"{name:<{width}}  {summary}")
         return 0
-    missing = [f for f in ("signals", "selection", "fraction", "out") if getattr(args, f) is None]
+    missing = [f for f in ("selection", "fraction", "out") if getattr(args, f) is None]
+    if args.signals is None and args.run is None:
+        missing.insert(0, "signals (or --run)")
     if missing:
         raise DeepCoreError("missing " + ", ".join("--" + m for m in missing) + " (or use --list)")
+    if args.signals_cache is not None and args.run is None:
+        raise DeepCoreError("--signals-cache goes with --run")
     method, unused = build_method(args.selection, method_options_from_args(args))
     for line in unused_option_warnings(args.selection, unused):
         print(line, file=sys.stderr)
-    signals = Signals.from_npz(args.signals, num_classes=args.num_classes)
+    if args.run is not None:
+        signals = Signals.from_run(
+            args.run, cache_dir=args.signals_cache, num_classes=args.num_classes
+        )
+    else:
+        signals = Signals.from_npz(args.signals, num_classes=args.num_classes)
     check_budget(len(signals), args.fraction)
-    subset = method.select(signals, args.fraction, seed=args.seed)
+    # library warnings (e.g. an approximate selection) on stderr, one line each
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    logging.getLogger("deep_core").addHandler(handler)
+    try:
+        subset = method.select(signals, args.fraction, seed=args.seed)
+    finally:
+        logging.getLogger("deep_core").removeHandler(handler)
     save_npy(args.out, np.asarray(subset.indices, dtype=np.int64))
     print(
         f"{method!r}: kept {len(subset):,} of {len(signals):,} samples "

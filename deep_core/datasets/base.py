@@ -134,13 +134,23 @@ class TensorImageSet(ImageSet):
             self._device_copy[key] = self.images.to(device)
         return self._device_copy[key]
 
-    def view(self, x: torch.Tensor, view: str, generator: torch.Generator) -> torch.Tensor:
-        """Apply ``view`` to a uint8 batch; returns normalised float32."""
+    def view(
+        self,
+        x: torch.Tensor,
+        view: str,
+        generator: torch.Generator,
+        host_generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Apply ``view`` to a uint8 batch; returns normalised float32.
+
+        ``generator`` draws the weak view on its device; the strong view's AutoAugment
+        policy draws on ``host_generator`` (a CPU generator; default ``generator``).
+        """
         if view == "clean":
             return normalize(x, self.spec)
         if view == "weak":
             return normalize(weak_view(x, self.spec, generator), self.spec)
-        return strong_view(x, self.spec, generator)
+        return strong_view(x, self.spec, host_generator or generator)
 
     def batches(
         self,
@@ -158,27 +168,58 @@ class TensorImageSet(ImageSet):
         self._check_views(views)
         device = torch.device(device)
         order = self._order(positions, len(self), shuffle, seed, epoch)
+        # images, the epoch's order and the augmentation draws all live on the training
+        # device: a batch costs no host-to-device copy (one per epoch for the order)
         images = self._on(device)
-        g = torch.Generator().manual_seed(stream_seed(seed, epoch, 2))
+        order_dev = torch.from_numpy(order).to(device)
+        g = torch.Generator(device=device).manual_seed(stream_seed(seed, epoch, 2))
+        g_host = g if device.type == "cpu" else torch.Generator().manual_seed(
+            stream_seed(seed, epoch, 3)
+        )
         stop = order.size - (order.size % batch_size if drop_last else 0)
         for start in range(0, stop, batch_size):
-            pos = torch.from_numpy(order[start : start + batch_size]).to(device)
-            x = images[pos]
-            yield Batch([self.view(x, v, g) for v in views], pos)
+            pos = order_dev[start : start + batch_size]
+            x = images.index_select(0, pos)  # much cheaper than images[pos] on the CPU
+            yield Batch([self.view(x, v, g, g_host) for v in views], pos)
 
 
 class _FileDataset(torch.utils.data.Dataset):
-    def __init__(self, paths: Sequence[str], transforms: dict[str, Callable], views: Sequence[str]):
+    """Items are ``(position, seed, views)``: each sample's augmentation draws from torch's
+    RNG seeded with ``seed``, so a batch is the same whichever worker (or the main
+    process) decodes it, and persistent workers need no re-seeding between epochs."""
+
+    def __init__(self, paths: Sequence[str], transforms: dict[str, Callable]):
         self.paths = paths
         self.transforms = transforms
-        self.views = views
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, item: tuple[int, int, tuple[str, ...]]):
+        i, seed, views = item
         img = decode_image_file(self.paths[i])
-        return tuple(self.transforms[v](img) for v in self.views), i
+        with torch.random.fork_rng(devices=[]):  # the caller's global RNG is left alone
+            torch.manual_seed(seed)
+            return tuple(self.transforms[v](img) for v in views), i
+
+
+class _Plan(torch.utils.data.Sampler):
+    """The batches of one pass of a reusable loader (set before each ``iter(loader)``):
+    lists of ``(position, seed, views)`` made lazily from the pass's arrays."""
+
+    def __init__(self) -> None:
+        self.set(np.empty(0, np.int64), np.empty(0, np.int64), (), 1)
+
+    def set(self, order: np.ndarray, seeds: np.ndarray, views: tuple[str, ...], size: int):
+        self.order, self.seeds, self.views, self.size = order, seeds, views, size
+
+    def __iter__(self):
+        for s in range(0, self.order.size, self.size):
+            pos, seeds = self.order[s : s + self.size].tolist(), self.seeds[s : s + self.size]
+            yield [(p, q, self.views) for p, q in zip(pos, seeds.tolist())]
+
+    def __len__(self) -> int:
+        return -(-self.order.size // self.size)
 
 
 def decode_image_file(path: str | Path) -> torch.Tensor:
@@ -213,7 +254,7 @@ class FileImageSet(ImageSet):
     transforms : dict
         ``{"clean": f, "weak": g, ...}``: callables from a uint8 (C, H, W) tensor to a
         float tensor (torchvision transforms v2). Random transforms draw from torch's
-        RNG, which DataLoader seeds per worker from (seed, epoch).
+        RNG, seeded per sample from (seed, epoch, position).
     image_shape : tuple
         (C, H, W) of the transformed images.
     """
@@ -225,6 +266,7 @@ class FileImageSet(ImageSet):
         self.paths = paths if is_seq and not isinstance(paths, str) else list(paths)
         self.transforms = transforms
         self.image_shape = tuple(image_shape)
+        self._idle: dict[tuple[int, bool], list[torch.utils.data.DataLoader]] = {}
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -252,23 +294,38 @@ class FileImageSet(ImageSet):
             raise DeepCoreError(f"this data set has no {missing[0]!r} view")
         device = torch.device(device)
         order = self._order(positions, len(self), shuffle, seed, epoch)
+        order = order[: order.size - (order.size % batch_size if drop_last else 0)]
+        # one seed per (seed, epoch, position): a multiplicative hash of the position
+        base = np.uint64(stream_seed(seed, epoch, 4))
+        with np.errstate(over="ignore"):
+            seeds = (base + order.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> 1
+        pin = device.type == "cuda"
+        loader = self._take_loader(workers, pin)
+        loader.batch_sampler.set(order, seeds.astype(np.int64), tuple(views), batch_size)
+        try:
+            for xs, pos in loader:
+                yield Batch(
+                    [x.to(device, non_blocking=True) for x in xs],
+                    pos.to(device, non_blocking=True),
+                )
+        finally:
+            self._idle.setdefault((workers, pin), []).append(loader)
+
+    def _take_loader(self, workers: int, pin: bool) -> torch.utils.data.DataLoader:
+        """An idle loader, or a new one: with workers, they persist across epochs and
+        calls (DivideMix makes several passes per epoch, two of them interleaved)."""
+        idle = self._idle.setdefault((workers, pin), [])
+        if idle:
+            return idle.pop()
         import torchvision.io  # noqa: F401  (once here, not in every forked worker)
 
-        ds = _FileDataset(self.paths, self.transforms, list(views))
-        loader = torch.utils.data.DataLoader(
-            ds,
-            batch_size=batch_size,
-            sampler=order.tolist(),
+        return torch.utils.data.DataLoader(
+            _FileDataset(self.paths, self.transforms),
+            batch_sampler=_Plan(),
             num_workers=workers,
-            drop_last=drop_last,
-            generator=torch.Generator().manual_seed(stream_seed(seed, epoch, 3)),
-            pin_memory=device.type == "cuda",
-            persistent_workers=False,
+            pin_memory=pin,
+            persistent_workers=workers > 0,
         )
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(stream_seed(seed, epoch, 4))  # workers=0 draws here
-            for xs, pos in loader:
-                yield Batch([x.to(device, non_blocking=True) for x in xs], pos.to(device))
 
 
 @dataclass

@@ -120,7 +120,7 @@ class ViewTransform:
     Resize the short side to ``8/7·size``, then crop ``size`` (random for training
     views, centre for ``clean``) and flip at random (training views); the ``strong``
     view adds AutoAugment (ImageNet policy) and random erasing. Randomness comes from
-    torch's RNG, which the DataLoader seeds per worker from (seed, epoch). Written as
+X
     one callable with tensor slicing because per-transform dispatch costs more than
     the work itself on small images.
     """

@@ -41,7 +41,6 @@ Reference quirks
 
 from __future__ import annotations
 
-import faiss
 import numpy as np
 
 from ..budget import budget_size, take_per_group
@@ -76,6 +75,8 @@ def cluster_complexity(
     with np.errstate(invalid="ignore", divide="ignore"):
         d_intra = np.where(sizes > 0, total / np.maximum(sizes, 1), np.nan)
     nns = min(num_nns, k - 1)
+    import faiss  # loaded on first use: listing the methods does not need it
+
     index = faiss.IndexFlatIP(clustering.centroids.shape[1])
     index.add(np.ascontiguousarray(clustering.centroids, dtype=np.float32))
     sim, ids = index.search(np.ascontiguousarray(clustering.centroids), nns + 1)

@@ -38,7 +38,6 @@ Speed and precision
 
 from __future__ import annotations
 
-import faiss
 import numpy as np
 import scipy.sparse as sp
 
@@ -244,6 +243,8 @@ def own_and_other_distances(
     d_other = np.empty((n, others), dtype=np.float64)
     index = None
     if others:
+        import faiss
+
         index = faiss.IndexFlatL2(means.shape[1])
         index.add(means)
     for lo in range(0, n, chunk_rows):

@@ -10,9 +10,14 @@ The greedy, as the reference runs it
   ``LeastConfidence`` = max probability, ``Margin`` = top-1 minus top-2,
   ``Entropy`` = ``-sum(log(p + 1e-6) * p)`` (the entropy itself, so the "most confident"
   sample is the most uncertain one: kept as the reference has it).
-- Similarity ``s(x, y) = 0.5 + 0.5 cos(x, y)`` of the features; the neighbours of ``p``
-  are the ``x`` with ``s(x, p) > tau`` -- a threshold on ``0.5 + 0.5 cos``, i.e.
-  ``cos > 2 tau - 1`` (tau = 0.975 means cos > 0.95). ``p`` is its own neighbour.
+- Similarity, ``metric="cossim"`` (every reference script passes ``--metric cossim``):
+  ``s(x, y) = 0.5 + 0.5 cos(x, y)``; the neighbours of ``p`` are the ``x`` with
+  ``s(x, p) > tau`` -- a threshold on ``0.5 + 0.5 cos``, i.e. ``cos > 2 tau - 1``
+  (tau = 0.975 means cos > 0.95). ``p`` is its own neighbour.
+- ``metric="euclidean"`` (the reference CLI's default, used by none of its scripts):
+  ``s(x, p) = clamp(1 / (|x - p| + 0.1) - 0.1, 0, 10)`` on the raw features, with no
+  threshold: every ``x`` closer than 9.9 to ``p`` is a neighbour and ``tau`` is not
+  used (as in the reference). The upper clamp never binds (``s <= 9.9``).
 - ``R(x) = 0`` for all x. Each step picks the unselected sample with the largest
   ``tanh((R(p) + conf(p)) / eta) - tanh(R(p) / eta)`` (ties: lowest index), then adds
   ``s(x, p) * conf(p)`` to ``R(x)`` for every neighbour ``x`` of ``p``.
@@ -39,31 +44,49 @@ Reference quirks kept
 Arithmetic (what "exact" means)
 -------------------------------
 ``conf``, ``R``, the gain and ``s`` are float32 values as in the reference's torch code:
-``s`` is ``0.5 + 0.5 * dot / (|x| |p|)`` evaluated in float64 and rounded once to float32;
-``R += float32(s * conf(p))``; the gain uses float32 ``(R + c) / eta`` and ``tanh``
-rounded to float32 from float64. These are fixed, position-independent definitions, so
-the exact mode and a literal transcription of the reference loop pick identical
-samples (a BLAS summation order or a vectorised ``tanh`` cannot flip a tie).
+``s`` is ``0.5 + 0.5 * dot / (|x| |p|)`` (cossim) or ``1 / (sqrt(max(|x|^2 + |p|^2 -
+2 dot, 1e-12)) + 0.1) - 0.1`` (euclidean) evaluated in float64 and rounded once to
+float32; ``R += float32(s * conf(p))``; the gain uses float32 ``(R + c) / eta`` and
+``tanh`` rounded to float32 from float64. These are fixed, position-independent
+definitions, so the exact mode and a literal transcription of the reference loop pick
+identical samples (a BLAS summation order or a vectorised ``tanh`` cannot flip a tie).
 
 Two modes
 ---------
-- **exact** (default up to ``exact_max_samples``): identical picks to the reference loop
-  in O(N·k) memory. Neighbourhood candidates come from one blocked self-join
+- **exact** (``neighbors=None``, whenever the neighbourhood graph fits the memory budget
+  ``exact_memory_gb``, default a quarter of the machine's RAM; int32 ids + float32
+  similarities, about 32 bytes per pair at the peak of the construction): identical
+  picks to the reference loop. Neighbourhood candidates come from one blocked self-join
   (:func:`~deep_core.neighbors.search.range_search`, in bfloat16 where that is faster,
-  above ``2 tau - 1`` minus a bound on the product's rounding error) and are re-scored
-  exactly per pick. The gain of a sample only changes when a neighbour is
-  picked, so a lazy max-heap (per class when balanced) with keys that are upper bounds
-  finds the same argmax as the full scan; a key is refreshed on pop, and pushed anew
-  in the rare case a gain grows (float rounding, or a negative Entropy "confidence").
-- **scalable** (``neighbors=K``; or automatically, with K = 100, above
-  ``exact_max_samples`` samples or when the exact graph is estimated to exceed
-  ``exact_max_pairs`` pairs, e.g. tau = 0.8 where a neighbourhood is most of a class):
-  each sample's neighbourhood is capped at its K most similar samples above
-  the threshold, from a flat (exact) or IVF k-NN search whose recall is measured and
-  logged. Memory O(N·K). Similarities are re-scored as in the exact mode, so with K at
-  least the largest neighbourhood and the flat index the picks are the exact ones; the
+  above ``2 tau - 1`` minus a bound on the product's rounding error; euclidean:
+  :func:`~deep_core.neighbors.search.radius_search`) and are re-scored exactly when a
+  sample is picked. The gain of a sample only changes when a neighbour is picked, so
+  the gains live in blocks of 128 with each block's maximum (one run of blocks per class
+  when balanced): the argmax, ties to the lowest index, costs O(N / 128 + 128) instead
+  of a scan of N, and an update touches only the pick's neighbours (vectorised numpy).
+  Each neighbour pair's exact ``s`` is computed once (the self-join's CSR table carries
+  pair ids; ``s`` is symmetric: the same float64 dot product, rounded to float32, up to
+  the last float64 bit of a BLAS summation order, as everywhere in the comparison with
+  the reference loop). What is left of the greedy's time is that
+  re-scoring, bound by gathering the candidate rows -- bytes a compiled loop would read
+  as well.
+- **scalable** (``neighbors=K``, or when the exact graph does not fit the budget: the
+  search stops as soon as it knows, and above 100,000 samples a count on 500 rows first
+  skips a graph estimated at over twice the budget): each neighbourhood is capped at its
+  K most similar samples above the threshold. It never happens silently: one line on the
+  ``deep_core`` logger at WARNING (so on the console and in the run log), also in
+  ``info["approximation"]``, says why, which K and index, and the **recall against the
+  exact threshold neighbourhoods** on a seeded sample of queries (``recall_sample``;
+  the fraction of the true neighbour pairs, self excluded, that the capped search
+  kept after re-scoring). The automatic K is the largest exact neighbourhood in that
+  sample, capped by the memory budget. ``index="auto"`` caps the exact threshold graph
+  when it fits (up to 200,000 samples), else runs the IVF cluster join
+  (:func:`~deep_core.neighbors.search.knn_search`; bfloat16 where faster, with a
+  float32 re-check of the borderline rows). Similarities are re-scored as in the exact
+  mode, so with K at least the largest neighbourhood the picks are the exact ones; the
   greedy is sensitive to every capped neighbourhood, though (K = 64 against mean
   neighbourhoods of ~120 gave a Jaccard of ~0.65 with the exact subset in the tests).
+  Cosine only: the euclidean metric runs exact or fails with a clear message.
 
 Scores
 ------
@@ -73,27 +96,29 @@ Scores
 
 from __future__ import annotations
 
-import heapq
+import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-import scipy.sparse as sp
-import torch
-from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from ..budget import budget_size
 from ..errors import DeepCoreError, unknown_name
+from ..lazy import LazyModule
 from ..neighbors.search import (
     PRECISIONS,
+    RANGE_BYTES_PER_PAIR,
     Neighborhoods,
+    NeighborhoodTooLarge,
     compute_threads,
     fastest_precision,
     knn_search,
     normalize_rows,
+    radius_search,
     range_search,
     similarity_error,
 )
@@ -101,18 +126,37 @@ from ..signals import Signals
 from ..subset import Subset
 from .base import SelectionMethod, register
 
+log = logging.getLogger("deep_core")
+# torch (and faiss, through the search module) load on first use: listing the methods
+# needs neither
+torch = LazyModule("torch")
+
 Uncertainty = Literal["LeastConfidence", "Margin", "Entropy"]
 UNCERTAINTIES: tuple[str, ...] = ("LeastConfidence", "Margin", "Entropy")
-INDEXES = ("auto", "flat", "ivf")
-#: above this many samples ``neighbors=None`` switches to the scalable mode
-EXACT_MAX_SAMPLES = 200_000
-#: ``neighbors=None`` also goes scalable when the exact graph would hold more (directed)
-#: pairs than this (about 40 bytes each at the peak of its construction)
-EXACT_MAX_PAIRS = 100_000_000
-#: K of the automatic scalable mode
-AUTO_NEIGHBORS = 100
-#: ``index="auto"`` uses the exact flat k-NN up to this many samples, IVF above
-FLAT_MAX_SAMPLES = 50_000
+Metric = Literal["cossim", "euclidean"]
+METRICS: tuple[str, ...] = ("cossim", "euclidean")
+INDEXES = ("auto", "range", "flat", "ivf")
+#: share of the machine's RAM that the exact neighbourhood graph may take by default
+EXACT_MEMORY_SHARE = 0.25
+#: ``index="auto"`` caps the exact threshold graph up to this many samples, IVF above
+RANGE_MAX_SAMPLES = 200_000
+#: above this many samples a sampled pair count first skips a clearly too large exact graph
+ESTIMATE_MIN_SAMPLES = 100_000
+#: euclidean metric: ``1 / (dist + 0.1) - 0.1 > 0`` exactly when ``dist < 9.9``
+EUCLIDEAN_RADIUS = 9.9
+
+
+def default_exact_memory_gb() -> float:
+    """Default memory budget (GiB) of the exact neighbourhood graph: a quarter of the RAM.
+
+    Derived from the machine's total physical memory (not what is free at the moment), so
+    the choice between exact and scalable mode is the same on every run.
+    """
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows): assume 16 GiB
+        total = 16 * 2**30
+    return EXACT_MEMORY_SHARE * total / 2**30
 
 
 def prune4rel_confidence(probs: np.ndarray, uncertainty: str = "LeastConfidence") -> np.ndarray:
@@ -140,7 +184,10 @@ def prune4rel_confidence(probs: np.ndarray, uncertainty: str = "LeastConfidence"
         raise DeepCoreError(f"probs must have shape (N, C) with C >= 1, got {p.shape}")
     if uncertainty == "Margin" and p.shape[1] < 2:
         raise DeepCoreError("Margin needs at least 2 classes in probs")
-    t = torch.from_numpy(np.ascontiguousarray(p, dtype=np.float32))
+    arr = np.ascontiguousarray(p, dtype=np.float32)
+    if not arr.flags.writeable:  # a read-only (cached, memory-mapped) array is not shared
+        arr = arr.copy()
+    t = torch.from_numpy(arr)
     if not torch.isfinite(t).all():
         raise DeepCoreError("probs contain NaN or infinite values")
     if t.shape[0] == 0:
@@ -182,11 +229,12 @@ def prune4rel_greedy(
     eta: float = 100.0,
     balance: bool = False,
     num_classes: int | None = None,
+    metric: str = "cossim",
     neighbors: int | None = None,
     index: str = "auto",
-    exact_max_samples: int = EXACT_MAX_SAMPLES,
-    exact_max_pairs: int = EXACT_MAX_PAIRS,
+    exact_memory_gb: float | None = None,
     nprobe: int = 8,
+    recall_sample: int = 1000,
     search_precision: str = "auto",
     seed: int = 0,
     device: str | torch.device = "cpu",
@@ -197,7 +245,7 @@ def prune4rel_greedy(
     Parameters
     ----------
     features : ndarray of shape (N, d)
-        Warm-up embeddings; every row must be finite and non-zero.
+        Warm-up embeddings; finite, and (cossim) no zero row.
     confidence : ndarray of shape (N,)
         Per-sample confidence, e.g. from :func:`prune4rel_confidence` (cast to float32).
     labels : ndarray of int, shape (N,), optional
@@ -205,7 +253,7 @@ def prune4rel_greedy(
     n_select : int
         Number of samples to pick, 0..N.
     tau : float, default=0.95
-        Neighbourhood threshold on ``0.5 + 0.5 cos``, in [0, 1].
+        Neighbourhood threshold on ``0.5 + 0.5 cos``, in [0, 1] (not used by euclidean).
     eta : float, default=100.0
         Temperature of the ``tanh`` utility, > 0.
     balance : bool, default=False
@@ -213,26 +261,32 @@ def prune4rel_greedy(
     num_classes : int, optional
         Classes in the rotation (default ``labels.max() + 1``); empty classes count, as
         in the reference.
+    metric : {"cossim", "euclidean"}, default="cossim"
+        Similarity of the reference (see the module docstring).
     neighbors : int, optional
-        None: exact mode, unless N > ``exact_max_samples`` or the neighbourhood graph is
-        estimated (from 500 evenly spaced rows) to exceed ``exact_max_pairs`` pairs: then
-        scalable with K = 100, and ``info["auto_reason"]`` says why. An int K: scalable
-        mode with at most K neighbours per sample.
-    index : {"auto", "flat", "ivf"}, default="auto"
-        k-NN index of the scalable mode; ``auto`` is flat up to 50,000 samples.
-    exact_max_samples : int, default=200_000
-        Largest N run in exact mode when ``neighbors`` is None.
-    exact_max_pairs : int, default=100_000_000
-        Largest estimated N x (mean neighbourhood size) run in exact mode when
-        ``neighbors`` is None (memory: about 40 bytes per pair at peak).
+        None: exact mode whenever the neighbourhood graph fits ``exact_memory_gb``, else
+        scalable with K from the measured neighbourhood sizes. An int K: scalable mode
+        with at most K neighbours per sample. Either way the scalable mode logs one
+        WARNING line with its measured recall.
+    index : {"auto", "range", "flat", "ivf"}, default="auto"
+        Search of the scalable mode: ``range`` caps the exact threshold graph (it must
+        fit the memory budget), ``flat`` exact k-NN (faiss), ``ivf`` the cluster join;
+        ``auto`` is ``range`` up to 200,000 samples when it fits, else ``ivf``.
+    exact_memory_gb : float, optional
+        Memory budget (GiB) of the neighbourhood graph; default
+        :func:`default_exact_memory_gb` (a quarter of the RAM).
     nprobe : int, default=8
-        IVF partitions probed (scalable mode with ``index="ivf"``).
+        IVF partitions probed.
+    recall_sample : int, default=1000
+        Scalable mode: queries (seeded sample) whose exact threshold neighbourhoods
+        measure the recall and size the automatic K.
     search_precision : {"auto", "float32", "bfloat16"}, default="auto"
-        Precision of the exact mode's candidate search (the picks do not depend on it:
-        the search margin covers its error and candidates are re-scored in float64);
-        ``auto`` takes bfloat16 where it is faster (:func:`fastest_precision`).
+        Precision of the neighbourhood searches (the picks do not depend on it in exact
+        mode: the search margin covers its error and candidates are re-scored in
+        float64); ``auto`` takes bfloat16 where it is faster (:func:`fastest_precision`).
     seed : int, default=0
-        Seeds the IVF k-means and its recall sample (exact mode uses no randomness).
+        Seeds the scalable mode's query sample and IVF k-means (exact mode uses no
+        randomness).
     device : str or torch.device, default="cpu"
         Where the similarity matrix products run.
     n_threads : int, optional
@@ -243,6 +297,7 @@ def prune4rel_greedy(
     GreedyResult
         Picks in greedy order, and an ``info`` dict.
     """
+
     start = time.perf_counter()
     x = np.asarray(features)
     if x.ndim != 2:
@@ -262,76 +317,119 @@ def prune4rel_greedy(
         raise DeepCoreError(f"tau must be in [0, 1], got {tau}")
     if not (eta_f > 0.0 and np.isfinite(eta_f)):
         raise DeepCoreError(f"eta must be a positive finite number, got {eta}")
+    if metric not in METRICS:
+        raise unknown_name("metric", metric, METRICS)
     if neighbors is not None and int(neighbors) < 1:
         raise DeepCoreError(f"neighbors must be a positive integer or None, got {neighbors}")
+    if neighbors is not None and metric != "cossim":
+        raise DeepCoreError("neighbors (the scalable mode) needs metric='cossim'")
     if index not in INDEXES:
         raise unknown_name("neighbour index", index, INDEXES)
     if search_precision != "auto" and search_precision not in PRECISIONS:
         raise unknown_name("search precision", search_precision, ("auto", *PRECISIONS))
+    budget_gb = default_exact_memory_gb() if exact_memory_gb is None else float(exact_memory_gb)
+    if not (budget_gb > 0 and math.isfinite(budget_gb)):
+        raise DeepCoreError(f"exact_memory_gb must be a positive number, got {exact_memory_gb}")
+    if int(recall_sample) < 0:
+        raise DeepCoreError(f"recall_sample must be >= 0, got {recall_sample}")
     lab, n_classes = _check_labels(labels, n, balance, num_classes)
     x32 = np.ascontiguousarray(x, dtype=np.float32)
-    xn = normalize_rows(x32)  # also rejects NaN / infinite / zero rows
+    if metric == "cossim":
+        xn = normalize_rows(x32)  # also rejects NaN / infinite / zero rows
+    elif not np.isfinite(x32).all():
+        raise DeepCoreError("features contain NaN or infinite values")
+    max_pairs = int(budget_gb * 2**30 / RANGE_BYTES_PER_PAIR)
 
     tau32, eta32 = np.float32(tau_f), np.float32(eta_f)
-    cos_t = 2.0 * tau_f - 1.0
-    searching = n_select > 1 and tau32 < np.float32(1.0)
+    searching = n_select > 1 and (metric == "euclidean" or tau32 < np.float32(1.0))
     info: dict[str, Any] = {
         "tau": tau_f,
         "eta": eta_f,
+        "metric": metric,
         "balance": bool(balance),
         "num_samples": n,
         "n_select": n_select,
+        "exact_memory_gb": round(budget_gb, 3),
     }
-    reason = None
-    if neighbors is None and n > exact_max_samples:
-        reason = f"{n:,} samples > exact_max_samples={exact_max_samples:,}"
-    elif neighbors is None and searching and n * n > exact_max_pairs:
-        pairs = _estimate_pairs(xn, cos_t - similarity_error(x.shape[1]), device)
-        info["estimated_pairs"] = int(pairs)
-        if pairs > exact_max_pairs:
-            reason = f"about {pairs:,.0f} neighbour pairs > exact_max_pairs={exact_max_pairs:,}"
-    k = AUTO_NEIGHBORS if reason else (None if neighbors is None else int(neighbors))
-    info.update(mode="exact" if k is None else "scalable", auto_scalable=reason is not None)
-    if reason:
-        info["auto_reason"] = reason
-
+    score = _Scorer(x32, metric, tau32)
     graph: Neighborhoods | None = None
+    reason = None
     if searching:
+        prec = search_precision
+        if prec == "auto":
+            prec = fastest_precision(device, x.shape[1])
         with compute_threads(n_threads):
-            if k is None:
-                prec = search_precision
-                if prec == "auto":
-                    prec = fastest_precision(device, x.shape[1])
-                margin = similarity_error(x.shape[1], prec)
-                graph = range_search(
-                    xn, cos_t - margin, normalized=True, precision=prec, device=device
-                )
+            if neighbors is None:
+                cut = 2.0 * tau_f - 1.0 - similarity_error(x.shape[1], prec)
+                if metric == "cossim" and n > ESTIMATE_MIN_SAMPLES and n * n > max_pairs:
+                    # a join that overflows late wastes minutes here: skip a clear case
+                    pairs = _estimate_pairs(xn, cut, prec, device)
+                    info["estimated_pairs"] = int(pairs)
+                    if pairs > 2 * max_pairs:
+                        reason = (
+                            f"about {pairs:,.0f} neighbour pairs (estimated from 500 rows), "
+                            f"over twice the {max_pairs:,} that exact_memory_gb="
+                            f"{budget_gb:.2f} holds"
+                        )
+                try:
+                    if reason is None and metric == "cossim":
+                        graph = range_search(
+                            xn, cut, normalized=True, precision=prec, max_pairs=max_pairs,
+                            device=device,
+                        )  # fmt: skip
+                    elif reason is None:
+                        graph = radius_search(
+                            x32, EUCLIDEAN_RADIUS * (1.0 + 1e-6), precision=prec,
+                            max_pairs=max_pairs, device=device,
+                        )  # fmt: skip
+                except NeighborhoodTooLarge:
+                    over = (
+                        f"the exact neighbourhood graph holds more than {max_pairs:,} pairs, "
+                        f"over exact_memory_gb={budget_gb:.2f}"
+                    )
+                    if metric != "cossim":
+                        raise DeepCoreError(
+                            f"metric='euclidean': {over} (all pairs closer than "
+                            f"{EUCLIDEAN_RADIUS}); raise exact_memory_gb (the scalable mode "
+                            "is cosine only)"
+                        ) from None
+                    reason = over
             else:
-                kind = index if index != "auto" else ("flat" if n <= FLAT_MAX_SAMPLES else "ivf")
-                graph = knn_search(
-                    xn,
-                    k,
-                    threshold=cos_t - similarity_error(x.shape[1]),
-                    index=kind,
-                    nprobe=nprobe,
-                    seed=seed,
-                    normalized=True,
-                    device=device,
-                )
+                reason = f"neighbors={int(neighbors)} was given"
+            if reason is not None:
+                graph, scalable = _scalable_graph(
+                    xn, score, tau_f, None if neighbors is None else int(neighbors), index,
+                    prec, max_pairs, nprobe, int(recall_sample), seed, device,
+                    range_fits=neighbors is not None,
+                )  # fmt: skip
+                info.update(scalable)
         sizes = graph.sizes()
         info["search"] = {key: v for key, v in graph.info.items() if v is not None}
         info["candidates_mean"] = round(float(sizes.mean()), 3) if n else 0.0
         info["candidates_max"] = int(sizes.max()) if n else 0
-    del xn
+    info["mode"] = "exact" if reason is None else "scalable"
+    if reason is not None:
+        recall = (
+            "not measured (recall_sample=0)"
+            if info["recall"] is None
+            else f"{info['recall']:.4f} (1 = exact)"
+        )
+        line = (
+            f"Prune4Rel is approximate (scalable mode): {reason}; neighbourhoods capped at "
+            f"K={info['neighbors']} ({info['k_rule']}), search index={info['index']}; recall "
+            f"against the exact threshold neighbourhoods on {info['recall_sample']:,} "
+            f"sampled queries: {recall}"
+        )
+        info["approximation"] = line
+        log.warning(line)
+    del x
     t_search = time.perf_counter()
 
-    neighbours = _exact_neighbours(x32, graph, tau32, local=k is None)
+    neighbours = _graph_neighbours(graph, score)
     order, greedy_info = _greedy(conf, lab, n_classes, n_select, eta32, bool(balance), neighbours)
     info.update(greedy_info)
     info["seconds_search"] = round(t_search - start, 3)
     info["seconds_greedy"] = round(time.perf_counter() - t_search, 3)
-    if k is not None:
-        info["neighbors"] = k
     return GreedyResult(order=order, info=info)
 
 
@@ -353,15 +451,17 @@ class Prune4Rel(SelectionMethod):
         CIFAR-100, 0.8 Clothing-1M).
     eta : float, default=100.0
         ``tanh`` temperature (scripts: 1).
+    metric : {"cossim", "euclidean"}, default="cossim"
+        Similarity: ``0.5 + 0.5 cos`` above ``tau`` (every reference script), or the
+        reference's ``1 / (dist + 0.1) - 0.1`` clamped to [0, 10] (its CLI default;
+        ``tau`` unused).
     neighbors : int, optional
-        None: exact (scalable with K = 100 above ``exact_max_samples`` samples or
-        ``exact_max_pairs`` estimated neighbour pairs, logged); K: scalable.
-    index : {"auto", "flat", "ivf"}, default="auto"
-        k-NN index of the scalable mode.
-    exact_max_samples : int, default=200_000
-        Largest N run in exact mode when ``neighbors`` is None.
-    exact_max_pairs : int, default=100_000_000
-        Largest estimated neighbourhood graph run in exact mode when ``neighbors`` is None.
+        None: exact whenever the neighbourhood graph fits ``exact_memory_gb``, else
+        scalable (said on one WARNING line); K: scalable with at most K neighbours.
+    index : {"auto", "range", "flat", "ivf"}, default="auto"
+        Search of the scalable mode.
+    exact_memory_gb : float, optional
+        Memory budget (GiB) of the exact neighbourhood graph; default a quarter of RAM.
     n_threads : int, optional
         torch / faiss threads for the neighbourhood search.
     device : str, default="cpu"
@@ -384,30 +484,38 @@ class Prune4Rel(SelectionMethod):
         uncertainty: Uncertainty = "LeastConfidence",
         tau: float = 0.95,
         eta: float = 100.0,
+        metric: Metric = "cossim",
         neighbors: int | None = None,
-        index: str = "auto",
-        exact_max_samples: int = EXACT_MAX_SAMPLES,
-        exact_max_pairs: int = EXACT_MAX_PAIRS,
+        index: Literal["auto", "range", "flat", "ivf"] = "auto",
+        exact_memory_gb: float | None = None,
         n_threads: int | None = None,
         device: str = "cpu",
     ) -> None:
         # bad options fail here, before any warm-up is paid for
         if uncertainty not in UNCERTAINTIES:
             raise unknown_name("uncertainty", uncertainty, UNCERTAINTIES)
+        if metric not in METRICS:
+            raise unknown_name("metric", metric, METRICS)
+        if index not in INDEXES:
+            raise unknown_name("neighbour index", index, INDEXES)
         if not 0.0 <= tau <= 1.0:
             raise DeepCoreError(f"--tau must be in [0, 1], got {tau}")
         if not (eta > 0 and math.isfinite(eta)):
             raise DeepCoreError(f"--eta must be a positive finite number, got {eta}")
         if neighbors is not None and neighbors < 1:
             raise DeepCoreError(f"--neighbors must be at least 1, got {neighbors}")
+        if neighbors is not None and metric != "cossim":
+            raise DeepCoreError("--neighbors (the scalable mode) needs --metric cossim")
+        if exact_memory_gb is not None and not exact_memory_gb > 0:
+            raise DeepCoreError(f"--exact-memory-gb must be positive, got {exact_memory_gb}")
         self.balance = balance
         self.uncertainty = uncertainty
         self.tau = tau
         self.eta = eta
+        self.metric = metric
         self.neighbors = neighbors
         self.index = index
-        self.exact_max_samples = exact_max_samples
-        self.exact_max_pairs = exact_max_pairs
+        self.exact_memory_gb = exact_memory_gb
         self.n_threads = n_threads
         self.device = device
 
@@ -428,10 +536,10 @@ class Prune4Rel(SelectionMethod):
             eta=self.eta,
             balance=bool(self.balance),
             num_classes=signals.num_classes,
+            metric=self.metric,
             neighbors=self.neighbors,
             index=self.index,
-            exact_max_samples=self.exact_max_samples,
-            exact_max_pairs=self.exact_max_pairs,
+            exact_memory_gb=self.exact_memory_gb,
             seed=seed,
             device=self.device,
             n_threads=self.n_threads,
@@ -464,15 +572,169 @@ def _check_labels(
     return lab, max(c, 1)
 
 
-def _estimate_pairs(xn: np.ndarray, t: float, device: str | torch.device) -> float:
-    """N x mean number of rows with cos > t, from 500 evenly spaced (deterministic) rows."""
+class _Scorer:
+    """The neighbours of ``p`` among candidates ``cand`` and their exact ``s`` (float64,
+    rounded once to float32): cossim ``s > tau``, euclidean ``s > 0``."""
+
+    def __init__(self, x32: np.ndarray, metric: str, tau32: np.float32) -> None:
+        self.x32, self.metric, self.tau32 = x32, metric, tau32
+        sq = np.empty(x32.shape[0], dtype=np.float64)
+        for s in range(0, x32.shape[0], 1 << 10):  # float64 temporaries in cache
+            xc = x32[s : s + (1 << 10)].astype(np.float64)
+            sq[s : s + (1 << 10)] = np.einsum("ij,ij->i", xc, xc)
+        self.sq = sq
+        self.norms = np.sqrt(sq)
+
+    def similarity(self, p: int, cand: np.ndarray) -> np.ndarray:
+        """Exact ``s(cand, p)``; symmetric, so a caller may reuse ``s(j, p)`` for ``s(p, j)``."""
+        xp = self.x32[p].astype(np.float64)
+        if cand.size <= 256:
+            dots = np.dot(self.x32[cand], xp)
+        else:  # float64 temporaries that stay in cache
+            dots = np.concatenate(
+                [np.dot(self.x32[cand[s : s + 256]], xp) for s in range(0, cand.size, 256)]
+            )
+        if self.metric == "cossim":
+            return (0.5 + 0.5 * (dots / (self.norms[cand] * self.norms[p]))).astype(np.float32)
+        dist = np.sqrt(np.maximum((self.sq[cand] + self.sq[p]) - 2.0 * dots, 1e-12))
+        return np.clip((1.0 / (dist + 0.1) - 0.1).astype(np.float32), 0.0, 10.0)
+
+    def member(self, s: np.ndarray) -> np.ndarray:
+        return s > self.tau32 if self.metric == "cossim" else s > 0
+
+    def __call__(self, p: int, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s = self.similarity(p, cand)
+        keep = self.member(s)
+        return cand[keep], s[keep]
+
+
+def _scalable_graph(
+    xn: np.ndarray,
+    score: _Scorer,
+    tau: float,
+    k: int | None,
+    index: str,
+    precision: str,
+    max_pairs: int,
+    nprobe: int,
+    recall_sample: int,
+    seed: int,
+    device: str | torch.device,
+    *,
+    range_fits: bool,
+) -> tuple[Neighborhoods, dict[str, Any]]:
+    """K-capped neighbourhoods and the truth about them.
+
+    The exact threshold neighbourhoods of a seeded sample of queries (one exact range
+    search of those rows against all, re-scored exactly) size the automatic K and give
+    the recall of the capped search: the share of their true neighbour pairs (self
+    excluded) that the capped, re-scored neighbourhoods hold. ``range_fits``: False when
+    the threshold graph is known not to fit the memory budget.
+    """
+    n, d = xn.shape
+    cos_t = 2.0 * tau - 1.0
+    rng = np.random.default_rng([int(seed), 2])
+    sample = np.sort(rng.choice(n, size=min(recall_sample, n), replace=False))
+    err = similarity_error(d, precision)
+    # a candidate whose searched cosine is this far above the threshold is a neighbour
+    # whatever its exact value (s = f32(0.5 + 0.5 cos) > f32(tau) with two ulps to spare)
+    sure = 2.0 * float(score.tau32) - 1.0 + 2.0**-22 + err
+    truth = []
+    for c0 in range(0, sample.size, 100):  # memory: 100 full neighbourhoods at a time
+        part = range_search(
+            xn, cos_t - err, queries=xn[sample[c0 : c0 + 100]], normalized=True,
+            precision=precision, device=device,
+        )  # fmt: skip
+        for r, q in enumerate(sample[c0 : c0 + 100].tolist()):
+            cand, cos = part.row(r)
+            near = cos < sure
+            rescored = score(q, cand[near])[0]
+            truth.append(np.union1d(cand[~near].astype(np.int64), rescored))
+    true_sizes = np.array([t.size for t in truth], dtype=np.int64)
+    k_memory = max(1, max_pairs // max(n, 1))
+    if k is None and sample.size == 0:
+        k, rule = k_memory, "memory budget; no sampled sizes"
+    elif k is None:
+        k_sample = int(true_sizes.max())
+        k = min(k_sample, k_memory)
+        rule = "largest sampled neighbourhood" if k == k_sample else "memory budget"
+        rule += f"; sampled sizes: median {np.median(true_sizes):.0f}, max {k_sample:,}"
+    else:
+        rule = "given"
+    kind = index
+    if index == "auto":
+        kind = "range" if range_fits and n <= RANGE_MAX_SAMPLES else "ivf"
+    graph = None
+    if kind == "range":
+        try:
+            full = range_search(
+                xn, cos_t - similarity_error(d, precision), normalized=True,
+                precision=precision, max_pairs=max_pairs, device=device,
+            )  # fmt: skip
+            graph = _cap_rows(full, k)
+        except NeighborhoodTooLarge:
+            if index == "range":
+                raise DeepCoreError(
+                    f"index='range': the threshold graph holds more than {max_pairs:,} pairs, "
+                    "over exact_memory_gb; use index='ivf' or raise exact_memory_gb"
+                ) from None
+            kind = "ivf"
+    if graph is None:
+        graph = knn_search(
+            xn, k, threshold=cos_t - err, index=kind, nprobe=nprobe,
+            recall_sample=0, seed=seed, normalized=True, precision=precision, device=device,
+        )  # fmt: skip
+    found = total = 0
+    for q, true in zip(sample.tolist(), truth, strict=True):
+        true = true[true != q]
+        kept = score(q, graph.row(q)[0])[0]
+        total += true.size
+        found += int(np.isin(true, kept).sum())
+    info = {
+        "neighbors": int(k),
+        "k_rule": rule,
+        "index": kind,
+        "recall": None if sample.size == 0 else (1.0 if total == 0 else round(found / total, 4)),
+        "recall_sample": int(sample.size),
+        "capped_share_sampled": round(float((true_sizes > k).mean()), 4) if sample.size else 0.0,
+    }
+    return graph, info
+
+
+def _cap_rows(graph: Neighborhoods, k: int) -> Neighborhoods:
+    """Each row's ``k`` most similar entries (by the search's similarity; ties by index),
+    in decreasing similarity."""
+    sizes = graph.sizes()
+    n = sizes.size
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.minimum(sizes, k), out=indptr[1:])
+    indices = np.empty(int(indptr[-1]), dtype=graph.indices.dtype)
+    sims = np.empty(int(indptr[-1]), dtype=np.float32)
+    step = max(1, (1 << 22) // max(int(sizes.mean()) if n else 1, 1))  # ~4M pairs a chunk
+    for r0 in range(0, n, step):
+        r1 = min(n, r0 + step)
+        a, b = graph.indptr[r0], graph.indptr[r1]
+        row = np.repeat(np.arange(r0, r1), sizes[r0:r1])
+        order = np.lexsort((graph.indices[a:b], -graph.sims[a:b], row))
+        rank = np.arange(b - a) - (graph.indptr[row[order]] - a)
+        keep = a + order[rank < k]
+        indices[indptr[r0] : indptr[r1]] = graph.indices[keep]
+        sims[indptr[r0] : indptr[r1]] = graph.sims[keep]
+    info = dict(graph.info, capped_at=int(k), rows_capped=int((sizes > k).sum()))
+    return Neighborhoods(indptr=indptr, indices=indices, sims=sims, info=info)
+
+
+def _estimate_pairs(xn: np.ndarray, t: float, precision: str, device: str | torch.device) -> float:
+    """N x mean number of rows with computed cos > t, from 500 evenly spaced rows."""
     n = xn.shape[0]
     rows = np.unique(np.linspace(0, n - 1, num=min(n, 500)).round().astype(np.int64))
+    dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
     with torch.no_grad():
-        q = torch.from_numpy(xn[rows]).to(device)
+        q = torch.from_numpy(xn[rows]).to(device, dtype)
         count = 0
         for s in range(0, n, 1 << 15):
-            count += int((q @ torch.from_numpy(xn[s : s + (1 << 15)]).to(device).T > t).sum())
+            block = torch.from_numpy(xn[s : s + (1 << 15)]).to(device, dtype)
+            count += int((q @ block.T > t).sum())
     return n * count / rows.size
 
 
@@ -486,41 +748,92 @@ def _gain(r: np.ndarray, c: np.ndarray, eta: np.float32) -> np.ndarray:
 Neighbours = Callable[[int], tuple[np.ndarray, np.ndarray]]
 
 
-def _exact_neighbours(
-    x32: np.ndarray, graph: Neighborhoods | None, tau32: np.float32, *, local: bool
-) -> Neighbours:
-    """Candidates of ``p`` re-scored as ``s = f32(0.5 + 0.5 cos)`` (cos in float64), if > tau.
+def _graph_neighbours(graph: Neighborhoods | None, score: _Scorer) -> Neighbours:
+    """The neighbours of ``p`` and their exact ``s``: its graph row, re-scored.
 
-    ``local``: gather the candidate rows from a copy of the features in reverse
-    Cuthill-McKee order of the (symmetric) candidate graph, where a neighbourhood is a
-    narrow band of rows instead of N scattered ones (cache-friendly; same values).
+    On a symmetric graph with pair ids (the exact mode) each pair is scored once: when
+    ``j`` was picked before ``p``, ``s(j, p)`` is reused (39% of the re-scoring at
+    fraction 0.8 in the benchmark, where the re-scoring is most of the greedy's time).
     """
     if graph is None:
         return lambda p: (np.empty(0, np.int64), np.empty(0, np.float32))
-    norms = np.empty(x32.shape[0], dtype=np.float64)
-    for s in range(0, x32.shape[0], 1 << 16):
-        xc = x32[s : s + (1 << 16)].astype(np.float64)
-        norms[s : s + (1 << 16)] = np.sqrt(np.einsum("ij,ij->i", xc, xc))
-    rows, pos = x32, None
-    if local and graph.nnz:
-        n = x32.shape[0]
-        pattern = sp.csr_matrix(
-            (np.ones(graph.nnz, dtype=np.int8), graph.indices, graph.indptr), shape=(n, n)
-        )
-        perm = reverse_cuthill_mckee(pattern, symmetric_mode=True)
-        pos = np.empty(n, dtype=np.int64)
-        pos[perm] = np.arange(n)
-        rows = x32[perm]
+    indptr, indices, pairs = graph.indptr, graph.indices, graph.pairs
+    if pairs is None:
+        return lambda p: score(p, indices[indptr[p] : indptr[p + 1]])
+    known = np.full(int(pairs.max()) + 1 if pairs.size else 0, np.nan, dtype=np.float32)
 
     def neighbours(p: int) -> tuple[np.ndarray, np.ndarray]:
-        cand = graph.row(p)[0]
-        gathered = rows[cand] if pos is None else rows[pos[cand]]
-        dots = gathered.astype(np.float64) @ x32[p].astype(np.float64)
-        s = (0.5 + 0.5 * (dots / (norms[cand] * norms[p]))).astype(np.float32)
-        keep = s > tau32
-        return cand[keep].astype(np.int64), s[keep]
+        a, b = indptr[p], indptr[p + 1]
+        cand, ids = indices[a:b], pairs[a:b]
+        s = known[ids]
+        new = np.isnan(s)
+        if new.any():
+            s[new] = known[ids[new]] = score.similarity(p, cand[new])
+        keep = score.member(s)
+        return cand[keep], s[keep]
 
     return neighbours
+
+
+class _BlockMax:
+    """Argmax with ties to the lowest position, over segments of an array, under updates.
+
+    Values are kept in blocks of ``BLOCK`` positions with each block's maximum; a segment
+    (a class, or everything) is a run of whole blocks (padded with -inf). The argmax of
+    a segment is the first block holding the segment's maximum, then the first position
+    in it holding that value: O(blocks + BLOCK) per query instead of O(segment), and an
+    update only rescans the blocks whose maximum it may have lowered.
+    """
+
+    BLOCK = 128
+
+    def __init__(self, groups: list[np.ndarray], values: np.ndarray) -> None:
+        """``groups``: index arrays (each sorted) of the segments; ``values``: by index."""
+        b = self.BLOCK
+        nblocks = [-(-g.size // b) for g in groups]
+        self.block_off = np.zeros(len(groups) + 1, dtype=np.int64)
+        np.cumsum(nblocks, out=self.block_off[1:])
+        size = int(self.block_off[-1]) * b
+        self.index = np.full(size, -1, dtype=np.int64)  # position -> sample (-1: padding)
+        self.pos = np.empty(values.size, dtype=np.int64)  # sample -> position
+        for g, b0 in zip(groups, self.block_off[:-1].tolist(), strict=True):
+            self.index[b0 * b : b0 * b + g.size] = g
+            self.pos[g] = np.arange(b0 * b, b0 * b + g.size)
+        self.values = np.full(size, -np.inf, dtype=np.float32)
+        self.values[self.pos] = values
+        self.blocks = self.values.reshape(-1, b)
+        self.bmax = self.blocks.max(axis=1) if size else np.empty(0, np.float32)
+
+    def argmax(self, segment: int) -> int:
+        """The sample with the largest value in ``segment`` (ties: lowest position)."""
+        b0 = int(self.block_off[segment])
+        blk = b0 + int(np.argmax(self.bmax[b0 : int(self.block_off[segment + 1])]))
+        return int(self.index[blk * self.BLOCK + int(np.argmax(self.blocks[blk]))])
+
+    def remove(self, sample: int) -> None:
+        """Set one sample's value to -inf."""
+        pos = int(self.pos[sample])
+        blk = pos // self.BLOCK
+        old = self.values[pos]
+        self.values[pos] = -np.inf
+        if old == self.bmax[blk]:
+            self.bmax[blk] = self.blocks[blk].max()
+
+    def update(self, samples: np.ndarray, new: np.ndarray) -> None:
+        pos = self.pos[samples]
+        old = self.values[pos]
+        self.values[pos] = new
+        blk = pos // self.BLOCK
+        top = self.bmax[blk]
+        lowered = blk[(old == top) & (new < old)]  # repeats are harmless
+        if lowered.size:
+            self.bmax[lowered] = self.blocks[lowered].max(axis=1)
+        raised = new > top
+        if raised.any():
+            np.maximum.at(self.bmax, blk[raised], new[raised])
+
+    def by_sample(self) -> np.ndarray:
+        return self.values[self.pos]
 
 
 def _greedy(
@@ -532,49 +845,32 @@ def _greedy(
     balance: bool,
     neighbours: Neighbours,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Lazy-heap greedy: the argmax of the gain (ties lowest index) at every step.
+    """The argmax of the gain (ties lowest index) at every step, as the reference scans.
 
-    ``key[i]`` is the key of sample i's live heap entry and always >= its current gain
-    ``G[i]``. A popped entry whose key equals the current gain is the argmax: every other
-    sample has a live entry ordered after it, with a key at least its own gain.
+    The gains live in a :class:`_BlockMax` (one segment per class while balanced, one
+    for all samples otherwise); a picked sample's value becomes -inf, and only the
+    neighbours of the pick change value at each step.
     """
     n = conf.size
     r = np.zeros(n, dtype=np.float32)
-    gain = _gain(r, conf, eta)
-    key = gain.astype(np.float64)
     selected = np.zeros(n, dtype=bool)
     order = np.empty(n_select, dtype=np.int64)
-    neg = (-gain).tolist()
-
+    gain = _gain(r, conf, eta)
     if balance:
         members = [np.flatnonzero(labels == c) for c in range(num_classes)]
-        heaps = [[(neg[i], i) for i in m.tolist()] for m in members]
+        table = _BlockMax(members, gain)
         left = [int(m.size) for m in members]
         init = list(left)
         available = list(range(num_classes))
     else:
-        heaps = [list(zip(neg, range(n), strict=True))]
-    for h in heaps:
-        heapq.heapify(h)
-    del neg
+        table = _BlockMax([np.arange(n)], gain)
     broken = not balance
     break_step = None
     min_balance = 0
 
-    def pop(h: list[tuple[float, int]]) -> int:
-        while True:
-            negk, i = heapq.heappop(h)
-            if selected[i] or -negk != key[i]:
-                continue  # obsolete entry: a newer one (or the pick) superseded it
-            g = float(gain[i])
-            if g == key[i]:
-                return i
-            key[i] = g
-            heapq.heappush(h, (-g, i))
-
     for step in range(n_select):
         if broken:
-            p = pop(heaps[0])
+            p = table.argmax(0)
         else:
             target = available[step % len(available)]
             while left[target] == 0:
@@ -584,27 +880,22 @@ def _greedy(
                 target = available[step % len(available)]
                 if init[target] - left[target] > 1.5 * min_balance:
                     break_step = step
-            p = pop(heaps[target])
+            p = table.argmax(target)
             left[target] -= 1
         selected[p] = True
         order[step] = p
+        table.remove(p)
         if break_step is not None and not broken:
             broken = True  # from the next step on: global argmax over all that is left
-            rest = np.flatnonzero(~selected)
-            key[rest] = gain[rest]
-            heaps = [list(zip((-gain[rest]).tolist(), rest.tolist(), strict=True))]
-            heapq.heapify(heaps[0])
+            table = _BlockMax([np.arange(n)], table.by_sample())
         if step == n_select - 1:
             break
         idx, s = neighbours(p)
         if idx.size == 0:
             continue
-        r[idx] += s * conf[p]
-        g_new = _gain(r[idx], conf[idx], eta)
-        gain[idx] = g_new
-        grown = np.flatnonzero(g_new > key[idx])
-        for j, g in zip(idx[grown].tolist(), g_new[grown].tolist(), strict=True):
-            if not selected[j]:
-                key[j] = g
-                heapq.heappush(heaps[0] if broken else heaps[labels[j]], (-g, j))
+        r_idx = r[idx] + s * conf[p]
+        r[idx] = r_idx
+        g = _gain(r_idx, conf[idx], eta)
+        g[selected[idx]] = -np.inf
+        table.update(idx, g)
     return order, {"balance_break_step": break_step}

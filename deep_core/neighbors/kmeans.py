@@ -25,7 +25,6 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from ..errors import DeepCoreError
@@ -193,6 +192,8 @@ def assign(
     if not 1 <= k <= centroids.shape[0]:
         raise DeepCoreError(f"cannot find {k} nearest of {centroids.shape[0]} centroids")
     d = x.shape[1]
+    import faiss  # loaded on first use (here and in kmeans): listing methods needs none
+
     index = faiss.IndexFlatIP(d) if spherical else faiss.IndexFlatL2(d)
     index.add(centroids)
     n = x.shape[0]
@@ -301,6 +302,8 @@ def train_centroids(
         train = np.array(x, dtype=np.float32, order="C", copy=True)
     if spherical:
         _normalise_chunk(train, 0, rows)
+    import faiss
+
     km = faiss.Kmeans(
         d,
         k,

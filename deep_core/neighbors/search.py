@@ -1,6 +1,6 @@
-"""Cosine neighbourhoods of embedding rows, returned in CSR form.
+"""Neighbourhoods of embedding rows (cosine, and a euclidean radius), in CSR form.
 
-Every search works on L2-normalised rows, so the cosine similarity is an inner product.
+The cosine searches work on L2-normalised rows, so the similarity is an inner product.
 Nothing of size N x N is ever held: similarities are computed block by block and only
 the pairs that are kept survive, so memory is O(N·k + block) (or O(N·d) for the rows).
 
@@ -16,13 +16,17 @@ the pairs that are kept survive, so memory is O(N·k + block) (or O(N·d) for th
   centroid angle exceeds the sum of their radii plus the threshold angle cannot hold a
   pair above the threshold (triangle inequality on the sphere), so their product is
   skipped -- still exact, and several times less work on clustered embeddings.
+  ``max_pairs`` stops it (:class:`NeighborhoodTooLarge`) as soon as the result is known
+  to exceed a memory budget.
+- :func:`radius_search` -- euclidean self-join candidates ``|a - b| < radius`` on raw
+  rows (plain blocks, rounding margin included, for a caller that re-scores).
 - :func:`knn_search` -- the ``k`` most similar rows, optionally capped by a threshold.
   ``index="flat"`` is exact (faiss brute-force k-NN on BLAS). ``index="ivf"`` partitions
   the rows with spherical k-means (faiss) and compares all queries of a partition with
   the members of that partition's ``nprobe`` nearest partitions in one matrix product (a
   cluster join: the probing of an IVF index, done per partition instead of per query so
-  it runs at matrix-product speed). Its recall against ``flat`` is measured on a seeded
-  sample of queries and returned in ``info``.
+  it runs at matrix-product speed), in float32 or bfloat16. Its recall against ``flat``
+  is measured on a seeded sample of queries and returned in ``info["knn_recall"]``.
 
 Results are deterministic for fixed inputs, seed and thread count.
 """
@@ -36,14 +40,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import faiss
 import numpy as np
-import torch
+import scipy.sparse as sp
 
 from ..errors import DeepCoreError, unknown_name
+from ..lazy import LazyModule
 
-#: rows per chunk when normalising (64k x 1024 float64 = 512 MiB at most)
-NORMALIZE_CHUNK = 1 << 16
+# loaded on first use: the commands' --help and --list import this module through the
+# methods and need neither
+faiss = LazyModule("faiss")
+torch = LazyModule("torch")
+
+#: rows per chunk when normalising: float64 temporaries that stay in cache (1,024 rows
+#: ran 5-10x faster than 65,536 at d = 512)
+NORMALIZE_CHUNK = 1 << 10
 #: index types of :func:`knn_search`
 KNN_INDEXES = ("flat", "ivf")
 #: matrix-product precisions of :func:`range_search`
@@ -56,6 +66,13 @@ PRUNE_GROUP_ROWS = 64
 PRUNE_BLOCK_ROWS = 512
 #: the pruned self-join falls back to plain blocks above this share of the full work
 PRUNE_MAX_WORK = 0.6
+#: k-means iterations of the pruned self-join's grouping (any grouping is exact). At
+#: N = 50,000, d = 512: 10 iterations -> 14.6% of the half matrix computed, 4 -> 14.6%,
+#: 2 -> 14.9% for a fifth of the k-means time
+PRUNE_KMEANS_ITERS = 2
+#: peak bytes per stored (directed) pair of :func:`range_search`: int32 row and column
+#: and float32 similarity of the upper triangle and its mirror, then the CSR table
+RANGE_BYTES_PER_PAIR = 32
 _U32 = 2.0**-24  # float32 unit roundoff
 _U16 = 2.0**-9  # bfloat16 unit roundoff
 
@@ -73,18 +90,23 @@ class Neighborhoods:
     indptr : ndarray of int64, shape (num_rows + 1,)
         Row offsets; ``indptr[0] == 0`` and ``indptr[-1] == nnz``.
     indices : ndarray of int32 (int64 beyond 2**31 - 1 rows), shape (nnz,)
-        Database row of each neighbour. Range rows are sorted by index; k-NN rows by
-        decreasing similarity.
+        Database row of each neighbour. Range rows are in no particular (but a
+        deterministic) order; k-NN rows by decreasing similarity.
     sims : ndarray of float32, shape (nnz,)
         Cosine similarity of each neighbour, as computed in float32.
     info : dict
         How it was computed (search, index, parameters, seconds, recall for IVF).
+    pairs : ndarray of int, shape (nnz,), optional
+        Self-joins of :func:`range_search` and :func:`radius_search`: the id of each
+        entry's unordered pair, shared by ``(i, j)`` and ``(j, i)`` (so a caller can
+        compute a symmetric quantity once per pair).
     """
 
     indptr: np.ndarray
     indices: np.ndarray
     sims: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
+    pairs: np.ndarray | None = None
 
     @property
     def num_rows(self) -> int:
@@ -102,6 +124,20 @@ class Neighborhoods:
         """Indices and similarities of row ``i`` (views, not copies)."""
         a, b = self.indptr[i], self.indptr[i + 1]
         return self.indices[a:b], self.sims[a:b]
+
+
+class NeighborhoodTooLarge(DeepCoreError):
+    """A :func:`range_search` stopped because its result exceeds ``max_pairs`` pairs.
+
+    Attributes
+    ----------
+    max_pairs : int
+        The limit that was passed.
+    """
+
+    def __init__(self, max_pairs: int) -> None:
+        super().__init__(f"the neighbourhood graph holds more than {max_pairs:,} pairs")
+        self.max_pairs = int(max_pairs)
 
 
 def normalize_rows(x: np.ndarray, *, name: str = "features") -> np.ndarray:
@@ -174,8 +210,8 @@ def fastest_precision(device: str | torch.device = "cpu", d: int = 512) -> str:
     if key not in _FASTEST:
         best = {}
         for dtype in (torch.float32, torch.bfloat16):
-            a = torch.full((1024, d), 0.5, dtype=dtype, device=dev)
-            b = torch.full((4096, d), 0.25, dtype=dtype, device=dev)
+            a = torch.full((512, d), 0.5, dtype=dtype, device=dev)
+            b = torch.full((2048, d), 0.25, dtype=dtype, device=dev)
             times = []
             for _ in range(3):
                 start = time.perf_counter()
@@ -218,6 +254,7 @@ def range_search(
     block_cols: int = 16384,
     precision: str = "float32",
     prune: bool | None = None,
+    max_pairs: int | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
     n_threads: int | None = None,
@@ -243,6 +280,10 @@ def range_search(
         Self-join only: skip pairs of k-means groups that cannot hold a pair above the
         threshold (exact). Default: when there are at least 20,000 rows. It falls back
         to plain blocks when it would save less than 40% of the work.
+    max_pairs : int, optional
+        Stop with :class:`NeighborhoodTooLarge` as soon as the result is known to hold
+        more than this many (row, neighbour) pairs (memory: about
+        ``RANGE_BYTES_PER_PAIR`` bytes each at the peak of the construction).
     seed : int, default=0
         Seeds the k-means of ``prune`` (the result does not depend on it).
     device : str or torch.device, default="cpu"
@@ -253,8 +294,8 @@ def range_search(
     Returns
     -------
     Neighborhoods
-        One row per query, neighbours sorted by index; ``info`` says whether the
-        pruned self-join ran and which share of the full work it did.
+        One row per query; ``info`` says whether the pruned self-join ran, which share
+        of the full work it did, and where the seconds went.
     """
     t = _check_threshold(threshold)
     if precision not in PRECISIONS:
@@ -270,41 +311,117 @@ def range_search(
     if prune is None:
         prune = xq is None and xb.shape[0] >= PRUNE_MIN_ROWS
     info: dict[str, Any] = {"search": "range", "threshold": t, "precision": precision}
+    count = _PairCount(max_pairs, self_join=xq is None)
     with compute_threads(n_threads), torch.no_grad():
         dev = torch.device(device)
         dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
         db = torch.from_numpy(xb).to(dev, dtype)
         parts = None
         if xq is None and prune:
-            parts = _range_self_pruned(xb, db, t, precision, seed, block_cols, info)
+            parts = _range_self_pruned(xb, db, t, precision, seed, block_cols, info, count)
         if xq is None and parts is None:
-            parts = _range_self(db, t, block_rows, max(block_cols, block_rows))
+            parts = _range_self(db, t, block_rows, max(block_cols, block_rows), count)
         elif xq is not None:
             q = torch.from_numpy(xq).to(dev, dtype)
-            parts = _range_cross(q, db, t, block_rows, block_cols)
-    rows, cols, sims = _concat(parts)
-    if xq is None:
-        off = rows != cols
-        rows, cols, sims = (
-            np.concatenate([rows, cols[off]]),
-            np.concatenate([cols, rows[off]]),
-            np.concatenate([sims, sims[off]]),
-        )
-    indptr = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
-    # sort by (row, col) through one int64 key: torch's sort is several times faster
-    n_cols = max(xb.shape[0], 1)
-    key, order = torch.sort(torch.from_numpy(rows.astype(np.int64) * n_cols + cols))
-    cols = (key % n_cols).numpy()
-    order = order.numpy()
-    del key, rows
+            parts = _range_cross(q, db, t, block_rows, block_cols, count)
+    clock = time.perf_counter()
+    indptr, indices, sims, pairs = _csr_table(parts, n_rows, xb.shape[0], symmetric=xq is None)
+    info["seconds_table"] = round(time.perf_counter() - clock, 3)
     info.update(self_join=xq is None, seconds=round(time.perf_counter() - start, 3))
-    return Neighborhoods(
-        indptr=indptr,
-        indices=cols.astype(_index_dtype(xb.shape[0]), copy=False),
-        sims=sims[order],
-        info=info,
-    )
+    return Neighborhoods(indptr=indptr, indices=indices, sims=sims, info=info, pairs=pairs)
+
+
+def radius_search(
+    x: np.ndarray,
+    radius: float,
+    *,
+    precision: str = "float32",
+    block_rows: int = 2048,
+    block_cols: int = 16384,
+    max_pairs: int | None = None,
+    device: str | torch.device = "cpu",
+    n_threads: int | None = None,
+) -> Neighborhoods:
+    """Euclidean self-join candidates: all pairs of rows closer than ``radius`` (plus slack).
+
+    Blocked ``|a|^2 + |b|^2 - 2 a.b`` on the raw (not normalised) rows, upper triangle
+    mirrored. The computed squared distance is compared with ``radius**2`` plus a bound
+    on its rounding error (4 x :func:`similarity_error` x the largest squared norm), so
+    every pair truly within ``radius`` is returned, with a few beyond it: a caller that
+    needs an exact ball re-scores the candidates.
+
+    Parameters
+    ----------
+    x : array-like of shape (n, d)
+        Rows; must be finite.
+    radius : float
+        Distance bound, > 0.
+    precision : {"float32", "bfloat16"}, default="float32"
+        Precision of the matrix products.
+    block_rows, block_cols : int
+        Block shape of each matrix product.
+    max_pairs : int, optional
+        Stop with :class:`NeighborhoodTooLarge` past this many (directed) pairs.
+    device : str or torch.device, default="cpu"
+        Where the matrix products run.
+    n_threads : int, optional
+        torch and faiss threads (default: leave as is).
+
+    Returns
+    -------
+    Neighborhoods
+        One row per row of ``x`` (itself included); ``sims`` holds the computed
+        (float32) distances, not similarities.
+    """
+    r = float(radius)
+    if not (r > 0 and math.isfinite(r)):
+        raise DeepCoreError(f"radius must be a positive finite number, got {radius}")
+    if precision not in PRECISIONS:
+        raise unknown_name("precision", precision, PRECISIONS)
+    if block_rows < 1 or block_cols < 1:
+        raise DeepCoreError("block_rows and block_cols must be positive")
+    start = time.perf_counter()
+    xa = np.asarray(x)
+    if xa.ndim != 2:
+        raise DeepCoreError(f"rows must be two-dimensional, got shape {xa.shape}")
+    xb = np.ascontiguousarray(xa, dtype=np.float32)
+    if not np.isfinite(xb).all():
+        raise DeepCoreError("rows contain NaN or infinite values")
+    n, d = xb.shape
+    sq = np.einsum("ij,ij->i", xb.astype(np.float64), xb.astype(np.float64))
+    cut = r * r + 4.0 * similarity_error(d, precision) * float(sq.max(initial=0.0))
+    count = _PairCount(max_pairs, self_join=True)
+    neg_cut = torch.tensor(-cut, dtype=torch.float32)
+    dt = _index_dtype(n)
+    parts: list[Part] = []
+    block_cols = max(block_cols, block_rows)
+    with compute_threads(n_threads), torch.no_grad():
+        dev = torch.device(device)
+        dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
+        db = torch.from_numpy(xb).to(dev, dtype)
+        sq_t = torch.from_numpy(sq.astype(np.float32)).to(dev)
+        for r0 in range(0, n, block_rows):
+            r1 = min(n, r0 + block_rows)
+            for c0 in range(r0, n, block_cols):
+                c1 = min(n, c0 + block_cols)
+                d2 = (db[r0:r1] @ db[c0:c1].T).float().mul_(-2.0)
+                d2 += sq_t[r0:r1, None]
+                d2 += sq_t[None, c0:c1]
+                # -d2 > -cut: the pairs closer than the cut; col >= row on the diagonal
+                rr, cc, vals = _pairs(d2.neg_(), neg_cut, r0 - c0 if c0 < r1 else None)
+                vals = vals.neg_()
+                if rr.size:
+                    count.add(rr.size)
+                    dist = vals.clamp_(min=0.0).sqrt_().cpu().numpy()
+                    parts.append(((rr + r0).astype(dt), (cc + c0).astype(dt), dist))
+    indptr, indices, dist, pairs = _csr_table(parts, n, n, symmetric=True)
+    info = {
+        "search": "radius",
+        "radius": r,
+        "precision": precision,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    return Neighborhoods(indptr=indptr, indices=indices, sims=dist, info=info, pairs=pairs)
 
 
 def knn_search(
@@ -322,6 +439,7 @@ def knn_search(
     seed: int = 0,
     normalized: bool = False,
     block_rows: int = 4096,
+    precision: str = "float32",
     device: str | torch.device = "cpu",
     n_threads: int | None = None,
 ) -> Neighborhoods:
@@ -341,7 +459,8 @@ def knn_search(
     index : {"flat", "ivf"}, default="flat"
         ``"flat"``: exact (faiss brute force). ``"ivf"``: cluster join over ``nlist``
         spherical k-means partitions, each compared with its ``nprobe`` nearest
-        partitions; approximate, recall measured and returned in ``info["recall"]``.
+        partitions; approximate, recall against exact k-NN measured and returned in
+        ``info["knn_recall"]``.
     nlist : int, optional
         IVF partitions; default ``round(sqrt(n))`` (capped so each has >= 32 rows).
     nprobe : int, default=8
@@ -358,6 +477,15 @@ def knn_search(
         The rows are already L2-normalised float32.
     block_rows : int, default=4096
         Queries per matrix product.
+    precision : {"float32", "bfloat16"}, default="float32"
+        IVF only: precision of the cluster join; ``sims`` are the join's values. In
+        bfloat16 (a caller widens ``threshold`` by ``similarity_error(d, "bfloat16")``
+        to catch every pair above its own), a query is recomputed in float32 against all
+        its candidates when one left out of its ``k + max(16, k // 4)`` best could be
+        above the threshold (by the bfloat16 error bound) while its k-th is not surely
+        above it: so a query with fewer than k results loses no pair above the threshold
+        to the rounding. Where k results are above it, the last places are ranked in
+        bfloat16 (the cap is approximate anyway; a caller measures its recall).
     device : str or torch.device, default="cpu"
         Where the IVF matrix products run (the flat search is faiss on CPU).
     n_threads : int, optional
@@ -367,10 +495,13 @@ def knn_search(
     -------
     Neighborhoods
         One row per query, neighbours by decreasing similarity; ``info`` holds the
-        index parameters, seconds, and ``recall`` (1.0 for flat).
+        index parameters, seconds, and ``knn_recall`` (against exact k-NN, 1.0 for flat;
+        not the recall of threshold neighbourhoods that a cap of k cuts).
     """
     if index not in KNN_INDEXES:
         raise unknown_name("neighbour index", index, KNN_INDEXES)
+    if precision not in PRECISIONS:
+        raise unknown_name("precision", precision, PRECISIONS)
     if int(k) < 1:
         raise DeepCoreError(f"k must be at least 1, got {k}")
     t = None if threshold is None else _check_threshold(threshold)
@@ -388,16 +519,19 @@ def knn_search(
             ids = np.full((m, k), -1, dtype=np.int64)
         elif index == "flat":
             sims, ids = _knn_flat(xq, xb, k, block_rows)
-            info["recall"] = 1.0
+            info["knn_recall"] = 1.0
         else:
             if nlist is None:
                 nlist = max(1, min(int(round(math.sqrt(n))), n // 32))
             nlist = int(min(max(1, nlist), n))
             nprobe = int(min(max(1, nprobe), nlist))
-            sims, ids = _knn_ivf(
-                xq, xb, k, nlist, nprobe, train_per_centroid, niter, seed, block_rows, device
-            )
-            info.update(nlist=nlist, nprobe=nprobe)
+            sims, ids, rechecked = _knn_ivf(
+                xq, xb, k, t, nlist, nprobe, train_per_centroid, niter, seed, block_rows,
+                precision, device,
+            )  # fmt: skip
+            info.update(nlist=nlist, nprobe=nprobe, precision=precision)
+            if precision != "float32":
+                info["rows_rechecked_float32"] = rechecked
             if recall_sample > 0:
                 info.update(_recall(xq, xb, k, t, sims, ids, recall_sample, seed, block_rows))
     keep = ids >= 0
@@ -440,15 +574,6 @@ def _index_dtype(n: int) -> type:
 Part = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def _to_numpy(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, n: int) -> Part:
-    dt = _index_dtype(n)
-    return (
-        rows.cpu().numpy().astype(dt, copy=False),
-        cols.cpu().numpy().astype(dt, copy=False),
-        vals.float().cpu().numpy(),
-    )
-
-
 def _below(t: float, like: torch.Tensor) -> torch.Tensor:
     """Largest value of ``like``'s dtype <= t: then ``v > result`` iff ``v > t`` exactly."""
     tt = torch.tensor(t, dtype=like.dtype, device=like.device)
@@ -457,10 +582,59 @@ def _below(t: float, like: torch.Tensor) -> torch.Tensor:
     return tt
 
 
-def _range_self(db: torch.Tensor, t: float, block_rows: int, block_cols: int) -> list[Part]:
+class _PairCount:
+    """Running count of the pairs a range search keeps; raises past ``max_pairs``.
+
+    A self-join stores each off-diagonal pair of its upper triangle twice.
+    """
+
+    def __init__(self, max_pairs: int | None, *, self_join: bool) -> None:
+        self.max_pairs = None if max_pairs is None else int(max_pairs)
+        self.factor = 2 if self_join else 1
+        self.pairs = 0
+
+    def add(self, found: int) -> None:
+        self.pairs += self.factor * found
+        if self.max_pairs is not None and self.pairs > self.max_pairs + self.factor:
+            raise NeighborhoodTooLarge(self.max_pairs)
+
+
+def _pairs(
+    sim: torch.Tensor, cut: torch.Tensor, diag: int | None = None
+) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """Block rows, block columns (row-major) and values of the entries ``> cut``.
+
+    ``diag``: keep only entries with ``col - row >= diag`` (an upper triangle). On the
+    CPU the comparison runs in numpy -- on the bit patterns for bfloat16 (as int16 they
+    order like the values when the cut is >= 0) -- and ``np.flatnonzero`` extracts the
+    pairs: about 3x faster than torch's comparison and ``nonzero()``.
+    """
+    w = sim.shape[1]
+    if sim.device.type == "cpu":
+        if sim.dtype == torch.bfloat16 and float(cut) >= 0:
+            bits = int(np.array(float(cut), dtype=np.float32).view(np.int32)) >> 16
+            flat = np.flatnonzero(sim.view(torch.int16).numpy() > bits)
+        else:
+            flat = np.flatnonzero((sim > cut).numpy())
+        rows, cols = np.divmod(flat, w)
+        if diag is not None:
+            keep = cols - rows >= diag
+            flat, rows, cols = flat[keep], rows[keep], cols[keep]
+        return rows, cols, sim.reshape(-1)[torch.from_numpy(flat)]
+    mask = sim > cut
+    if diag is not None:
+        mask = torch.triu(mask, diagonal=diag)
+    nz = mask.nonzero()
+    return nz[:, 0].cpu().numpy(), nz[:, 1].cpu().numpy(), sim[nz[:, 0], nz[:, 1]]
+
+
+def _range_self(
+    db: torch.Tensor, t: float, block_rows: int, block_cols: int, count: _PairCount
+) -> list[Part]:
     """Upper triangle (col >= row) of the self-similarity, block by block."""
     n = db.shape[0]
     cut = _below(t, db)
+    dt = _index_dtype(n)
     parts = []
     for r0 in range(0, n, block_rows):
         r1 = min(n, r0 + block_rows)
@@ -468,23 +642,27 @@ def _range_self(db: torch.Tensor, t: float, block_rows: int, block_cols: int) ->
         for c0 in range(r0, n, block_cols):
             c1 = min(n, c0 + block_cols)
             sim = rows_block @ db[c0:c1].T
-            mask = sim > cut
-            if c0 < r1:  # the block holds part of the diagonal: keep col >= row
-                mask = torch.triu(mask, diagonal=r0 - c0)
-            nz = mask.nonzero()
-            if nz.shape[0]:
-                vals = sim[nz[:, 0], nz[:, 1]]
-                parts.append(_to_numpy(nz[:, 0] + r0, nz[:, 1] + c0, vals, n))
+            # a block holding part of the diagonal keeps col >= row
+            r, c, vals = _pairs(sim, cut, r0 - c0 if c0 < r1 else None)
+            if r.size:
+                count.add(r.size)
+                parts.append(((r + r0).astype(dt), (c + c0).astype(dt), vals.float().cpu().numpy()))
     return parts
 
 
-def _spherical_kmeans(x: np.ndarray, k: int, seed: int, sample_per_centroid: int) -> np.ndarray:
-    """Unit-norm float64 centroids of a seeded sample (faiss spherical k-means, 10 iters)."""
+def _spherical_kmeans(
+    x: np.ndarray, k: int, seed: int, sample_per_centroid: int, niter: int = PRUNE_KMEANS_ITERS
+) -> np.ndarray:
+    """Unit-norm float64 centroids of a seeded sample (faiss spherical k-means).
+
+    Only used to group rows for the pruned self-join, whose result does not depend on
+    the grouping.
+    """
     rng = np.random.default_rng(seed)
     n, d = x.shape
     sample = np.sort(rng.choice(n, size=min(n, k * sample_per_centroid), replace=False))
     km = faiss.Kmeans(
-        d, k, niter=10, spherical=True, seed=int(seed) % (2**31),
+        d, k, niter=int(niter), spherical=True, seed=int(seed) % (2**31),
         max_points_per_centroid=sample.size, min_points_per_centroid=1,
     )  # fmt: skip
     km.train(np.ascontiguousarray(x[sample], dtype=np.float32))
@@ -500,6 +678,7 @@ def _range_self_pruned(
     seed: int,
     block_cols: int,
     info: dict[str, Any],
+    count: _PairCount,
 ) -> list[Part] | None:
     """Self-join over k-means groups, skipping group pairs too far apart to hold a pair.
 
@@ -516,17 +695,25 @@ def _range_self_pruned(
     # a computed similarity > t means a true one > t - err: an angle below theta
     theta = math.acos(t - similarity_error(d, precision))
     groups = max(1, n // PRUNE_GROUP_ROWS)
+    clock = time.perf_counter()
     cen64 = _spherical_kmeans(xb, groups, seed, 16)
+    info["seconds_kmeans"] = round(time.perf_counter() - clock, 3)
+    clock = time.perf_counter()
+    # nearest centroid by the join's precision, then the cosine to it in float32: a
+    # bfloat16 cosine's error would widen every group's radius (2.4x the work)
     cen = torch.from_numpy(cen64.astype(np.float32)).to(db.device)
+    cen_lo = cen.to(db.dtype)
     xs = torch.from_numpy(xb).to(db.device)
     label = np.empty(n, dtype=np.int64)
     near = np.empty(n, dtype=np.float64)
     for s in range(0, n, 1 << 14):
-        best = torch.max(xs[s : s + (1 << 14)] @ cen.T, dim=1)
-        label[s : s + (1 << 14)] = best.indices.cpu().numpy()
-        near[s : s + (1 << 14)] = best.values.double().cpu().numpy()
+        lab = torch.max(db[s : s + (1 << 14)] @ cen_lo.T, dim=1).indices  # 4x argmax's speed
+        label[s : s + (1 << 14)] = lab.cpu().numpy()
+        cos = (xs[s : s + (1 << 14)] * cen[lab]).sum(dim=1)
+        near[s : s + (1 << 14)] = cos.double().cpu().numpy()
     # the true cosine to the centroid is at least the computed one minus the float32 error
     angle = np.arccos(np.clip(near - similarity_error(d), -1.0, 1.0))
+    info["seconds_assign"] = round(time.perf_counter() - clock, 3)
     radius = np.full(groups, -np.inf)
     np.maximum.at(radius, label, angle)
     sizes = np.bincount(label, minlength=groups)
@@ -563,47 +750,89 @@ def _range_self_pruned(
     info.update(pruned=bool(work <= PRUNE_MAX_WORK), groups=groups, work_fraction=round(work, 4))
     if work > PRUNE_MAX_WORK:
         return None
+    clock = time.perf_counter()
     order_t = torch.from_numpy(order).to(db.device)
     sorted_db = db.index_select(0, order_t)
+    order = order.astype(_index_dtype(n))
     cut = _below(t, db)
     parts = []
     for r0, r1, cols in plans:
         width = max(block_cols, r1 - r0)  # the block's own rows fit in the first chunk
         for c0 in range(0, cols.size, width):
-            chunk = torch.from_numpy(cols[c0 : c0 + width]).to(db.device)
-            sim = sorted_db[r0:r1] @ sorted_db.index_select(0, chunk).T
-            mask = sim > cut
+            chunk = cols[c0 : c0 + width]
+            block = sorted_db.index_select(0, torch.from_numpy(chunk).to(db.device))
+            sim = sorted_db[r0:r1] @ block.T
+            r, c, vals = _pairs(sim, cut)
             if c0 == 0:  # the block against itself: keep its upper triangle
-                mask[:, : r1 - r0] = torch.triu(mask[:, : r1 - r0])
-            nz = mask.nonzero()
-            if nz.shape[0]:
-                vals = sim[nz[:, 0], nz[:, 1]]
-                rows = order_t[nz[:, 0] + r0]
-                parts.append(_to_numpy(rows, order_t[chunk[nz[:, 1]]], vals, n))
+                keep = (c >= r1 - r0) | (c >= r)
+                r, c, vals = r[keep], c[keep], vals[torch.from_numpy(keep)]
+            if r.size:
+                count.add(r.size)
+                parts.append((order[r + r0], order[chunk[c]], vals.float().cpu().numpy()))
+    info["seconds_join"] = round(time.perf_counter() - clock, 3)
     return parts
 
 
 def _range_cross(
-    q: torch.Tensor, db: torch.Tensor, t: float, block_rows: int, block_cols: int
+    q: torch.Tensor,
+    db: torch.Tensor,
+    t: float,
+    block_rows: int,
+    block_cols: int,
+    count: _PairCount,
 ) -> list[Part]:
     n = db.shape[0]
     cut = _below(t, db)
+    dt = _index_dtype(max(n, q.shape[0]))
     parts = []
     for r0 in range(0, q.shape[0], block_rows):
         rows_block = q[r0 : r0 + block_rows]
         for c0 in range(0, n, block_cols):
             sim = rows_block @ db[c0 : c0 + block_cols].T
-            nz = (sim > cut).nonzero()
-            if nz.shape[0]:
-                vals = sim[nz[:, 0], nz[:, 1]]
-                parts.append(_to_numpy(nz[:, 0] + r0, nz[:, 1] + c0, vals, max(n, q.shape[0])))
+            r, c, vals = _pairs(sim, cut)
+            if r.size:
+                count.add(r.size)
+                parts.append(((r + r0).astype(dt), (c + c0).astype(dt), vals.float().cpu().numpy()))
     return parts
 
 
-def _concat(parts: list[Part]) -> Part:
-    if not parts:
-        return np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0, np.float32)
-    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
+def _csr_table(
+    parts: list[Part], n_rows: int, n_cols: int, *, symmetric: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(indptr int64, indices, sims, pairs) of the pairs as a CSR table (scipy's
+    counting sort).
+
+    ``symmetric``: the parts are an upper triangle; its off-diagonal pairs are mirrored,
+    and ``pairs`` gives each entry the id of its unordered pair (None otherwise).
+    """
+    dt = _index_dtype(max(n_rows, n_cols))
+    if parts:
+        rows, cols, sims = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    else:
+        rows, cols, sims = np.empty(0, dt), np.empty(0, dt), np.empty(0, np.float32)
+    del parts
+    if symmetric:
+        off = np.flatnonzero(rows != cols)
+        rows, cols = np.concatenate([rows, cols[off]]), np.concatenate([cols, rows[off]])
+        ids = np.arange(sims.size, dtype=_index_dtype(sims.size))
+        payload = np.concatenate([ids, ids[off]])
+        del off, ids
+    else:
+        payload = sims
+    coo = sp.coo_matrix((payload, (rows, cols)), shape=(n_rows, n_cols))
+    del rows, cols, payload
+    # no pair is repeated: skip scipy's duplicate summing and the row sort it implies
+    # (the rows keep the search's order; gathering them sorted was no faster)
+    coo.has_canonical_format = True
+    table = coo.tocsr()
+    del coo
+    pairs = table.data if symmetric else None
+    return (
+        table.indptr.astype(np.int64),
+        table.indices.astype(dt, copy=False),
+        sims[pairs] if symmetric else table.data.astype(np.float32, copy=False),
+        pairs,
+    )
 
 
 def _knn_flat(
@@ -629,15 +858,21 @@ def _knn_ivf(
     xq: np.ndarray,
     xb: np.ndarray,
     k: int,
+    t: float | None,
     nlist: int,
     nprobe: int,
     train_per_centroid: int,
     niter: int,
     seed: int,
     block_rows: int,
+    precision: str,
     device: str | torch.device,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Cluster join: queries of each partition against its nprobe nearest partitions."""
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Cluster join: queries of each partition against its nprobe nearest partitions.
+
+    Returns the k best (similarity, id) per query and how many queries were recomputed
+    in float32 (bfloat16 only, see :func:`knn_search`).
+    """
     n, d = xb.shape
     rng = np.random.default_rng(seed)
     n_train = min(n, max(nlist * int(train_per_centroid), nlist))
@@ -656,6 +891,10 @@ def _knn_ivf(
     cen = torch.from_numpy(np.ascontiguousarray(km.centroids, dtype=np.float32)).to(dev)
     db = torch.from_numpy(xb).to(dev)
     q = db if xq is xb else torch.from_numpy(xq).to(dev)
+    low = precision == "bfloat16"
+    db_lo = db.to(torch.bfloat16) if low else db
+    q_lo = (db_lo if xq is xb else q.to(torch.bfloat16)) if low else q
+    err_lo = similarity_error(d, "bfloat16")
     db_list = _assign(db, cen, block_rows).cpu().numpy()
     q_list = db_list if xq is xb else _assign(q, cen, block_rows).cpu().numpy()
     csim = cen @ cen.T
@@ -671,6 +910,7 @@ def _knn_ivf(
     m = xq.shape[0]
     sims = np.full((m, k), -np.inf, dtype=np.float32)
     ids = np.full((m, k), -1, dtype=_index_dtype(n))
+    rechecked = 0
     for a in range(nlist):
         members = q_order[q_off[a] : q_off[a + 1]]
         if members.size == 0:
@@ -681,13 +921,26 @@ def _knn_ivf(
         cand_t = torch.from_numpy(cand).to(dev)
         xc = db.index_select(0, cand_t)
         kk = min(k, cand.size)
+        wide = min(cand.size, kk + max(16, kk // 4)) if low else kk
+        xc_lo = db_lo.index_select(0, cand_t) if low else xc
         for s in range(0, members.size, block_rows):
             rows = members[s : s + block_rows]
-            sim = q.index_select(0, torch.from_numpy(rows).to(dev)) @ xc.T
-            top = torch.topk(sim, kk, dim=1)
-            sims[rows, :kk] = top.values.cpu().numpy()
-            ids[rows, :kk] = cand_t[top.indices].cpu().numpy()
-    return sims, ids
+            rows_t = torch.from_numpy(rows).to(dev)
+            top = torch.topk(q_lo.index_select(0, rows_t) @ xc_lo.T, wide, dim=1)
+            vals, pos = top.values[:, :kk].float(), top.indices[:, :kk]
+            if low and t is not None and wide < cand.size:
+                # left out: bf16 <= the wide-th value, so true <= that + err_lo
+                maybe = top.values[:, -1].float() + err_lo > t
+                loose = maybe & (vals[:, -1] - err_lo <= t)
+                redo = loose.nonzero()[:, 0]
+                if redo.numel():
+                    rechecked += int(redo.numel())
+                    qr = q.index_select(0, rows_t.index_select(0, redo))
+                    full = torch.topk(qr @ xc.T, kk, dim=1)
+                    vals[redo], pos[redo] = full.values, full.indices
+            sims[rows, :kk] = vals.cpu().numpy()
+            ids[rows, :kk] = cand_t[pos].cpu().numpy()
+    return sims, ids, rechecked
 
 
 def _recall(
@@ -713,6 +966,6 @@ def _recall(
         total += exact.size
         found += np.intersect1d(exact, approx, assume_unique=True).size
     return {
-        "recall": 1.0 if total == 0 else round(found / total, 4),
-        "recall_sample": int(pick.size),
+        "knn_recall": 1.0 if total == 0 else round(found / total, 4),
+        "knn_recall_sample": int(pick.size),
     }

@@ -10,7 +10,8 @@ import torch
 from ..errors import DeepCoreError, unknown_name
 from .base import FeatureNet
 from .cifar_resnet import CifarResNet
-from .preact_resnet import preact_resnet18, preact_resnet34
+from .inception_resnet import InceptionResNetV2
+from .preact_resnet import he_preact_resnet18, he_preact_resnet34, preact_resnet18, preact_resnet34
 from .resnet import TorchvisionResNet
 from .small import SmallCNN
 
@@ -23,11 +24,16 @@ MODELS: dict[str, Builder] = {
     "ResNet32": lambda c, shape, pre: CifarResNet(32, c, shape[0]),
     "PreActResNet18": lambda c, shape, pre: preact_resnet18(c, shape[0]),
     "PreActResNet34": lambda c, shape, pre: preact_resnet34(c, shape[0]),
+    "PreActResNet18He": lambda c, shape, pre: he_preact_resnet18(c, shape[0]),
+    "PreActResNet34He": lambda c, shape, pre: he_preact_resnet34(c, shape[0]),
+    "InceptionResNetV2": lambda c, shape, pre: InceptionResNetV2(c, shape[0], min(shape[1:])),
     "ResNet18": lambda c, shape, pre: TorchvisionResNet("resnet18", c, shape[0], shape[1], pre),
     "ResNet34": lambda c, shape, pre: TorchvisionResNet("resnet34", c, shape[0], shape[1], pre),
     "ResNet50": lambda c, shape, pre: TorchvisionResNet("resnet50", c, shape[0], shape[1], pre),
 }
 
+#: the reference's spelling of a model name → ours (so its scripts' ``--model`` works)
+ALIASES = {"Inception_ResNetv2": "InceptionResNetV2"}
 
 #: models with torchvision ImageNet weights for ``--pre-trained``
 PRETRAINED = ("ResNet18", "ResNet34", "ResNet50")
@@ -35,6 +41,7 @@ PRETRAINED = ("ResNet18", "ResNet34", "ResNet50")
 
 def check_pretrained(name: str, pretrained: bool, model_path: str | Path | None) -> None:
     """``--pre-trained`` without ``--model-path`` needs a model with published weights."""
+    name = ALIASES.get(name, name)
     if pretrained and model_path is None and name not in PRETRAINED:
         raise DeepCoreError(
             f"--pre-trained: no published weights for {name} (available for "
@@ -47,7 +54,7 @@ def model_names() -> list[str]:
 
 
 def check_model_name(name: str) -> None:
-    if name not in MODELS:
+    if name not in MODELS and name not in ALIASES:
         raise unknown_name("model", name, MODELS)
 
 
@@ -68,6 +75,7 @@ def build_model(
     """
     check_model_name(name)
     check_pretrained(name, pretrained, model_path)
+    name = ALIASES.get(name, name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = MODELS[name](num_classes, tuple(image_shape), bool(pretrained) and model_path is None)
@@ -94,6 +102,8 @@ def load_weights(net: FeatureNet, path: str | Path) -> None:
     mapped = {}
     for k, v in state.items():
         k = k.removeprefix("module.")
+        if k.startswith("linear."):  # the reference's name for the classifier
+            k = "fc." + k.removeprefix("linear.")
         key = k if k in own else f"body.{k}"
         if key.startswith("body.fc."):
             key = key.removeprefix("body.")

@@ -2,7 +2,8 @@
 
 One warm-up run records them (:mod:`deep_core.signals.recorder`), they are cached on
 disk, and every method reads what it needs from a :class:`Signals`. Users may also
-bring their own as an ``.npz`` (:meth:`Signals.from_npz`).
+bring their own as an ``.npz`` (:meth:`Signals.from_npz`), or take those of a finished
+run (:meth:`Signals.from_run`).
 
 Canonical names and shapes (N samples, C classes, d feature dims, E warm-up epochs,
 M ensemble members):
@@ -230,4 +231,66 @@ class Signals:
         arrays = load_npz(path, what="signals file")
         if "labels" in arrays and arrays["labels"].size == 0:
             raise DeepCoreError(f"signals file {path} holds no samples (labels is empty)")
+        return cls(arrays, num_classes=num_classes)
+
+    @classmethod
+    def from_run(
+        cls,
+        run_dir: str | Path,
+        *,
+        cache_dir: str | Path | None = None,
+        num_classes: int | None = None,
+    ) -> Signals:
+        """The signals a run selected from: its labels and its cached warm-up signals.
+
+        Parameters
+        ----------
+        run_dir : path
+            A run directory of ``deepcore-run`` (with ``labels.npz`` and ``selection.json``).
+        cache_dir : path, optional
+            The signal cache holding the run's warm-up; default: the run's
+            ``signals_cache`` setting, else ``signals-cache`` beside the run.
+        num_classes : int, optional
+            As in :class:`Signals` (default: the width of ``probs``, else ``max label + 1``).
+
+        Returns
+        -------
+        Signals
+            ``labels`` (and ``clean_labels`` where known) from ``labels.npz``; the warm-up
+            arrays of ensemble member 0, memory-mapped; ``grad_norms`` of every member and,
+            for an ensemble, ``member_probs``, as the run assembled them. A run whose method
+            needed labels only has no warm-up and gets only the labels.
+        """
+        from ..rundir import SIGNALS_CACHE, RunDir
+
+        run = RunDir(run_dir)
+        if not run.path.is_dir():
+            raise DeepCoreError(f"run directory not found: {run.path}")
+        arrays = run.read_labels()
+        arrays.pop("ids", None)
+        members = (run.read_selection().get("signals") or {}).get("members") or []
+        if cache_dir is None:
+            setting = (run.read_config() or {}).get("signals_cache")
+            cache_dir = setting if setting else run.path.parent / SIGNALS_CACHE
+        loaded = []
+        for m, member in enumerate(members):
+            folder = Path(cache_dir) / str(member.get("key"))
+            if not folder.is_dir():
+                raise DeepCoreError(
+                    f"warm-up signals of {run.path.name} (member {m}) not found in {cache_dir}; "
+                    "pass the signal cache the run used"
+                )
+            loaded.append(
+                {
+                    f.stem: np.load(f, mmap_mode="r", allow_pickle=False)
+                    for f in sorted(folder.glob("*.npy"))
+                    if f.stem in _NDIM
+                }
+            )
+        if loaded:
+            arrays.update({k: v for k, v in loaded[0].items() if k != "grad_norms"})
+            if all("grad_norms" in a for a in loaded):
+                arrays["grad_norms"] = np.stack([a["grad_norms"] for a in loaded])
+            if len(loaded) > 1:
+                arrays["member_probs"] = np.stack([a["probs"] for a in loaded])
         return cls(arrays, num_classes=num_classes)

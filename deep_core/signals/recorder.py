@@ -149,16 +149,21 @@ class _EpochRecorder:
     ``margins`` is Pleiss et al.'s AUM summand (logit of the label minus the largest other
     logit); ``prob_margins`` is the same margin on softmax probabilities, which is what the
     CCS authors' code sums over training.
+
+    The (N, epochs) arrays live on the device of ``labels`` (the training device): a step
+    only scatters into them, and :meth:`to_numpy` copies them to the host once, after
+    training, summed over DDP ranks (each rank records the samples it trained).
     """
 
     def __init__(self, labels: torch.Tensor, epochs: int) -> None:
-        n = labels.numel()
+        n, dev = labels.numel(), labels.device
         self.labels = labels
-        self.losses = torch.zeros((n, epochs), dtype=torch.float32)
-        self.correct = torch.zeros((n, epochs), dtype=torch.bool)
-        self.margins = torch.zeros((n, epochs), dtype=torch.float32)
-        self.prob_margins = torch.zeros((n, epochs), dtype=torch.float32)
+        self.losses = torch.zeros((n, epochs), dtype=torch.float32, device=dev)
+        self.correct = torch.zeros((n, epochs), dtype=torch.bool, device=dev)
+        self.margins = torch.zeros((n, epochs), dtype=torch.float32, device=dev)
+        self.prob_margins = torch.zeros((n, epochs), dtype=torch.float32, device=dev)
 
+    @torch.no_grad()
     def __call__(self, positions: torch.Tensor, logits: torch.Tensor, epoch: int) -> None:
         logits = logits.float()
         y = self.labels[positions]
@@ -168,11 +173,17 @@ class _EpochRecorder:
         p = torch.softmax(logits, 1)
         p_label = p.gather(1, y[:, None]).squeeze(1)
         p_other = p.scatter(1, y[:, None], float("-inf")).amax(1)
-        pos = positions.cpu()
-        self.losses[pos, epoch] = loss.cpu()
-        self.correct[pos, epoch] = (logits.argmax(1) == y).cpu()
-        self.margins[pos, epoch] = (label_logit - other).cpu()
-        self.prob_margins[pos, epoch] = (p_label - p_other).cpu()
+        self.losses[positions, epoch] = loss
+        self.correct[positions, epoch] = logits.argmax(1) == y
+        self.margins[positions, epoch] = label_logit - other
+        self.prob_margins[positions, epoch] = p_label - p_other
+
+    def to_numpy(self) -> dict[str, np.ndarray]:
+        """The four arrays on the host, summed over DDP ranks (their samples are disjoint)."""
+        out = {}
+        for name in ("losses", "correct", "margins", "prob_margins"):
+            out[name] = all_reduce_(getattr(self, name)).cpu().numpy()
+        return out
 
 
 class _WarmupContext(TrainContext):
@@ -305,12 +316,11 @@ def record_member(
     if cfg.warm_model is not None and cfg.epochs != 0:
         raise ValueError("a loaded warm-up model (warm_model) is not trained: epochs must be 0")
     indices = np.arange(len(dataset.labels), dtype=np.int64)
-    rec_labels = torch.as_tensor(dataset.labels, dtype=torch.long)
-    recorder = _EpochRecorder(rec_labels, cfg.epochs)
     train = TrainConfig(**{**cfg.train.__dict__, "epochs": cfg.epochs})
+    recorder: _EpochRecorder | None = None
 
     def on_logits(positions: torch.Tensor, logits: torch.Tensor, epoch: int) -> None:
-        recorder(positions.cpu(), logits.cpu(), epoch)
+        recorder(positions, logits, epoch)  # on the training device: no copy to the host
 
     ctx = _WarmupContext(
         dataset,
@@ -323,6 +333,7 @@ def record_member(
         model_path=cfg.warm_model or cfg.model_path,
         recorder=on_logits,
     )
+    recorder = _EpochRecorder(ctx.labels, cfg.epochs)
     ctx.schedule_epochs = cfg.horizon
     # With epochs == 0 this records the initial (or the loaded) model.
     result = Trainer(learner, ctx, evaluate_each_epoch=False).fit()
@@ -331,15 +342,7 @@ def record_member(
         arrays.update(
             view_pass(learner, ctx, view="strong", seed=ctx.seed_for(90), scratch=scratch)
         )
-    if ctx.world_size > 1:
-        for t in (recorder.losses, recorder.correct, recorder.margins, recorder.prob_margins):
-            all_reduce_(t)
-    arrays.update(
-        losses=recorder.losses.numpy(),
-        correct=recorder.correct.numpy(),
-        margins=recorder.margins.numpy(),
-        prob_margins=recorder.prob_margins.numpy(),
-    )
+    arrays.update(recorder.to_numpy())
     history = [{"phase": "warmup", "member": member, **row} for row in result.history]
     report = {
         "member": member,
@@ -360,11 +363,17 @@ def _entry_lock(folder: Path) -> Iterator[None]:
     when the holder ends, even if it crashes (``flock`` dies with the process).
     """
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f".{folder.name}.lock", "a") as f:
+    path = folder.parent / f".{folder.name}.lock"
+    with open(path, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
         finally:
+            # The lock file goes with its holder, so a failed run leaves no file behind. A
+            # run that opened the old file meanwhile still re-checks the cache once it
+            # holds the lock; at worst two runs record the same entry (renamed in atomically).
+            with contextlib.suppress(OSError):
+                path.unlink()
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
