@@ -21,6 +21,7 @@ DATA=${DATA:-data/clothing1m}           # official lists + images/, or noisy_tra
 OUT=${OUT:-runs/clothing1m_dividemix}
 SEEDS=${SEEDS:-"0 1 2"}
 GPUS=${GPUS:-0,1,2,3}
+GPUS_PER_RUN=${GPUS_PER_RUN:-all}      # each run on every GPU in GPUS (DDP)
 EPOCH_SCALE=${EPOCH_SCALE:-1}
 NOISE_TYPES=${NOISE_TYPES:-real}
 FRACTIONS=${FRACTIONS:-"0.01 0.05 0.1 0.2"}

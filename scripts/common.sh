@@ -3,18 +3,23 @@
 #
 # Variables read here (all may be set in the environment):
 #   PYTHON       the interpreter with deep_core installed            (default: python)
-#   GPUS         "0", "0,1,2,3" (several: one DDP process per GPU via torch.distributed.run),
-#                "cpu", or "auto" (CUDA when available)              (default: 0;
+#   GPUS         "0", "0,1,2,3" (the GPUs the sweep may use, one run per GPU at a time;
+#                see GPUS_PER_RUN), "cpu", or "auto" (CUDA when available) (default: 0;
 #                on a machine without a GPU set GPUS=cpu)
+#   GPUS_PER_RUN GPUs per run (several: one DDP process per GPU via torch.distributed.run);
+#                "all": every GPU in GPUS                            (default: 1)
+#   CPUS_PER_RUN CPUs per run, also its OMP_NUM_THREADS              (default: 1)
 #   EXTRA        more deepcore-run flags for every run, after the script's own (so they win),
 #                e.g. EXTRA="--n-train 2000 --workers 4"
 #   EPOCH_SCALE  multiplies every epoch count (-se, --epochs, --milestone), e.g. 0.1 for a
 #                quick pass; results are then not the paper's         (default: 1)
-#   JOBS         runs at a time (default 1: one GPU, one run); with JOBS > 1 each run gets
-#                OMP_NUM_THREADS=1 unless set, which suits small CPU runs (quickstart), and
-#                each line of its log is prefixed with the run, e.g. "[sym SmallLoss fr0.5 s0]"
+#   JOBS         at most this many runs at a time        (default: as many as GPUS/CPUs hold)
+#   ENGINE       ray or local (Ray tasks, or subprocesses of deepcore-sweep)
+#                                                        (default: ray when installed)
+#   ADDRESS      the Ray cluster to join, e.g. auto (default: a local Ray instance)
+#   MAX_RETRIES  new attempts, each resuming from the checkpoint, for a failed run (default: 2)
 #   OUT          folder of the run directories, the report and the plot
-#   NOISE_TYPES FRACTIONS METHODS SEEDS   the sweep's loops (outer to inner)
+#   NOISE_TYPES FRACTIONS METHODS SEEDS   the sweep's grid axes (outer to inner)
 #   BALANCE_METHODS  methods that get --balance True (the paper balanced only where the
 #                reference's --balance worked)                       (default: none)
 
@@ -22,7 +27,6 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PYTHON=${PYTHON:-python}
 GPUS=${GPUS:-0}
 EPOCH_SCALE=${EPOCH_SCALE:-1}
-JOBS=${JOBS:-1}
 read -r -a EXTRA_FLAGS <<<"${EXTRA:-}"
 
 # scaled N: round(N * EPOCH_SCALE), at least 1 unless N is 0.
@@ -34,80 +38,57 @@ scaled() {
 }
 scaled 1 >/dev/null  # fail fast on a bad EPOCH_SCALE (an error inside "$(scaled N)" would not stop us)
 
+SWEEP_ARGS=(--cpus-per-run "${CPUS_PER_RUN:-1}" --max-retries "${MAX_RETRIES:-2}")
 case "$GPUS" in
-  cpu | auto)
-    LAUNCH=("$PYTHON")
-    DEVICE=("--device" "$GPUS")
-    ;;
-  *,*)
-    export CUDA_VISIBLE_DEVICES="$GPUS"
-    LAUNCH=("$PYTHON" -m torch.distributed.run --standalone
-            --nproc_per_node "$(awk -F, '{print NF}' <<<"$GPUS")")
-    DEVICE=("--device" "cuda")
-    ;;
+  cpu) SWEEP_ARGS+=(--gpus-per-run 0) ;;
+  auto) ;;
   *)
     export CUDA_VISIBLE_DEVICES="$GPUS"
-    LAUNCH=("$PYTHON")
-    DEVICE=("--device" "cuda:0")
+    per_run=${GPUS_PER_RUN:-1}
+    if [ "$per_run" = all ]; then per_run=$(awk -F, '{print NF}' <<<"$GPUS"); fi
+    SWEEP_ARGS+=(--gpus-per-run "$per_run")
     ;;
 esac
 if [ "$GPUS" != cpu ] && [ "$GPUS" != auto ] && ! command -v nvidia-smi >/dev/null; then
   echo "note: GPUS=$GPUS but no NVIDIA driver here (nvidia-smi not found); on a CPU-only" \
     "machine run with GPUS=cpu" >&2
 fi
+if [ -n "${JOBS:-}" ]; then SWEEP_ARGS+=(--jobs "$JOBS"); fi
+if [ -n "${ENGINE:-}" ]; then SWEEP_ARGS+=(--engine "$ENGINE"); fi
+if [ -n "${ADDRESS:-}" ]; then SWEEP_ARGS+=(--address "$ADDRESS"); fi
 
-# run_one ARGS...: one run. A run whose summary.json exists is skipped and an
-# interrupted one is resumed from its checkpoint, so a re-started sweep continues.
-run_one() {
-  "${LAUNCH[@]}" "$REPO/main_label_noise.py" "$@" "${DEVICE[@]}" --out-dir "$OUT" \
-    --skip-complete True ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"}
+# yaml_list WORD...: the words as a YAML flow list of quoted strings.
+yaml_list() {
+  local w sep=""
+  for w in "$@"; do printf '%s"%s"' "$sep" "$(sed 's/[\\"]/\\&/g' <<<"$w")"; sep=", "; done
 }
 
-# prefix TEXT: copy stdin to stderr, TEXT before every line (parallel runs stay readable).
-prefix() {
-  awk -v p="$1" '{ print p $0; fflush() }' >&2
-}
-
-if ! [[ "$JOBS" =~ ^[1-9][0-9]*$ ]]; then echo "JOBS must be a positive integer" >&2; exit 2; fi
-if [ "$JOBS" -gt 1 ]; then
-  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-  trap 'kill $(jobs -p) 2>/dev/null || true' EXIT  # a failed run stops the others too
-fi
-running=0
-
-# sweep ARGS...: run_one ARGS for every noise type, fraction, method and seed, JOBS at a
-# time; the first failure stops the sweep (set -e).
+n_sweeps=0
+# sweep ARGS...: every run of NOISE_TYPES x FRACTIONS x METHODS x SEEDS (outer to inner)
+# with ARGS, by deepcore-sweep; the grid is kept as $OUT/sweepN.yaml. Complete runs are
+# skipped, interrupted ones resumed; a failed run is retried from its checkpoint
+# MAX_RETRIES times, and if one still fails the script stops (set -e).
 sweep() {
-  local noise fraction method seed
-  local -a balance
-  for noise in $NOISE_TYPES; do
-    for fraction in $FRACTIONS; do
-      for method in $METHODS; do
-        balance=()
-        if [[ " ${BALANCE_METHODS:-} " == *" $method "* ]]; then balance=(--balance True); fi
-        for seed in $SEEDS; do
-          echo "== $(basename "$0"): $method, fraction $fraction, noise $noise, seed $seed" >&2
-          if [ "$JOBS" -eq 1 ]; then
-            run_one "$@" ${balance[@]+"${balance[@]}"} --noise-type "$noise" \
-              --fraction "$fraction" --selection "$method" --seed "$seed"
-            continue
-          fi
-          if [ "$running" -ge "$JOBS" ]; then
-            wait -n
-            running=$((running - 1))
-          fi
-          run_one "$@" ${balance[@]+"${balance[@]}"} --noise-type "$noise" \
-            --fraction "$fraction" --selection "$method" --seed "$seed" 2>&1 \
-            | prefix "[$noise $method fr$fraction s$seed] " &
-          running=$((running + 1))
-        done
-      done
+  local method grid
+  n_sweeps=$((n_sweeps + 1))
+  grid="$OUT/sweep$n_sweeps.yaml"
+  mkdir -p "$OUT"
+  {
+    echo "grid:"
+    echo "  noise-type: [$(yaml_list $NOISE_TYPES)]"
+    echo "  fraction: [$(yaml_list $FRACTIONS)]"
+    echo "  selection:"
+    for method in $METHODS; do
+      if [[ " ${BALANCE_METHODS:-} " == *" $method "* ]]; then
+        echo "    - {selection: $(yaml_list "$method"), balance: true}"
+      else
+        echo "    - $(yaml_list "$method")"
+      fi
     done
-  done
-  while [ "$running" -gt 0 ]; do
-    wait -n
-    running=$((running - 1))
-  done
+    echo "  seed: [$(yaml_list $SEEDS)]"
+  } >"$grid"
+  PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m deep_core.cli.sweep "$grid" \
+    --out-dir "$OUT" "${SWEEP_ARGS[@]}" -- "$@" ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"}
 }
 
 # report [GROUP_BY]: the table ($OUT/report.md, also printed) and the plot ($OUT/report.png).

@@ -13,6 +13,7 @@ import pytest
 
 from deep_core.cli.run import build_parser, config_from_args
 from deep_core.runner import validate
+from deep_core.sweep import expand_grid, read_grid
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((REPO / "scripts").glob("*.sh"))
@@ -73,14 +74,26 @@ def _run_script(name: str, tmp_path: Path, **env) -> subprocess.CompletedProcess
                           capture_output=True, text=True)  # fmt: skip
 
 
+def _sweep_runs(call: list[str]) -> list[list[str]]:
+    """The deepcore-run flags of every run of a logged ``deepcore-sweep`` call."""
+    assert call[:2] == ["-m", "deep_core.cli.sweep"]
+    flags, grid = read_grid(call[2])
+    fixed = call[call.index("--") + 1 :]
+    return [list(c.argv) for c in expand_grid(flags=flags, grid=grid, extra_argv=fixed)]
+
+
 @pytest.mark.parametrize("name", PAPER)
 def test_paper_script_commands(name, tmp_path):
     log = _fake_python(tmp_path)
     res = _run_script(name, tmp_path, SEEDS="3 4", EPOCH_SCALE="0.1", DATA="/data/x")
     assert res.returncode == 0, res.stderr
     calls = _calls(log)
-    runs, report = calls[:-1], calls[-1]
+    assert len(calls) == 2
+    sweep, report = calls
     assert report[:2] == ["-m", "deep_core.cli.report"] and str(tmp_path / "out") in report
+    assert _flag(sweep, "--out-dir") == str(tmp_path / "out")
+    assert _flag(sweep, "--gpus-per-run") == "0"  # GPUS=cpu
+    runs = _sweep_runs(sweep)
     noise = {"cifar10n_sop": 4, "cifar10n_dividemix": 4}.get(name, 1)
     fractions = 4
     methods = {_flag(c, "--selection") for c in runs}
@@ -88,11 +101,8 @@ def test_paper_script_commands(name, tmp_path):
     assert methods == set(PAPER_METHODS)
     assert len(runs) == noise * fractions * len(methods) * 2
     for call in runs:
-        assert call[0].endswith("main_label_noise.py")
         assert _flag(call, "--protocol") == "reference"
-        assert _flag(call, "--skip-complete") == "True"
         assert _flag(call, "--data_path") == "/data/x"
-        assert _flag(call, "--device") == "cpu"
         assert "," not in _flag(call, "--noise-type")  # the reference's "real1," bug
         assert "-rc" not in call or _flag(call, "-rc") not in ("3", "4")  # nor "-rc $seed"
         # --balance only where the reference's --balance worked
@@ -127,56 +137,43 @@ def test_paper_script_commands(name, tmp_path):
 
     for method in sorted(methods):
         call = next(c for c in runs if _flag(c, "--selection") == method)
-        ns = build_parser().parse_args(call[1:])
-        vars(ns).pop("skip_complete")
-        cfg = config_from_args(ns)
+        cfg = config_from_args(build_parser().parse_args(call))
         if method in list_methods():  # kCenterGreedy and Glister register in their own change
             validate(cfg)
 
 
-def test_several_gpus_use_torch_distributed(tmp_path):
+def test_gpus_and_engine_settings_reach_deepcore_sweep(tmp_path):
     log = _fake_python(tmp_path)
+    # Clothing-1M: each run on every GPU of GPUS (one DDP process per GPU)
     res = _run_script("clothing1m_dividemix", tmp_path, GPUS="0,1,2", SEEDS="0",
                       METHODS="Uniform", FRACTIONS="0.1")  # fmt: skip
     assert res.returncode == 0, res.stderr
-    call = _calls(log)[0]
-    assert call[:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "3"]
-    assert _flag(call, "--device") == "cuda"
+    assert _flag(_calls(log)[0], "--gpus-per-run") == "3"
+    log.unlink()
+    res = _run_script("cifar10n_sop", tmp_path, GPUS="0,1", JOBS="3", ENGINE="ray",
+                      ADDRESS="auto", MAX_RETRIES="5", CPUS_PER_RUN="4")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    sweep = _calls(log)[0]
+    assert _flag(sweep, "--gpus-per-run") == "1"  # one run per GPU, two at a time
+    assert (_flag(sweep, "--jobs"), _flag(sweep, "--engine"), _flag(sweep, "--address")) == (
+        "3", "ray", "auto")  # fmt: skip
+    assert (_flag(sweep, "--max-retries"), _flag(sweep, "--cpus-per-run")) == ("5", "4")
 
 
-def test_fail_fast(tmp_path):
+def test_a_failed_sweep_stops_the_script(tmp_path):
     log = _fake_python(tmp_path, fail_after=1)
     res = _run_script("cifar100n_sop", tmp_path)
     assert res.returncode != 0
-    assert len(_calls(log)) == 1
+    assert len(_calls(log)) == 1  # no report after a failed sweep
 
 
-def test_parallel_jobs_stop_at_the_first_failure(tmp_path):
-    calls = tmp_path / "calls.txt"
-    fake = tmp_path / "python"
-    fake.write_text(
-        "#!/usr/bin/env bash\n"
-        f'echo "$*" >> "{calls}"\n'
-        'if [ "$2" = deep_core.cli.select ]; then printf "A a\\nB b\\nC c\\n"; exit 0; fi\n'
-        'case "$*" in *"--fraction 0.5 --selection B"*) exit 7;; esac\n'
-        "sleep 0.3\n"
-    )
-    fake.chmod(0o755)
-    res = _run_script("quickstart", tmp_path, JOBS="2", FULL="1")
-    assert res.returncode == 7, res.stderr
-    runs = [c for c in calls.read_text().splitlines() if "main_label_noise.py" in c]
-    assert 5 <= len(runs) < 9  # stopped within the first sweep (3 fractions x 3 methods)
-    assert not any("--robust-learner SOP" in c for c in runs)
-
-
-def test_quick_default_extra_flags_and_prefixed_logs(tmp_path):
+def test_quick_default_and_extra_flags(tmp_path):
     log = _fake_python(tmp_path)
-    fake = tmp_path / "python"
-    fake.write_text(fake.read_text() + 'echo "epoch 0: ok" >&2\n')
     res = _run_script("quickstart", tmp_path, JOBS="2", EXTRA="--n-train 500 --workers 2")
     assert res.returncode == 0, res.stderr
-    assert "[sym SmallLoss fr0.5 s0] epoch 0: ok" in res.stderr.splitlines()
-    runs = [c for c in _calls(log) if c[0].endswith("main_label_noise.py")]
+    sweeps = [c for c in _calls(log) if c[:2] == ["-m", "deep_core.cli.sweep"]]
+    assert len(sweeps) == 2 and all(_flag(c, "--jobs") == "2" for c in sweeps)
+    runs = [run for c in sweeps for run in _sweep_runs(c)]
     assert {_flag(c, "--selection") for c in runs} == {"Uniform", "SmallLoss", "Prune4Rel"}
     assert {_flag(c, "--fraction") for c in runs} == {"0.2", "0.5"} and len(runs) == 12
     assert all(c[-4:] == ["--n-train", "500", "--workers", "2"] for c in runs)
@@ -190,7 +187,7 @@ def test_bad_epoch_scale(tmp_path):
 
 def _quickstart(tmp_path: Path, **env) -> subprocess.CompletedProcess:
     full = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path / "qs"), "GPUS": "cpu",
-            "EPOCHS": "1", "WARMUP_EPOCHS": "1", **env}  # fmt: skip
+            "EPOCHS": "1", "WARMUP_EPOCHS": "1", "ENGINE": "local", **env}  # fmt: skip
     return subprocess.run(["bash", str(REPO / "scripts" / "quickstart.sh")], env=full,
                           capture_output=True, text=True, timeout=600)  # fmt: skip
 
@@ -208,8 +205,9 @@ def test_quickstart_runs_reports_and_resumes(tmp_path):
     (runs[1] / "summary.json").unlink()  # an interrupted run is resumed instead
     again = _quickstart(tmp_path, METHODS="SmallLoss", FRACTIONS="0.5")
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "skipping" in again.stderr and "resum" in again.stderr
+    assert "1 complete run(s) skipped" in again.stderr
     assert (runs[1] / "summary.json").is_file()
+    assert "resuming interrupted run" in (out / "sweep-logs" / f"{runs[1].name}.log").read_text()
     assert len([p for p in out.iterdir() if (p / "config.yaml").is_file()]) == 2
 
 
