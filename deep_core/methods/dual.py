@@ -37,7 +37,6 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from scipy.stats import beta as beta_dist
 
 from ..budget import budget_size, take_top
 from ..errors import DeepCoreError
@@ -65,6 +64,8 @@ def beta_weights(
     scores: np.ndarray, mean_probs: np.ndarray, *, fraction: float, c_d: float
 ) -> tuple[np.ndarray, float, float]:
     """Sampling weights ``score * Beta.pdf(mean prob; a, b)`` and the Beta's ``(a, b)``."""
+    from scipy.stats import beta as beta_dist  # scipy loads only when sampling
+
     r = 1.0 - fraction
     top = np.argsort(-scores, kind="stable")[:ANCHORS]
     anchor = float(np.mean(mean_probs[top])) if top.size else 0.0
