@@ -15,8 +15,8 @@ Reference
     Kept: the per-epoch label probability from training, the window length (``J = 10``;
     a warm-up of fewer epochs gives one window over all of them unless ``window`` is
     set), the sample std. Not kept: the authors' ImageNet script stops one window early (its
-    loop skips the window that ends at the last epoch) and leaves a sample's history
-    unchanged in an epoch where its probability is exactly 0; here every one of the
+    loop skips the window that ends at the last epoch) and shifts a sample's history only
+    in epochs where its recorded probability is non-zero; here every one of the
     ``E - J + 1`` windows of the paper's formula counts. Its constant factor 10 does not
     change the ranking and is left out. The paper reads the whole training run; here the
     trajectory is the warm-up's (``-se`` epochs; ``signal_epoch`` reads its first epochs).
