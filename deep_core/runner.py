@@ -51,7 +51,7 @@ from .methods.base import SelectionMethod
 from .nets import check_model_name, check_pretrained
 from .run_manifest import RESUMABLE, check_run_manifest, write_run_manifest
 from .rundir import NON_SETTINGS, RunDir, run_name, settings_hash  # noqa: F401 (re-exported)
-from .signals import Signals
+from .signals import SNAPSHOT_SIGNALS, Signals
 from .signals.recorder import WarmupConfig, warm_up_signals
 from .subset import Subset, auroc, describe_quality, subset_quality  # noqa: F401 (auroc)
 
@@ -116,7 +116,12 @@ def validate(cfg: RunConfig) -> None:
         raise DeepCoreError(f"warm-up model not found: {cfg.warmup_model}")
     optim_config(cfg).validate()
     train_config(cfg, cfg.epochs, cfg.seed).validate()
-    build_selection(cfg)
+    method, _ = build_selection(cfg)
+    epoch = getattr(method, "signal_epoch", None)
+    if epoch is not None and epoch > cfg.selection_epochs:
+        raise DeepCoreError(
+            f"--signal-epoch {epoch} is past the warm-up's {cfg.selection_epochs} epochs (-se)"
+        )
     learner = build_learner(cfg)
     _check_learner_warmup(cfg, learner)
 
@@ -261,7 +266,9 @@ def _learner_key(learner: Learner) -> str:
 
 
 #: per-epoch signals: only a trained warm-up has them (a loaded warm-up model does not)
-_PER_EPOCH = frozenset({"losses", "correct", "margins", "prob_margins"})
+_PER_EPOCH = frozenset(
+    {"losses", "correct", "margins", "prob_margins", "label_probs", *SNAPSHOT_SIGNALS}
+)
 
 
 def signal_view(cfg: RunConfig, method: SelectionMethod) -> str:
@@ -275,13 +282,19 @@ def signal_view(cfg: RunConfig, method: SelectionMethod) -> str:
 
 
 def warmup_config(
-    cfg: RunConfig, ds: NoisyDataset, seed: int, *, use_warm_model: bool = False
+    cfg: RunConfig,
+    ds: NoisyDataset,
+    seed: int,
+    *,
+    use_warm_model: bool = False,
+    snapshots: bool = False,
 ) -> WarmupConfig:
     """The warm-up (and cache key) of ``cfg``: only what changes the recorded signals.
 
     Under a protocol where some method reads the strong view (``reference``, or
     ``--signal-view strong``) every warm-up records it, so one warm-up serves every
-    method of a sweep.
+    method of a sweep. ``snapshots``: the method reads the model of a given epoch
+    (``--signal-epoch``); the warm-up then records every epoch's.
     """
     learner = build_learner(cfg).warmup()
     epochs = 0 if use_warm_model else cfg.selection_epochs
@@ -297,6 +310,7 @@ def warmup_config(
         schedule_epochs=cfg.schedule_horizon(),
         views=("clean", "strong") if cfg.view_for("strong") == "strong" else ("clean",),
         warm_model=cfg.warmup_model if use_warm_model else None,
+        snapshots=snapshots,
     )
 
 
@@ -344,7 +358,9 @@ def select_subset(cfg: RunConfig, ds: NoisyDataset, seed: int) -> tuple[Subset, 
                 cfg.selection,
             )
             report["ignored_options"].append("pre_warmed_filename")
-        wcfg = warmup_config(cfg, ds, seed, use_warm_model=use_warm)
+        wcfg = warmup_config(
+            cfg, ds, seed, use_warm_model=use_warm, snapshots=bool(needed & set(SNAPSHOT_SIGNALS))
+        )
         report["warmup_schedule_epochs"] = wcfg.horizon if wcfg.epochs else 0
         cache = signals_cache_dir(cfg)
         signals, sig_report = warm_up_signals(

@@ -49,7 +49,7 @@ def synthetic_signals(
     dim : int, default=8
         Feature dimension.
     epochs : int, default=6
-        Columns of ``losses``, ``correct`` and ``margins``.
+        Columns of ``losses``, ``correct``, ``margins`` and ``label_probs``.
     members : int, default=3
         Ensemble members (rows of ``member_probs`` and ``grad_norms``).
     noise : float, default=0.3
@@ -66,7 +66,8 @@ def synthetic_signals(
     -------
     Signals
         ``labels`` (noisy), ``clean_labels``, ``probs``, ``features``, ``losses``,
-        ``correct``, ``margins``, ``prob_margins``, ``grad_norms``, ``member_probs``.
+        ``correct``, ``margins``, ``prob_margins``, ``label_probs``, ``grad_norms``,
+        ``member_probs``.
     """
     c = num_classes
     rng = np.random.default_rng(seed)
@@ -118,6 +119,7 @@ def synthetic_signals(
             "correct": correct,
             "margins": margins.astype(np.float32),
             "prob_margins": prob_margins.astype(np.float32),
+            "label_probs": p_lab.astype(np.float32),
             "grad_norms": grad_norms.astype(np.float32),
             "member_probs": member_probs.astype(np.float32),
         },

@@ -15,6 +15,11 @@ afterwards. The ``.npz`` holds ``labels`` (noisy, int) and whatever the method n
 output is the selected indices as a sorted int64 ``.npy``, written atomically. Method
 options use the same flags as ``main_label_noise.py`` (:mod:`deep_core.cli.method_args`);
 a flag the chosen method does not take is reported on stderr, never silently dropped.
+
+Where the signals hold clean labels, the report gives the label-issue precision and recall
+of the pruned-away set (the samples not kept) next to those of cleanlab's
+``find_label_issues`` on the same ``probs``, when cleanlab is installed (it is a test
+dependency only; a line says when it is missing).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from ..io import save_npy
 from ..logs import configure_logging
 from ..methods import build_method, list_methods
 from ..signals import Signals
-from ..subset import describe_quality, subset_quality
+from ..subset import Subset, describe_quality, subset_quality
 from .common import ArgParser, run_cli
 from .method_args import add_method_arguments, method_options_from_args, unused_option_warnings
 
@@ -71,6 +76,59 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _precision_recall(flagged: np.ndarray, noisy: np.ndarray) -> str:
+    """``precision P, recall R (K samples)`` of a flagged set against the true label issues."""
+    k, hits = int(flagged.sum()), int((flagged & noisy).sum())
+    precision = f"{hits / k:.4g}" if k else "n/a"
+    recall = f"{hits / int(noisy.sum()):.4g}" if noisy.any() else "n/a"
+    return f"precision {precision}, recall {recall} ({k:,} samples)"
+
+
+def label_issue_lines(subset: Subset, signals: Signals) -> list[str]:
+    """Label-issue precision/recall of the pruned-away set and of cleanlab on the same probs.
+
+    Parameters
+    ----------
+    subset : Subset
+        The selection; every sample it does not keep counts as flagged.
+    signals : Signals
+        With ``clean_labels`` (the true issues are ``labels != clean_labels``) and, for the
+        cleanlab line, ``probs`` (``cleanlab.filter.find_label_issues``, default
+        ``filter_by="prune_by_noise_rate"``, one process).
+
+    Returns
+    -------
+    list of str
+        One or two report lines; each says why when a figure cannot be given.
+    """
+    clean = signals.get("clean_labels")
+    if clean is None:
+        return ["label issues: n/a (the signals hold no clean labels)"]
+    noisy = signals.labels != clean
+    pruned = ~subset.mask()
+    lines = [
+        f"label issues ({int(noisy.sum()):,} of {len(signals):,}): pruned-away set "
+        + _precision_recall(pruned, noisy)
+    ]
+    try:
+        from cleanlab.filter import find_label_issues
+    except ImportError:
+        lines.append("cleanlab is not installed: no cross-check (pip install cleanlab)")
+        return lines
+    if "probs" not in signals:
+        lines.append("cleanlab cross-check: n/a (the signals hold no probs)")
+        return lines
+    probs = np.asarray(signals.probs, dtype=np.float64)
+    try:
+        flagged = find_label_issues(signals.labels, probs, n_jobs=1)
+    except ValueError as e:  # e.g. a class without samples
+        lines.append(f"cleanlab find_label_issues failed: {str(e).splitlines()[0]}")
+        return lines
+    found = _precision_recall(np.asarray(flagged, dtype=bool), noisy)
+    lines.append(f"cleanlab find_label_issues on the same probs: {found}")
+    return lines
+
+
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.list:
@@ -107,6 +165,8 @@ def _main(argv: Sequence[str] | None) -> int:
         subset, signals.labels, signals.get("clean_labels"), signals.num_classes
     )
     print(describe_quality(quality, signals.labels, signals.get("clean_labels")))
+    for line in label_issue_lines(subset, signals):
+        print(line)
     return 0
 
 

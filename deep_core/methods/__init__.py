@@ -9,6 +9,8 @@ from . import (  # noqa: F401  (baselines: uniform .. ccs)
     ccs,
     cluster_subsample,
     dbp,
+    dual,
+    dyn_unc,
     el2n,
     forgetting,
     glister,

@@ -7,19 +7,24 @@ Score
     ``mean_m || softmax_m(x_i) - onehot(label_i) ||_2`` over ``ensemble`` independently
     seeded warm-up models, against the noisy label, on the clean view. With
     ``ensemble=1`` it reads ``probs`` (the main warm-up model), otherwise the first
-    ``ensemble`` members of ``member_probs`` (M, N, C). Higher = kept first (hard and,
-    under label noise, often mislabeled samples).
+    ``ensemble`` members of ``member_probs`` (M, N, C). With ``signal_epoch=K`` it reads
+    each member's model after K warm-up epochs instead (``snapshot_el2n[:, :, K]``,
+    recorded in the same warm-up). Higher = kept first (hard and, under label noise,
+    often mislabeled samples).
 
 Reference
     Neither DeepCore nor Prune4ReL ship EL2N; this follows the paper (mean of norms over
-    models; the paper used 10 models at an early epoch, the warm-up length here is
-    ``-se``). The default is one model, so no extra warm-up is trained unless asked.
+    models). The paper scores early in training (e.g. epoch 20 of 200, over 10 models):
+    ``--signal-epoch K`` reads that epoch of the warm-up; without it the final warm-up
+    model (``-se`` epochs) is read. The default is one model, so no extra warm-up is
+    trained unless asked.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..errors import DeepCoreError
 from ..signals import Signals
 from ..subset import Subset
 from ._common import check_int, check_unit, members, row_blocks
@@ -44,6 +49,16 @@ def el2n_scores(stack: np.ndarray, labels: np.ndarray) -> np.ndarray:
     for m in range(stack.shape[0]):
         total += el2n_of(stack[m], labels)
     return total / max(1, stack.shape[0])
+
+
+def snapshot_scores(snapshots: np.ndarray, members: int, epoch: int) -> np.ndarray:
+    """Mean over the first ``members`` rows of ``snapshots[:, :, epoch]`` (M, N, E + 1)."""
+    if epoch >= snapshots.shape[2]:
+        raise DeepCoreError(
+            f"signal_epoch={epoch} but the warm-up snapshots cover epochs "
+            f"0..{snapshots.shape[2] - 1}"
+        )
+    return np.asarray(snapshots[:members, :, epoch], dtype=np.float64).mean(axis=0)
 
 
 def ensemble_probs(signals: Signals, ensemble: int, *, option: str = "ensemble") -> np.ndarray:
@@ -72,6 +87,9 @@ class EL2N(SelectionMethod):
         Equal budgets per (noisy) class.
     window_start : float, default=0.0
         Skip this fraction of the ranking first (window sweeps).
+    signal_epoch : int, optional
+        Read the models after this many warm-up epochs (0: as initialised; at most
+        ``-se``); None: the final warm-up models.
 
     Protocol: both protocols read the clean view of every member (DeepCore scores
     unaugmented inputs).
@@ -80,27 +98,42 @@ class EL2N(SelectionMethod):
     summary = "highest error L2 norm ||softmax - onehot(label)||, mean over --ensemble models"
 
     def __init__(
-        self, *, ensemble: int = 1, balance: bool = False, window_start: float = 0.0
+        self,
+        *,
+        ensemble: int = 1,
+        balance: bool = False,
+        window_start: float = 0.0,
+        signal_epoch: int | None = None,
     ) -> None:
         self.ensemble = check_int("ensemble", ensemble, low=1)
         self.balance = balance
         self.window_start = check_unit("window_start", window_start)
+        self.signal_epoch = None if signal_epoch is None else check_int(
+            "signal_epoch", signal_epoch, low=0
+        )
 
     @property
     def ensemble_size(self) -> int:
         return self.ensemble
 
     def required_signals(self) -> frozenset[str]:
+        if self.signal_epoch is not None:
+            return frozenset({"snapshot_el2n"})
         return frozenset({ensemble_signal(self.ensemble)})
 
     def select(self, signals: Signals, fraction: float, *, seed: int = 0) -> Subset:
         self.check(signals)
-        scores = el2n_scores(ensemble_probs(signals, self.ensemble), signals.labels)
+        if self.signal_epoch is None:
+            scores = el2n_scores(ensemble_probs(signals, self.ensemble), signals.labels)
+        else:
+            snap = signals.snapshot_el2n
+            members("snapshot_el2n", snap.shape[0], self.ensemble, option="ensemble")
+            scores = snapshot_scores(snap, self.ensemble, self.signal_epoch)
         return self.take(
             signals,
             scores,
             fraction,
             seed=seed,
             start=self.window_start,
-            info={"ensemble": self.ensemble},
+            info={"ensemble": self.ensemble, "signal_epoch": self.signal_epoch},
         )

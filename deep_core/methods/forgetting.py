@@ -8,7 +8,8 @@ Score
     (equal to the noisy label) at ``t - 1`` and wrong at ``t``, counted from the
     per-epoch ``correct`` record of the warm-up. A sample never predicted correctly in
     any recorded epoch gets ``E`` (the number of epochs), more than any sample can reach
-    (at most ``E // 2`` events). Higher = kept first.
+    (at most ``E // 2`` events). With ``signal_epoch=K`` only the first K warm-up epochs
+    count (the record up to the model of epoch K; E becomes K). Higher = kept first.
 
 Reference (Prune4ReL / DeepCore ``Forgetting``)
     Kept: events counted per training step on the augmented view; a sample starts as
@@ -26,9 +27,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import DeepCoreError
 from ..signals import Signals
 from ..subset import Subset
-from ._common import check_unit, row_blocks
+from ._common import check_int, check_unit, row_blocks
 from .base import SelectionMethod, register
 
 
@@ -58,6 +60,9 @@ class Forgetting(SelectionMethod):
         Equal budgets per (noisy) class.
     window_start : float, default=0.0
         Skip this fraction of the ranking first (window sweeps).
+    signal_epoch : int, optional
+        Count the events of the first this many warm-up epochs (at least 1, at most
+        ``-se``); None: every warm-up epoch.
 
     Protocol: both protocols read the warm-up's own training passes (augmented), as the
     reference.
@@ -65,9 +70,14 @@ class Forgetting(SelectionMethod):
 
     summary = "most forgetting events during warm-up; never-learned count as most forgotten"
 
-    def __init__(self, *, balance: bool = False, window_start: float = 0.0) -> None:
+    def __init__(
+        self, *, balance: bool = False, window_start: float = 0.0, signal_epoch: int | None = None
+    ) -> None:
         self.balance = balance
         self.window_start = check_unit("window_start", window_start)
+        self.signal_epoch = None if signal_epoch is None else check_int(
+            "signal_epoch", signal_epoch, low=1
+        )
 
     def required_signals(self) -> frozenset[str]:
         return frozenset({"correct"})
@@ -75,6 +85,13 @@ class Forgetting(SelectionMethod):
     def select(self, signals: Signals, fraction: float, *, seed: int = 0) -> Subset:
         self.check(signals)
         correct = signals.correct
+        if self.signal_epoch is not None:
+            if self.signal_epoch > correct.shape[1]:
+                raise DeepCoreError(
+                    f"signal_epoch={self.signal_epoch} but the warm-up recorded "
+                    f"{correct.shape[1]} epochs"
+                )
+            correct = correct[:, : self.signal_epoch]
         scores = forgetting_counts(correct)
         never = int((scores == correct.shape[1]).sum()) if correct.shape[1] else len(signals)
         info = {

@@ -7,7 +7,9 @@ Score
     The mean over ``repeat`` independently initialised warm-up models of the per-sample
     norm of the loss gradient with respect to the last layer (weights and bias), as the
     recorder stores it in ``grad_norms`` (M, N); the first ``repeat`` members are used.
-    Higher = kept first.
+    With ``signal_epoch=K`` each member's model after K warm-up epochs is read instead
+    (``snapshot_grad_norms[:, :, K]``; K = 0 is the initialisation, where the paper
+    defines GraNd). Higher = kept first.
 
 Reference (Prune4ReL / DeepCore ``GraNd``)
     Kept: the last-layer gradient (bias gradient ``p - onehot`` concatenated with its
@@ -27,6 +29,7 @@ from ..signals import Signals
 from ..subset import Subset
 from ._common import check_int, check_unit, members
 from .base import SelectionMethod, register
+from .el2n import snapshot_scores
 
 
 def grand_scores(grad_norms: np.ndarray, repeat: int) -> np.ndarray:
@@ -46,6 +49,9 @@ class GraNd(SelectionMethod):
         Equal budgets per (noisy) class.
     window_start : float, default=0.0
         Skip this fraction of the ranking first (window sweeps).
+    signal_epoch : int, optional
+        Read the models after this many warm-up epochs (0: at initialisation, as Paul et
+        al.; at most ``-se``); None: the final warm-up models (the reference).
 
     Protocol: both protocols read last-layer gradients on the clean view (the reference's
     ``eval_train``).
@@ -54,29 +60,42 @@ class GraNd(SelectionMethod):
     summary = "highest last-layer gradient norm, mean over --repeat warm-up models"
 
     def __init__(
-        self, *, repeat: int = 1, balance: bool = False, window_start: float = 0.0
+        self,
+        *,
+        repeat: int = 1,
+        balance: bool = False,
+        window_start: float = 0.0,
+        signal_epoch: int | None = None,
     ) -> None:
         self.repeat = check_int("repeat", repeat, low=1)
         self.balance = balance
         self.window_start = check_unit("window_start", window_start)
+        self.signal_epoch = None if signal_epoch is None else check_int(
+            "signal_epoch", signal_epoch, low=0
+        )
 
     @property
     def ensemble_size(self) -> int:
         return self.repeat
 
     def required_signals(self) -> frozenset[str]:
-        return frozenset({"grad_norms"})
+        return frozenset({"grad_norms" if self.signal_epoch is None else "snapshot_grad_norms"})
 
     def select(self, signals: Signals, fraction: float, *, seed: int = 0) -> Subset:
         self.check(signals)
-        g = signals.grad_norms
-        members("grad_norms", g.shape[0], self.repeat, option="repeat")
-        scores = grand_scores(g, self.repeat)
+        if self.signal_epoch is None:
+            g = signals.grad_norms
+            members("grad_norms", g.shape[0], self.repeat, option="repeat")
+            scores = grand_scores(g, self.repeat)
+        else:
+            g = signals.snapshot_grad_norms
+            members("snapshot_grad_norms", g.shape[0], self.repeat, option="repeat")
+            scores = snapshot_scores(g, self.repeat, self.signal_epoch)
         return self.take(
             signals,
             scores,
             fraction,
             seed=seed,
             start=self.window_start,
-            info={"repeat": self.repeat},
+            info={"repeat": self.repeat, "signal_epoch": self.signal_epoch},
         )

@@ -19,11 +19,22 @@ losses         (N, E)       per-epoch training loss (augmented view, during trai
 correct        (N, E)       per-epoch "prediction == noisy label" during training
 margins        (N, E)       per-epoch AUM margin: logit of the label minus largest other
 prob_margins   (N, E)       per-epoch margin on softmax probabilities (CCS's AUM summands)
+label_probs    (N, E)       per-epoch softmax probability of the noisy label (same pass)
 strong_probs   (N, C)       softmax on one seeded strong-augmented view (reference Prune4ReL)
 strong_features (N, d)      penultimate embedding on that strong view
 grad_norms     (M, N)       last-layer gradient norm per sample, per ensemble member
 member_probs   (M, N, C)    softmax on the clean view of each ensemble member
+snapshot_el2n  (M, N, E+1)  EL2N of member m's model after k epochs on the clean view
+snapshot_grad_norms (M, N, E+1) its last-layer gradient norm (column 0: initialisation)
 ============== ============ ===========================================================
+
+The per-epoch arrays (``losses`` ... ``label_probs``) come from the training forward pass
+of each epoch (augmented view, the network changing within the epoch), as Toneva et al.,
+Pleiss et al. and the trajectory scores (Dyn-Unc, DUAL) record them. The snapshot arrays
+come from a clean-view pass over the network as it stands after epoch k (k = 0: before
+training), so EL2N and GraNd can read the model of the epoch their paper names; column E
+is the final model (the one ``probs`` and ``grad_norms`` come from). A 2-D snapshot array
+or a 1-D ``grad_norms`` is taken as one member.
 """
 
 from __future__ import annotations
@@ -45,10 +56,13 @@ SIGNAL_NAMES = (
     "correct",
     "margins",
     "prob_margins",
+    "label_probs",
     "strong_probs",
     "strong_features",
     "grad_norms",
     "member_probs",
+    "snapshot_el2n",
+    "snapshot_grad_norms",
 )
 _NDIM = {
     "labels": 1,
@@ -59,23 +73,33 @@ _NDIM = {
     "correct": 2,
     "margins": 2,
     "prob_margins": 2,
+    "label_probs": 2,
     "strong_probs": 2,
     "strong_features": 2,
     "grad_norms": 2,
     "member_probs": 3,
+    "snapshot_el2n": 3,
+    "snapshot_grad_norms": 3,
 }
 # Axis that holds the sample dimension (ensemble arrays put members first).
-_SAMPLE_AXIS = {"grad_norms": 1, "member_probs": 1}
+_SAMPLE_AXIS = {"grad_norms": 1, "member_probs": 1, "snapshot_el2n": 1, "snapshot_grad_norms": 1}
+#: per-member arrays of the warm-up cache, stacked over members (one member: a leading axis)
+MEMBER_STACKED = ("grad_norms", "snapshot_el2n", "snapshot_grad_norms")
+#: the clean-view snapshots of the model after each warm-up epoch (recorded on demand)
+SNAPSHOT_SIGNALS = ("snapshot_el2n", "snapshot_grad_norms")
 _FLOAT_CHECKED = (
     "probs",
     "features",
     "losses",
     "margins",
     "prob_margins",
+    "label_probs",
     "strong_probs",
     "strong_features",
     "grad_norms",
     "member_probs",
+    "snapshot_el2n",
+    "snapshot_grad_norms",
 )
 
 
@@ -125,8 +149,8 @@ class Signals:
         data: dict[str, np.ndarray] = {}
         for name, value in arrays.items():
             arr = value if isinstance(value, np.ndarray) else np.asarray(value)
-            if name in ("grad_norms",) and arr.ndim == 1:
-                arr = arr[None, :]
+            if name in MEMBER_STACKED and arr.ndim == _NDIM[name] - 1:
+                arr = arr[None]
             data[name] = arr
         labels = data["labels"]
         if labels.ndim != 1:
@@ -257,8 +281,9 @@ class Signals:
         -------
         Signals
             ``labels`` (and ``clean_labels`` where known) from ``labels.npz``; the warm-up
-            arrays of ensemble member 0, memory-mapped; ``grad_norms`` of every member and,
-            for an ensemble, ``member_probs``, as the run assembled them. A run whose method
+            arrays of ensemble member 0, memory-mapped; ``grad_norms`` (and the snapshots,
+            where recorded) of every member and, for an ensemble, ``member_probs``, as the
+            run assembled them. A run whose method
             needed labels only has no warm-up and gets only the labels.
         """
         from ..rundir import SIGNALS_CACHE, RunDir
@@ -288,9 +313,10 @@ class Signals:
                 }
             )
         if loaded:
-            arrays.update({k: v for k, v in loaded[0].items() if k != "grad_norms"})
-            if all("grad_norms" in a for a in loaded):
-                arrays["grad_norms"] = np.stack([a["grad_norms"] for a in loaded])
+            arrays.update({k: v for k, v in loaded[0].items() if k not in MEMBER_STACKED})
+            for name in MEMBER_STACKED:
+                if all(name in a for a in loaded):
+                    arrays[name] = np.stack([a[name] for a in loaded])
             if len(loaded) > 1:
                 arrays["member_probs"] = np.stack([a["probs"] for a in loaded])
         return cls(arrays, num_classes=num_classes)

@@ -10,6 +10,16 @@ gradient norm: for cross-entropy with a linear last layer ``W h + b``, the gradi
 is ``(p - y) h^T`` for W and ``p - y`` for b, so its norm is
 ``||p - y|| * sqrt(||h||^2 + 1)`` — per sample, no batch-mean scaling.
 
+With ``snapshots=True`` the model is also read on the clean view before training and after
+every epoch (``snapshot_el2n`` and ``snapshot_grad_norms``, (N, E + 1)): EL2N and GraNd
+are defined at an early epoch and at initialisation (Paul et al. 2021), so
+``--signal-epoch K`` reads column K of the same single warm-up. The snapshots do not
+change training (eval mode, no random draws), so they are not part of the cache key's
+training identity: an entry recorded with them serves every run of its key, with or
+without snapshots, and holds every epoch, so one warm-up serves any ``--signal-epoch``
+of a sweep (a run without snapshots first records the plain entry; the first run that
+needs snapshots records the snapshot entry, which every later run reads).
+
 With ``views=("clean", "strong")`` one more pass over one seeded random strong-augmented
 view of every sample (the data set's ``strong`` view, the same draw for a given seed and
 member) gives ``strong_probs`` and ``strong_features``: the Prune4ReL reference reads its
@@ -39,7 +49,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +61,11 @@ from ..datasets import Batch, NoisyDataset
 from ..engine import Learner, OptimConfig, TrainConfig, TrainContext, Trainer, all_reduce_
 from ..fingerprint import hash_file
 from ..locks import remove_stale_temp, temp_prefix
-from . import Signals
+from . import MEMBER_STACKED, SNAPSHOT_SIGNALS, Signals
 
 log = logging.getLogger("deep_core")
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 #: per-entry checksums (sha256 of every file), verified on each load
 MANIFEST = "manifest.json"
 _MEMBER_ARRAYS = (
@@ -65,9 +75,12 @@ _MEMBER_ARRAYS = (
     "correct",
     "margins",
     "prob_margins",
+    "label_probs",
     "grad_norms",
 )
 _STRONG_ARRAYS = ("strong_probs", "strong_features")
+#: arrays an entry holds only when recorded with them (strong view, snapshots)
+_OPTIONAL_ARRAYS = (*_STRONG_ARRAYS, *SNAPSHOT_SIGNALS)
 #: the views :func:`record_member` can read probabilities and features from
 RECORDED_VIEWS = ("clean", "strong")
 
@@ -97,6 +110,9 @@ class WarmupConfig:
     warm_model : str, optional
         A trained warm-up network's state dict: no training (``epochs`` must be 0); the
         passes read this network (``--pre-warmuped True --pre-warmed-filename``).
+    snapshots : bool, default=False
+        Also record ``snapshot_el2n`` and ``snapshot_grad_norms``: the clean view read
+        before training and after every epoch (``E + 1`` passes, every member).
     """
 
     data_key: dict[str, Any]
@@ -110,6 +126,7 @@ class WarmupConfig:
     schedule_epochs: int | None = None
     views: tuple[str, ...] = ("clean",)
     warm_model: str | None = None
+    snapshots: bool = False
 
     @property
     def horizon(self) -> int:
@@ -138,17 +155,30 @@ class WarmupConfig:
             "pretrained": self.pretrained,
             "model_path": self.model_path,
             "member": member,
+            "snapshots": self.snapshots,
         }
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:20]
 
+    def serving_keys(self, member: int) -> list[str]:
+        """Keys of the entries that hold member ``member``'s signals, preferred first.
+
+        An entry recorded with snapshots holds everything one recorded without them (the
+        same training), so a run without snapshots reads either.
+        """
+        keys = [self.member_key(member)]
+        if not self.snapshots:
+            keys.append(replace(self, snapshots=True).member_key(member))
+        return keys
+
 
 class _EpochRecorder:
-    """Per-sample training loss, correctness and AUM margins (logits and probabilities).
+    """Per-sample training loss, correctness, AUM margins and probability of the label.
 
     ``margins`` is Pleiss et al.'s AUM summand (logit of the label minus the largest other
     logit); ``prob_margins`` is the same margin on softmax probabilities, which is what the
-    CCS authors' code sums over training.
+    CCS authors' code sums over training; ``label_probs`` is the softmax probability of
+    the noisy label, the trajectory Dyn-Unc and DUAL read (both record it in training).
 
     The (N, epochs) arrays live on the device of ``labels`` (the training device): a step
     only scatters into them, and :meth:`to_numpy` copies them to the host once, after
@@ -162,6 +192,7 @@ class _EpochRecorder:
         self.correct = torch.zeros((n, epochs), dtype=torch.bool, device=dev)
         self.margins = torch.zeros((n, epochs), dtype=torch.float32, device=dev)
         self.prob_margins = torch.zeros((n, epochs), dtype=torch.float32, device=dev)
+        self.label_probs = torch.zeros((n, epochs), dtype=torch.float32, device=dev)
 
     @torch.no_grad()
     def __call__(self, positions: torch.Tensor, logits: torch.Tensor, epoch: int) -> None:
@@ -177,13 +208,67 @@ class _EpochRecorder:
         self.correct[positions, epoch] = logits.argmax(1) == y
         self.margins[positions, epoch] = label_logit - other
         self.prob_margins[positions, epoch] = p_label - p_other
+        self.label_probs[positions, epoch] = p_label
 
     def to_numpy(self) -> dict[str, np.ndarray]:
-        """The four arrays on the host, summed over DDP ranks (their samples are disjoint)."""
+        """The five arrays on the host, summed over DDP ranks (their samples are disjoint)."""
         out = {}
-        for name in ("losses", "correct", "margins", "prob_margins"):
+        for name in ("losses", "correct", "margins", "prob_margins", "label_probs"):
             out[name] = all_reduce_(getattr(self, name)).cpu().numpy()
         return out
+
+
+def _last_layer_norms(
+    logits: torch.Tensor, h: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Softmax, EL2N ``||p - onehot(y)||`` and the exact last-layer gradient norm per row."""
+    p = torch.softmax(logits.float(), 1)
+    h = h.float()
+    el2n = (p - F.one_hot(y, p.shape[1]).float()).norm(dim=1)
+    return p, el2n, el2n * torch.sqrt(h.pow(2).sum(1) + 1.0)
+
+
+class _Snapshots:
+    """EL2N and last-layer gradient norm of the model on the clean view, per epoch.
+
+    Column ``k`` is the model after ``k`` warm-up epochs (0: as initialised). The
+    (N, E + 1) arrays live on the training device; rank 0 reads every sample (the other
+    DDP ranks go on training and meet it at their next collective), and :meth:`to_numpy`
+    copies them to the host once, after training.
+    """
+
+    def __init__(self, labels: torch.Tensor, epochs: int) -> None:
+        n, dev = labels.numel(), labels.device
+        self.el2n = torch.zeros((n, epochs + 1), dtype=torch.float32, device=dev)
+        self.grad_norms = torch.zeros((n, epochs + 1), dtype=torch.float32, device=dev)
+
+    @torch.no_grad()
+    def take(self, learner: Learner, ctx: TrainContext, column: int) -> None:
+        """Read the model as it stands into column ``column`` (rank 0 only)."""
+        if ctx.rank != 0:
+            return
+        for net in learner.networks():
+            net.eval()  # the trainer sets train mode again at the start of each epoch
+        idx = np.arange(len(ctx.dataset.train), dtype=np.int64)
+        for batch in ctx.dataset.train.batches(
+            idx,
+            batch_size=ctx.config.test_batch_size,
+            views=("clean",),
+            device=ctx.device,
+            workers=ctx.config.workers,
+        ):
+            with ctx.autocast():
+                logits, h = learner.embed(ctx, batch.views[0])
+            _, el2n, gn = _last_layer_norms(logits, h, ctx.labels[batch.positions])
+            self.el2n[batch.positions, column] = el2n
+            self.grad_norms[batch.positions, column] = gn
+
+    def to_numpy(self) -> dict[str, np.ndarray]:
+        """``snapshot_el2n`` and ``snapshot_grad_norms`` on the host (rank 0's, on every rank)."""
+        return {
+            "snapshot_el2n": all_reduce_(self.el2n).cpu().numpy(),
+            "snapshot_grad_norms": all_reduce_(self.grad_norms).cpu().numpy(),
+        }
 
 
 class _WarmupContext(TrainContext):
@@ -269,7 +354,7 @@ def view_pass(
     for batch in _view_batches(ctx, view, seed):
         with ctx.autocast():
             logits, h = learner.embed(ctx, batch.views[0])
-        p = torch.softmax(logits.float(), 1)
+        p, _, gn_batch = _last_layer_norms(logits, h, ctx.labels[batch.positions])
         h = h.float()
         if probs is None:
             probs, feats = alloc("probs", p.shape[1]), alloc("features", h.shape[1])
@@ -277,8 +362,7 @@ def view_pass(
         probs[pos] = p.cpu().numpy()
         feats[pos] = h.cpu().numpy()
         if view == "clean":
-            err = p - F.one_hot(ctx.labels[batch.positions], p.shape[1]).float()
-            gn[pos] = (err.norm(dim=1) * torch.sqrt(h.pow(2).sum(1) + 1.0)).cpu().numpy()
+            gn[pos] = gn_batch.cpu().numpy()
     if probs is None:  # empty training set cannot happen past validation; keep types sane
         raise RuntimeError("no training samples to record")
     if on_disk:
@@ -335,14 +419,26 @@ def record_member(
     )
     recorder = _EpochRecorder(ctx.labels, cfg.epochs)
     ctx.schedule_epochs = cfg.horizon
+    snapshots = _Snapshots(ctx.labels, cfg.epochs) if cfg.snapshots else None
+    on_epoch = None
+    if snapshots is not None:
+        # the initial network, built as fit() builds it again (the same derived seeds)
+        learner.setup(ctx)
+        snapshots.take(learner, ctx, 0)
+
+        def on_epoch(row: dict[str, Any]) -> None:
+            snapshots.take(learner, ctx, int(row["epoch"]) + 1)
+
     # With epochs == 0 this records the initial (or the loaded) model.
-    result = Trainer(learner, ctx, evaluate_each_epoch=False).fit()
+    result = Trainer(learner, ctx, on_epoch=on_epoch, evaluate_each_epoch=False).fit()
     arrays = clean_pass(learner, ctx, scratch=scratch)
     if "strong" in cfg.views and member == 0:
         arrays.update(
             view_pass(learner, ctx, view="strong", seed=ctx.seed_for(90), scratch=scratch)
         )
     arrays.update(recorder.to_numpy())
+    if snapshots is not None:
+        arrays.update(snapshots.to_numpy())
     history = [{"phase": "warmup", "member": member, **row} for row in result.history]
     report = {
         "member": member,
@@ -350,6 +446,7 @@ def record_member(
         "warmup_seconds": result.seconds,
         "schedule_epochs": cfg.horizon,
         "views": list(cfg.views),
+        "snapshots": cfg.snapshots,
         "history": history,
     }
     return arrays, report
@@ -485,15 +582,15 @@ def _record_or_load(
         _save_member(folder, arrays, saved, tmp=scratch)
         log.info("signals of warm-up member %d recorded and cached in %s", m, folder)
         if scratch is not None:  # read back read-only, exactly as a cache hit
-            arrays = {**_load_member(folder, verify=False)[0], **_load_strong(folder, {})}
+            arrays = {**_load_member(folder, verify=False)[0], **_load_optional(folder, {})}
     return arrays, report
 
 
-def _load_strong(folder: Path, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The strong-view arrays of a cache entry that has them (and ``arrays`` lacks)."""
+def _load_optional(folder: Path, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The strong-view and snapshot arrays of a cache entry that has them (``arrays`` lacks)."""
     return {
         n: np.load(folder / f"{n}.npy", mmap_mode="r")
-        for n in _STRONG_ARRAYS
+        for n in _OPTIONAL_ARRAYS
         if n not in arrays and (folder / f"{n}.npy").is_file()
     }
 
@@ -534,11 +631,15 @@ def warm_up_signals(
     needed = set(needed)
     member_arrays, reports = [], []
     for m in range(members):
-        key = cfg.member_key(m)
-        folder = Path(cache_dir) / key if cache_dir is not None else None
         cached = None
-        if folder is not None and folder.is_dir():
-            cached = _load_member(folder)
+        if cache_dir is not None:
+            # an entry recorded with snapshots also serves a run without them
+            for key in cfg.serving_keys(m):
+                folder = Path(cache_dir) / key
+                if folder.is_dir() and (cached := _load_member(folder)) is not None:
+                    break
+        key = cfg.member_key(m) if cached is None else key
+        folder = Path(cache_dir) / key if cache_dir is not None else None
         if cached is not None:
             arrays, report = cached
             report = {**report, "cached": True, "key": key}
@@ -551,7 +652,7 @@ def warm_up_signals(
                     dataset, make_learner, cfg, m, folder, key, rank=rank, world_size=world_size
                 )
         if folder is not None:
-            arrays.update(_load_strong(folder, arrays))
+            arrays.update(_load_optional(folder, arrays))
         member_arrays.append(arrays)
         reports.append(report)
     main = member_arrays[0]
@@ -563,11 +664,14 @@ def warm_up_signals(
         "correct": main["correct"],
         "margins": main["margins"],
         "prob_margins": main["prob_margins"],
-        "grad_norms": np.stack([a["grad_norms"] for a in member_arrays]),
+        "label_probs": main["label_probs"],
     }
     for name in _STRONG_ARRAYS:
         if name in main:
             out[name] = main[name]
+    for name in MEMBER_STACKED:
+        if all(name in a for a in member_arrays):
+            out[name] = np.stack([a[name] for a in member_arrays])
     if "member_probs" in needed:
         out["member_probs"] = np.stack([a["probs"] for a in member_arrays])
     if dataset.clean_labels is not None:
