@@ -67,13 +67,15 @@ import heapq
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from ..budget import budget_size, class_budgets
+from ..lazy import LazyModule
 from ..signals import Signals
 from ..subset import Subset
 from ._common import check_seed, row_blocks
 from .base import SelectionMethod, register
+
+torch = LazyModule("torch")  # loaded on first use: listing the methods does not need it
 
 #: float64 values per block of a distance matrix (8 MiB)
 _ROWS = 1 << 20
