@@ -136,7 +136,7 @@ def _recovery(removed: np.ndarray, pairs: np.ndarray) -> tuple[float, int]:
 
 
 def stage_semdedup(a: argparse.Namespace) -> None:
-    from deep_core.corpus.method import Precomputed
+    from deep_core.methods._corpus import Precomputed
     from deep_core.methods.semdedup import SemDeDup
     from deep_core.neighbors.kmeans import Clustering
     from deep_core.signals import Signals
@@ -163,7 +163,7 @@ def stage_semdedup(a: argparse.Namespace) -> None:
 
 
 def stage_dbp(a: argparse.Namespace) -> None:
-    from deep_core.corpus.method import Precomputed
+    from deep_core.methods._corpus import Precomputed
     from deep_core.methods.dbp import DBP
     from deep_core.neighbors.kmeans import Clustering
     from deep_core.signals import Signals
@@ -187,7 +187,7 @@ def stage_dbp(a: argparse.Namespace) -> None:
 
 
 def stage_compare(a: argparse.Namespace) -> None:
-    from deep_core.corpus.dedup import (
+    from deep_core.neighbors.dedup import (
         block_max_similarity,
         cluster_order,
         naive_max_similarity,
@@ -220,7 +220,7 @@ def stage_kmq(a: argparse.Namespace) -> None:
     """KMeansQuantile's quantile rule by one of three implementations (``--impl``)."""
     import faiss
 
-    from deep_core.corpus.rules import quantile_mask
+    from deep_core.budget import quantile_mask
     from deep_core.methods.kmeans_quantile import KMeansQuantile
     from deep_core.neighbors.kmeans import CHUNK_ROWS, assign, kmeans
     from deep_core.signals import Signals

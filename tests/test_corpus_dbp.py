@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deep_core.corpus.method import Precomputed
 from deep_core.errors import DeepCoreError
+from deep_core.methods._corpus import Precomputed
 from deep_core.methods.dbp import (
     DBP,
     cluster_complexity,

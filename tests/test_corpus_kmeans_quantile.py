@@ -7,10 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from deep_core.budget import proportional_budgets, take_per_group
-from deep_core.corpus.method import Precomputed, Target
-from deep_core.corpus.rules import ceil_budgets, group_quantiles, quantile_mask
+from deep_core.budget import (
+    ceil_budgets,
+    group_quantiles,
+    proportional_budgets,
+    quantile_mask,
+    take_per_group,
+)
 from deep_core.errors import DeepCoreError
+from deep_core.methods._corpus import Precomputed, Target
 from deep_core.methods.kmeans_quantile import KMeansQuantile, class_means
 from deep_core.neighbors.kmeans import Clustering
 from deep_core.signals import Signals

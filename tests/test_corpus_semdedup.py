@@ -9,7 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deep_core.corpus.dedup import (
+from deep_core.errors import DeepCoreError
+from deep_core.methods._corpus import Precomputed
+from deep_core.methods.semdedup import SemDeDup, eps_for_count
+from deep_core.neighbors.dedup import (
     BELOW_ONE,
     block_max_similarity,
     cluster_order,
@@ -17,9 +20,6 @@ from deep_core.corpus.dedup import (
     naive_max_similarity,
     shard_clusters,
 )
-from deep_core.corpus.method import Precomputed
-from deep_core.errors import DeepCoreError
-from deep_core.methods.semdedup import SemDeDup, eps_for_count
 from deep_core.neighbors.kmeans import Clustering, kmeans, unit_rows
 from deep_core.signals import Signals
 

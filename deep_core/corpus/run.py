@@ -10,7 +10,7 @@ options and the seed), so re-running with another fraction or method costs neith
 
 Sharding (SemDeDup, DBP with ``dedup_eps``): ``shard=(i, n)`` computes the
 similarities of shard ``i``'s clusters (balanced by n^2, see
-:func:`~deep_core.corpus.dedup.shard_clusters`) and writes
+:func:`~deep_core.neighbors.dedup.shard_clusters`) and writes
 ``OUT/shards/<tag>/shard-i-of-n.npz``; ``merge=True`` checks that the ``n`` shards
 cover every cluster once for the same clustering and finishes the selection. Run one
 shard (or any run) first so the clustering is cached, then the others in parallel,
@@ -35,10 +35,11 @@ from ..errors import DeepCoreError
 from ..io import save_npz, write_json
 from ..methods import build_method, list_methods
 from ..methods._common import check_seed
+from ..methods._corpus import CorpusMethod, CorpusResult, Precomputed, Target
 from ..methods.base import get_method, option_names
+from ..neighbors.dedup import shard_clusters
 from ..neighbors.kmeans import Clustering
 from ..signals import Signals
-from .dedup import shard_clusters
 from .embed import (
     ImageFolder,
     embed_folder,
@@ -49,7 +50,6 @@ from .embed import (
     model_names,
     scan_folder,
 )
-from .method import CorpusMethod, CorpusResult, Precomputed, Target
 from .outputs import OutputDir, copy_kept, draw_histograms, write_kept_keys, write_scores
 
 

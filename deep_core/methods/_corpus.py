@@ -1,8 +1,5 @@
 """The contract of the corpus (embedding-geometry) selection methods.
 
-(Public path: :mod:`deep_core.corpus.method`; defined here, next to the registry, so that
-importing either package first works.)
-
 KMeansQuantile, SSP, SemDeDup, ClusterSubsample and DBP are ordinary registered
 selection methods: ``select(signals, fraction, seed=...)`` reads ``signals.features``
 and keeps exactly ``round(fraction * N)`` samples, so they run from
@@ -81,7 +78,7 @@ class Precomputed:
         The method's k-means of :meth:`CorpusMethod.clustering_data` (same options
         and seed).
     max_similarity : ndarray of float32, shape (N,), optional
-        SemDeDup's per-sample ``M`` (see :mod:`deep_core.corpus.dedup`) for that
+        SemDeDup's per-sample ``M`` (see :mod:`deep_core.neighbors.dedup`) for that
         clustering and the method's processing order (SemDeDup, DBP's de-duplication).
     """
 

@@ -24,8 +24,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..budget import budget_size, check_fraction, proportional_budgets, take_per_group
-from ..corpus.rules import ceil_budgets
+from ..budget import (
+    budget_size,
+    ceil_budgets,
+    check_fraction,
+    proportional_budgets,
+    take_per_group,
+)
 from ..signals import Signals
 from ..subset import Subset
 from ._common import check_choice, check_int, check_seed

@@ -45,8 +45,8 @@ import faiss
 import numpy as np
 
 from ..budget import budget_size, take_per_group
-from ..corpus.dedup import WHICH_TO_KEEP
 from ..errors import DeepCoreError
+from ..neighbors.dedup import WHICH_TO_KEEP
 from ..neighbors.kmeans import Clustering
 from ..signals import Signals
 from ..subset import Subset

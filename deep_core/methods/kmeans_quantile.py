@@ -4,7 +4,7 @@ Reference
     The "Data Pruning" tool (hard/easy samples of an image corpus, after Sorscher et
     al. 2022, "Beyond neural scaling laws"). Two folders: the *corpus* to select from
     and a *target* set whose geometry defines what is hard. In this package the
-    target is a :class:`~deep_core.corpus.method.Target` passed to ``prune``/``select``
+    target is a :class:`~deep_core.methods._corpus.Target` passed to ``prune``/``select``
     (the CLI's ``--data-path``); by default it is the corpus itself (in
     ``main_label_noise.py``: the training set, with its noisy labels).
 
@@ -42,8 +42,7 @@ import faiss
 import numpy as np
 import scipy.sparse as sp
 
-from ..budget import budget_size, proportional_budgets, take_per_group
-from ..corpus.rules import quantile_mask
+from ..budget import budget_size, proportional_budgets, quantile_mask, take_per_group
 from ..errors import DeepCoreError
 from ..neighbors.kmeans import CHUNK_ROWS, Clustering, assign, train_centroids
 from ..signals import Signals

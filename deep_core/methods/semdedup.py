@@ -38,13 +38,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..budget import budget_size, take_top
-from ..corpus.dedup import (
+from ..errors import DeepCoreError
+from ..neighbors.dedup import (
     WHICH_TO_KEEP,
     SharedRows,
     cluster_order,
     earlier_max_similarity,
 )
-from ..errors import DeepCoreError
 from ..neighbors.kmeans import Clustering, unit_rows
 from ..signals import Signals
 from ..subset import Subset

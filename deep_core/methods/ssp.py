@@ -26,8 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..budget import budget_size, take_top
-from ..corpus.rules import quantile_mask
+from ..budget import budget_size, quantile_mask, take_top
 from ..signals import Signals
 from ..subset import Subset
 from ._common import check_choice, check_int, check_seed, check_unit

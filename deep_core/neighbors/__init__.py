@@ -9,4 +9,6 @@ matrix is ever formed.
   search and k-nearest search capped by a threshold (exact flat or IVF with measured
   recall).
 - :mod:`deep_core.neighbors.kmeans`: k-means and nearest-centroid assignment.
+- :mod:`deep_core.neighbors.dedup`: SemDeDup's exact per-cluster maxima of cosine
+  similarity to earlier members, in blocks and worker processes.
 """

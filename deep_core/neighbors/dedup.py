@@ -38,7 +38,7 @@ from multiprocessing.shared_memory import SharedMemory
 import numpy as np
 
 from ..errors import DeepCoreError
-from ..neighbors.kmeans import Clustering
+from .kmeans import Clustering
 
 #: largest float32 below 1: the ceiling for similarities of non-identical members
 BELOW_ONE = float(np.nextafter(np.float32(1.0), np.float32(0.0)))
