@@ -34,6 +34,7 @@ from ..errors import DeepCoreError
 from ..neighbors.kmeans import Clustering, kmeans
 from ..signals import Signals
 from ..subset import Subset
+from ._common import check_seed
 from .base import SelectionMethod
 
 
@@ -125,6 +126,8 @@ class CorpusMethod(SelectionMethod):
     uses_dedup: bool = False
     #: cosine (spherical) or Euclidean k-means in :meth:`cluster`
     spherical: bool = True
+    #: whether :meth:`prune` clusters the corpus itself before :meth:`_rule`
+    clusters_corpus: bool = True
     #: the option that replaces a fraction in :meth:`prune` (None: a fraction is required)
     rule_option: str | None = None
 
@@ -163,8 +166,56 @@ class CorpusMethod(SelectionMethod):
     ) -> CorpusResult:
         """Select by ``fraction``, or by the method's own rule when it is None.
 
-        ``progress`` shows tqdm bars for the long per-cluster passes.
+        The template of every corpus method: the checks (target, seed, rule, features),
+        the clustering of the corpus (when :attr:`clusters_corpus`), then the method's
+        :meth:`_rule`. ``progress`` shows tqdm bars for the long per-cluster passes.
         """
+        x, clustering, seed = self._prepare(signals, fraction, seed, target, precomputed)
+        result = self._rule(
+            signals,
+            x,
+            clustering,
+            fraction,
+            seed=seed,
+            target=target,
+            precomputed=precomputed,
+            progress=progress,
+        )
+        if clustering is not None:
+            result.subset.info["num_clusters"] = clustering.num_clusters
+            result.subset.info["clustering"] = clustering.fingerprint()
+        return result
+
+    def _prepare(
+        self,
+        signals: Signals,
+        fraction: float | None,
+        seed: int,
+        target: Target | None,
+        precomputed: Precomputed | None,
+    ) -> tuple[np.ndarray, Clustering | None, int]:
+        """The checks shared by every method; returns features, clustering and seed."""
+        if target is not None and not self.uses_target:
+            raise DeepCoreError(f"{type(self).__name__} does not use a target (reference) set")
+        seed = check_seed(seed)
+        self.check_rule(fraction)
+        x = features_of(signals, type(self).__name__)
+        clustering = self._clustering(x, seed, precomputed) if self.clusters_corpus else None
+        return x, clustering, seed
+
+    def _rule(
+        self,
+        signals: Signals,
+        x: np.ndarray,
+        clustering: Clustering | None,
+        fraction: float | None,
+        *,
+        seed: int,
+        target: Target | None,
+        precomputed: Precomputed | None,
+        progress: bool,
+    ) -> CorpusResult:
+        """The method's own keep rule on checked inputs (``clustering`` of ``x``)."""
         raise NotImplementedError
 
     # -- clustering ---------------------------------------------------------------------
@@ -196,10 +247,6 @@ class CorpusMethod(SelectionMethod):
                 f"{c.centroids.shape[1]} embeddings, not {x.shape[0]:,} x {x.shape[1]}"
             )
         return c
-
-    def _no_target(self, target: Target | None) -> None:
-        if target is not None:
-            raise DeepCoreError(f"{type(self).__name__} does not use a target (reference) set")
 
 
 def features_of(signals: Signals, who: str) -> np.ndarray:

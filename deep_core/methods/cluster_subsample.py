@@ -31,10 +31,11 @@ from ..budget import (
     proportional_budgets,
     take_per_group,
 )
+from ..neighbors.kmeans import Clustering
 from ..signals import Signals
 from ..subset import Subset
-from ._common import check_choice, check_int, check_seed
-from ._corpus import CorpusMethod, CorpusResult, Precomputed, Target, features_of
+from ._common import check_choice, check_int
+from ._corpus import CorpusMethod, CorpusResult, Precomputed, Target
 from .base import register
 
 
@@ -79,34 +80,28 @@ class ClusterSubsample(CorpusMethod):
 
     def select(self, signals: Signals, fraction: float, *, seed: int = 0) -> Subset:
         check_fraction(fraction)
-        return self._run(signals, fraction, seed, None, exact=True).subset
+        x, clustering, seed = self._prepare(signals, fraction, seed, None, None)
+        assert clustering is not None
+        return self._keep(x, clustering, fraction, seed, exact=True).subset
 
-    def prune(
+    def _rule(
         self,
         signals: Signals,
-        fraction: float | None = None,
+        x: np.ndarray,
+        clustering: Clustering | None,
+        fraction: float | None,
         *,
-        seed: int = 0,
-        target: Target | None = None,
-        precomputed: Precomputed | None = None,
-        progress: bool = False,
-    ) -> CorpusResult:
-        self._no_target(target)
-        self.check_rule(fraction)
-        return self._run(signals, fraction, seed, precomputed, exact=False)
-
-    def _run(
-        self,
-        signals: Signals,
-        fraction: float,
         seed: int,
+        target: Target | None,
         precomputed: Precomputed | None,
-        *,
-        exact: bool,
+        progress: bool,
     ) -> CorpusResult:
-        seed = check_seed(seed)
-        x = features_of(signals, "ClusterSubsample")
-        clustering = self._clustering(x, seed, precomputed)
+        assert clustering is not None and fraction is not None
+        return self._keep(x, clustering, fraction, seed, exact=False)
+
+    def _keep(
+        self, x: np.ndarray, clustering: Clustering, fraction: float, seed: int, *, exact: bool
+    ) -> CorpusResult:
         if self.rank == "random":
             scores = np.random.default_rng(seed).random(x.shape[0])
         else:

@@ -50,14 +50,8 @@ from ..neighbors.dedup import WHICH_TO_KEEP
 from ..neighbors.kmeans import Clustering
 from ..signals import Signals
 from ..subset import Subset
-from ._common import check_choice, check_int, check_seed, check_unit
-from ._corpus import (
-    CorpusMethod,
-    CorpusResult,
-    Precomputed,
-    Target,
-    features_of,
-)
+from ._common import check_choice, check_int, check_unit
+from ._corpus import CorpusMethod, CorpusResult, Precomputed, Target
 from .base import register
 from .semdedup import check_eps, max_similarities
 
@@ -214,23 +208,21 @@ class DBP(CorpusMethod):
         """The processing order of the de-duplication (for caches and shards)."""
         return "hard"
 
-    def prune(
+    def _rule(
         self,
         signals: Signals,
-        fraction: float | None = None,
+        x: np.ndarray,
+        clustering: Clustering | None,
+        fraction: float | None,
         *,
-        seed: int = 0,
-        target: Target | None = None,
-        precomputed: Precomputed | None = None,
-        progress: bool = False,
+        seed: int,
+        target: Target | None,
+        precomputed: Precomputed | None,
+        progress: bool,
     ) -> CorpusResult:
-        self._no_target(target)
-        self.check_rule(fraction)
-        seed = check_seed(seed)
-        x = features_of(signals, "DBP")
+        assert clustering is not None and fraction is not None
         n = x.shape[0]
         n_keep = budget_size(n, fraction)
-        clustering = self._clustering(x, seed, precomputed)
         k = clustering.num_clusters
         if k < 2:
             raise DeepCoreError("DBP needs at least 2 clusters (and 2 samples)")
@@ -267,13 +259,11 @@ class DBP(CorpusMethod):
             scores[~survive] = scores[survive].min() - 1.0 if survive.any() else -1.0
         idx = take_per_group(scores, clustering.labels, budget, seed=seed)
         info = {
-            "num_clusters": clustering.num_clusters,
             "removed_duplicates": int(n - survive.sum()),
             "lambda": lam,
             "min_quota": int(budget.min()),
             "max_quota": int(budget.max()),
             "lower_bound_m": int(n_keep / k * self.cls_bal_ratio),
-            "clustering": clustering.fingerprint(),
         }
         return CorpusResult(
             subset=Subset(indices=idx, scores=scores, info=info),

@@ -47,7 +47,7 @@ from ..errors import DeepCoreError
 from ..neighbors.kmeans import CHUNK_ROWS, Clustering, assign, train_centroids
 from ..signals import Signals
 from ..subset import Subset
-from ._common import check_choice, check_int, check_seed, check_unit
+from ._common import check_choice, check_int, check_unit
 from ._corpus import CorpusMethod, CorpusResult, Precomputed, Target, features_of
 from .base import register
 
@@ -92,6 +92,7 @@ class KMeansQuantile(CorpusMethod):
     uses_target = True
     rule_option = "quantile"
     spherical = False
+    clusters_corpus = False  # k-means runs on the target (or none: supervised)
 
     def __init__(
         self,
@@ -119,19 +120,18 @@ class KMeansQuantile(CorpusMethod):
             return None
         return target.features if target is not None else features_of(signals, "KMeansQuantile")
 
-    def prune(
+    def _rule(
         self,
         signals: Signals,
-        fraction: float | None = None,
+        x: np.ndarray,
+        clustering: Clustering | None,
+        fraction: float | None,
         *,
-        seed: int = 0,
-        target: Target | None = None,
-        precomputed: Precomputed | None = None,
-        progress: bool = False,
+        seed: int,
+        target: Target | None,
+        precomputed: Precomputed | None,
+        progress: bool,
     ) -> CorpusResult:
-        seed = check_seed(seed)
-        self.check_rule(fraction)
-        x = features_of(signals, "KMeansQuantile")
         if target is None:
             target = Target(x, signals.labels)
         if target.features.shape[1] != x.shape[1]:

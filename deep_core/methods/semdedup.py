@@ -48,14 +48,8 @@ from ..neighbors.dedup import (
 from ..neighbors.kmeans import Clustering, unit_rows
 from ..signals import Signals
 from ..subset import Subset
-from ._common import check_choice, check_int, check_seed
-from ._corpus import (
-    CorpusMethod,
-    CorpusResult,
-    Precomputed,
-    Target,
-    features_of,
-)
+from ._common import check_choice, check_int
+from ._corpus import CorpusMethod, CorpusResult, Precomputed, Target
 from .base import register
 
 
@@ -152,22 +146,20 @@ class SemDeDup(CorpusMethod):
         """The processing order the similarities depend on (for caches and shards)."""
         return self.which_to_keep
 
-    def prune(
+    def _rule(
         self,
         signals: Signals,
-        fraction: float | None = None,
+        x: np.ndarray,
+        clustering: Clustering | None,
+        fraction: float | None,
         *,
-        seed: int = 0,
-        target: Target | None = None,
-        precomputed: Precomputed | None = None,
-        progress: bool = False,
+        seed: int,
+        target: Target | None,
+        precomputed: Precomputed | None,
+        progress: bool,
     ) -> CorpusResult:
-        self._no_target(target)
-        seed = check_seed(seed)
-        self.check_rule(fraction)
-        x = features_of(signals, "SemDeDup")
+        assert clustering is not None
         n = x.shape[0]
-        clustering = self._clustering(x, seed, precomputed)
         m = precomputed.max_similarity if precomputed is not None else None
         if m is None:
             m = max_similarities(
@@ -190,10 +182,8 @@ class SemDeDup(CorpusMethod):
             eps = eps_for_count(m, n_keep)
         info = {
             "eps": eps,
-            "num_clusters": clustering.num_clusters,
             "removed": int(n - idx.size),
             "exact_duplicates": int((m >= 1.0).sum()),
-            "clustering": clustering.fingerprint(),
         }
         return CorpusResult(
             subset=Subset(indices=idx, scores=scores, info=info),
