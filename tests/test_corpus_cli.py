@@ -104,7 +104,8 @@ def test_features_keys_and_shards(tmp_path) -> None:
     keys = [f"doc-{i:04d}" for i in range(200)]
     (tmp_path / "keys.txt").write_text("\n".join(keys) + "\n")
     base = ["--features", tmp_path / "emb.npy", "--keys", tmp_path / "keys.txt",
-            "--selection", "SemDeDup", "--num-clusters", 5, "--fraction", 0.95]  # fmt: skip
+            "--selection", "SemDeDup", "--num-clusters", 5, "--fraction", 0.95,
+            "--within-cluster-only"]  # fmt: skip
     assert _run(*base, "--out-dir", tmp_path / "direct") == 0
     direct = (tmp_path / "direct" / "kept_keys.txt").read_text()
     lines = direct.splitlines()
@@ -117,6 +118,15 @@ def test_features_keys_and_shards(tmp_path) -> None:
     assert _run(*base, "--out-dir", sharded, "--merge") == 0
     assert (sharded / "kept_keys.txt").read_text() == direct
     assert _run(*base, "--out-dir", tmp_path / "nomerge", "--merge") == 2
+    # Across boundaries the shards need eps (a fraction's band needs every cluster).
+    assert _run(*base[:-3], "--out-dir", tmp_path / "frac", "--shard", "0/2") == 2
+    eps = [*base[:-3], "--eps", 0.01]
+    assert _run(*eps, "--out-dir", tmp_path / "eps") == 0
+    for i in range(2):
+        assert _run(*eps, "--out-dir", tmp_path / "eps-sharded", "--shard", f"{i}/2") == 0
+    assert _run(*eps, "--out-dir", tmp_path / "eps-sharded", "--merge") == 0
+    merged = (tmp_path / "eps-sharded" / "kept_keys.txt").read_text()
+    assert merged == (tmp_path / "eps" / "kept_keys.txt").read_text()
 
 
 def test_dbp_and_ssp_on_features(tmp_path) -> None:

@@ -134,6 +134,21 @@ def test_dbp_deduplicates_first() -> None:
         )
 
 
+
+def test_dbp_deduplicates_across_boundaries() -> None:
+    rng = np.random.default_rng(0)
+    x = unit_rows(rng.standard_normal((4000, 16)).astype(np.float32))
+    src = rng.choice(4000, 200, replace=False)
+    x = np.concatenate([x, unit_rows(x[src] + 1e-2 * rng.standard_normal((200, 16)))])
+    signals = Signals({"labels": np.zeros(x.shape[0], dtype=np.int64), "features": x})
+    removed = {}
+    for within in (False, True):
+        r = DBP(num_clusters=40, dedup_eps=0.002, within_cluster_only=within).prune(
+            signals, 0.5, seed=0
+        )
+        removed[within] = r.subset.info["removed_duplicates"]
+    assert removed[False] == 200 and removed[True] < 200
+
 def test_dbp_options() -> None:
     with pytest.raises(DeepCoreError, match="num_clusters"):
         DBP(num_clusters=1)

@@ -83,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="KMeansQuantile: target class means, corpus grouped by class",
     )
+    m.add_argument(
+        "--within-cluster-only",
+        action="store_true",
+        default=None,
+        help="SemDeDup, DBP: compare within clusters only, as the reference (default: rows "
+        "near a boundary are also compared in the neighbouring cluster)",
+    )
     e = p.add_argument_group("embedding")
     e.add_argument(
         "--model-name",
@@ -124,7 +131,7 @@ def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     options = {
         name: getattr(args, name)
-        for name in (*METHOD_FLAGS, "supervised")
+        for name in (*METHOD_FLAGS, "supervised", "within_cluster_only")
         if getattr(args, name) is not None
     }
     copy = False if args.keys_only else args.copy

@@ -157,6 +157,8 @@ def _validate(cfg: PruneConfig, method: CorpusMethod) -> None:
         )
     if cfg.shard is not None and cfg.merge:
         raise DeepCoreError("give --shard or --merge, not both")
+    if cfg.shard is not None or cfg.merge:
+        method.dedup_band(cfg.fraction)  # type: ignore[attr-defined]  # errors name the fix
     if cfg.model_name != "pixels" and cfg.model_name not in model_names():
         raise DeepCoreError(
             f"unknown model {cfg.model_name!r}; use pixels or a torchvision architecture"
@@ -296,8 +298,10 @@ def _clustering(
     return clustering
 
 
-def _shard_dir(root: Path, clustering: Clustering, method: CorpusMethod, seed: int) -> Path:
-    tag = _hash(clustering.fingerprint(), method.dedup_order_key(), seed)[:12]  # type: ignore[attr-defined]
+def _shard_dir(
+    root: Path, clustering: Clustering, method: CorpusMethod, seed: int, band: float | None
+) -> Path:
+    tag = _hash(clustering.fingerprint(), method.dedup_order_key(), seed, band)[:12]  # type: ignore[attr-defined]
     return root / "shards" / tag
 
 
@@ -314,18 +318,20 @@ def _write_shard(
     assert cfg.shard is not None
     i, n = cfg.shard
     clusters = shard_clusters(clustering.sizes(), i, n)
+    band = method.dedup_band(cfg.fraction)  # type: ignore[attr-defined]
     t = time.perf_counter()
     m = max_similarities(
         corpus.features,
         clustering,
         which_to_keep=method.dedup_order_key(),  # type: ignore[attr-defined]
         seed=cfg.seed,
+        band=band,
         workers=method.workers,  # type: ignore[attr-defined]
         progress=cfg.progress,
         clusters=clusters,
     )
     rows = np.flatnonzero(~np.isnan(m))
-    path = _shard_dir(root, clustering, method, cfg.seed) / f"shard-{i}-of-{n}.npz"
+    path = _shard_dir(root, clustering, method, cfg.seed, band) / f"shard-{i}-of-{n}.npz"
     save_npz(
         path,
         clusters=clusters,
@@ -342,9 +348,14 @@ def _write_shard(
 
 
 def _merge_shards(
-    root: Path, clustering: Clustering, method: CorpusMethod, seed: int, n_samples: int
+    root: Path,
+    clustering: Clustering,
+    method: CorpusMethod,
+    seed: int,
+    n_samples: int,
+    band: float | None,
 ) -> np.ndarray:
-    folder = _shard_dir(root, clustering, method, seed)
+    folder = _shard_dir(root, clustering, method, seed, band)
     files = sorted(folder.glob("shard-*-of-*.npz")) if folder.is_dir() else []
     if not files:
         raise DeepCoreError(
@@ -365,7 +376,8 @@ def _merge_shards(
             if str(z["fingerprint"]) != clustering.fingerprint():
                 raise DeepCoreError(f"shard {i}/{n} was computed for another clustering")
             seen[z["clusters"]] += 1
-            m[z["rows"]] = z["values"]
+            rows = z["rows"]  # a row near a boundary is in two shards: keep the larger M
+            m[rows] = np.fmax(m[rows], z["values"])
     if (seen != 1).any():
         raise DeepCoreError("the shards do not cover every cluster exactly once")
     if np.isnan(m).any():
@@ -493,7 +505,8 @@ def run_prune(cfg: PruneConfig, *, log: Callable[[str], None] | None = None) -> 
         m = None
         if cfg.merge:
             assert clustering is not None
-            m = _merge_shards(od.root, clustering, method, cfg.seed, len(corpus.keys))  # type: ignore[arg-type]
+            band = method.dedup_band(cfg.fraction)  # type: ignore[attr-defined]
+            m = _merge_shards(od.root, clustering, method, cfg.seed, len(corpus.keys), band)
         t = time.perf_counter()
         result = method.prune(
             signals,

@@ -7,7 +7,9 @@ Paper
 Score
     Spherical k-means (faiss) on the embeddings (after SemDeDup with ``dedup_eps``, as
     the paper prescribes; the de-duplication uses the same clustering, processing
-    members farthest-first). For cluster ``j`` with ``n_j`` (surviving) members:
+    members farthest-first, and by default also compares across cluster boundaries as
+    :mod:`deep_core.methods.semdedup` does; ``within_cluster_only`` is the reference's).
+    For cluster ``j`` with ``n_j`` (surviving) members:
 
     - ``d_intra(j)``: mean cosine distance of its members to its centroid;
     - ``d_inter(j)``: mean cosine distance from its centroid to its ``num_nns``
@@ -46,7 +48,7 @@ import numpy as np
 
 from ..budget import budget_size, take_per_group
 from ..errors import DeepCoreError
-from ..neighbors.dedup import WHICH_TO_KEEP
+from ..neighbors.dedup import WHICH_TO_KEEP, boundary_band
 from ..neighbors.kmeans import Clustering
 from ..signals import Signals
 from ..subset import Subset
@@ -162,6 +164,9 @@ class DBP(CorpusMethod):
         Which members of a cluster fill its quota.
     dedup_eps : float, optional
         Run SemDeDup with this ``eps`` first (the paper does).
+    within_cluster_only : bool, default=False
+        The de-duplication compares members of one cluster only, as the reference; by
+        default also across boundaries (see :mod:`deep_core.methods.semdedup`).
     niter : int, default=20
         k-means iterations.
     workers : int, default=1
@@ -181,6 +186,7 @@ class DBP(CorpusMethod):
         cls_bal_ratio: float = 0.5,
         which_to_keep: str = "hard",
         dedup_eps: float | None = None,
+        within_cluster_only: bool = False,
         niter: int = 20,
         workers: int = 1,
     ) -> None:
@@ -193,6 +199,7 @@ class DBP(CorpusMethod):
         self.cls_bal_ratio = check_unit("cls_bal_ratio", cls_bal_ratio, closed_high=True)
         self.which_to_keep = check_choice("which_to_keep", which_to_keep, WHICH_TO_KEEP)
         self.dedup_eps = check_eps(dedup_eps, "dedup_eps")
+        self.within_cluster_only = bool(within_cluster_only)
         self.niter = check_int("niter", niter, low=1)
         self.workers = check_int("workers", workers, low=1)
 
@@ -207,6 +214,12 @@ class DBP(CorpusMethod):
     def dedup_order_key(self) -> str:
         """The processing order of the de-duplication (for caches and shards)."""
         return "hard"
+
+    def dedup_band(self, fraction: float | None) -> float | None:
+        """The de-duplication's cross-boundary band (None: within clusters only)."""
+        if self.within_cluster_only or self.dedup_eps is None:
+            return None
+        return boundary_band(self.dedup_eps)
 
     def _rule(
         self,
@@ -235,6 +248,7 @@ class DBP(CorpusMethod):
                     clustering,
                     which_to_keep="hard",
                     seed=seed,
+                    band=self.dedup_band(fraction),
                     workers=self.workers,
                     progress=progress,
                 )

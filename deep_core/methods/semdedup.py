@@ -23,6 +23,17 @@ Budget
     exact); ties at the boundary are broken by a permutation drawn from the seed. The
     ``eps`` found is logged in ``info["eps"]``.
 
+Boundaries
+    Near-duplicates on two sides of a k-means boundary sit in different clusters and
+    the reference never compares them. By default a row whose second-nearest centroid
+    is within ``2 sqrt(2 eps)`` (cosine distance) of its own is also compared in that
+    cluster, with one global processing order, so every pair with ``cos >= 1 - eps``
+    whose clusters are each other's nearest other centroid is found (the bound is
+    proved in :func:`~deep_core.neighbors.dedup.boundary_band`). With a fraction, the
+    band is that of the eps found on the within-cluster maxima (cross-boundary pairs
+    only lower the final eps, so that band suffices). ``within_cluster_only=True`` is
+    the reference's per-cluster comparison, for exact reproduction.
+
 Reference quirks
     Kept: removal is against any earlier member, removed or not, and ``random`` /
     ``easy`` only change the order. Fixed: the reference builds the n x n matrix of a
@@ -42,6 +53,8 @@ from ..errors import DeepCoreError
 from ..neighbors.dedup import (
     WHICH_TO_KEEP,
     SharedRows,
+    boundary_band,
+    boundary_visitors,
     cluster_order,
     earlier_max_similarity,
 )
@@ -69,12 +82,20 @@ def max_similarities(
     *,
     which_to_keep: str,
     seed: int,
+    band: float | None = None,
     workers: int = 1,
     progress: bool = False,
     clusters: np.ndarray | None = None,
 ) -> np.ndarray:
-    """SemDeDup's ``M`` for every row (NaN outside ``clusters`` when given)."""
-    order, offsets = cluster_order(clustering, which_to_keep=which_to_keep, seed=seed)
+    """SemDeDup's ``M`` for every row (NaN outside ``clusters`` when given).
+
+    ``band`` (cosine distance, :func:`~deep_core.neighbors.dedup.boundary_band`) also
+    compares rows near a boundary in their neighbouring cluster; None: within clusters.
+    """
+    visitors = boundary_visitors(x, clustering, band) if band is not None else None
+    order, offsets = cluster_order(
+        clustering, which_to_keep=which_to_keep, seed=seed, visitors=visitors
+    )
     if workers > 1:
         with SharedRows(x.shape) as shared:
             unit_rows(x, out=shared.array)
@@ -111,6 +132,9 @@ class SemDeDup(CorpusMethod):
         is given.
     which_to_keep : {"hard", "easy", "random"}, default="hard"
         Processing order within a cluster (see the module docstring).
+    within_cluster_only : bool, default=False
+        Compare members of one cluster only, as the reference (exact reproduction);
+        by default rows near a boundary are also compared in the neighbouring cluster.
     niter : int, default=20
         k-means iterations.
     workers : int, default=1
@@ -129,12 +153,14 @@ class SemDeDup(CorpusMethod):
         num_clusters: int = 100,
         eps: float | None = None,
         which_to_keep: str = "hard",
+        within_cluster_only: bool = False,
         niter: int = 20,
         workers: int = 1,
     ) -> None:
         self.num_clusters = check_int("num_clusters", num_clusters, low=1)
         self.eps = check_eps(eps)
         self.which_to_keep = check_choice("which_to_keep", which_to_keep, WHICH_TO_KEEP)
+        self.within_cluster_only = bool(within_cluster_only)
         self.niter = check_int("niter", niter, low=1)
         self.workers = check_int("workers", workers, low=1)
 
@@ -145,6 +171,22 @@ class SemDeDup(CorpusMethod):
     def dedup_order_key(self) -> str:
         """The processing order the similarities depend on (for caches and shards)."""
         return self.which_to_keep
+
+    def dedup_band(self, fraction: float | None) -> float | None:
+        """The cross-boundary band of a run whose similarities are computed in shards.
+
+        None when comparing within clusters only. With a fraction the band follows
+        from the ``eps`` that the within-cluster maxima give, which no single shard
+        knows: sharded runs then need ``eps`` or ``within_cluster_only``.
+        """
+        if self.within_cluster_only:
+            return None
+        if fraction is not None:
+            raise DeepCoreError(
+                "sharded SemDeDup with a fraction compares within clusters only: "
+                "give eps instead, or within_cluster_only"
+            )
+        return boundary_band(self.eps)  # type: ignore[arg-type]
 
     def _rule(
         self,
@@ -162,14 +204,7 @@ class SemDeDup(CorpusMethod):
         n = x.shape[0]
         m = precomputed.max_similarity if precomputed is not None else None
         if m is None:
-            m = max_similarities(
-                x,
-                clustering,
-                which_to_keep=self.which_to_keep,
-                seed=seed,
-                workers=self.workers,
-                progress=progress,
-            )
+            m = self._max_similarities(x, clustering, fraction, seed, progress)
         elif m.shape != (n,) or np.isnan(m).any():
             raise DeepCoreError("precomputed max_similarity must cover every sample")
         scores = -m.astype(np.float64)
@@ -182,6 +217,7 @@ class SemDeDup(CorpusMethod):
             eps = eps_for_count(m, n_keep)
         info = {
             "eps": eps,
+            "within_cluster_only": self.within_cluster_only,
             "removed": int(n - idx.size),
             "exact_duplicates": int((m >= 1.0).sum()),
         }
@@ -190,3 +226,34 @@ class SemDeDup(CorpusMethod):
             groups=clustering.labels,
             kind=self.kind,
         )
+
+    def _max_similarities(
+        self,
+        x: np.ndarray,
+        clustering: Clustering,
+        fraction: float | None,
+        seed: int,
+        progress: bool,
+    ) -> np.ndarray:
+        """``M`` within clusters, then across boundaries at the band of the final eps."""
+
+        def run(band: float | None) -> np.ndarray:
+            return max_similarities(
+                x,
+                clustering,
+                which_to_keep=self.which_to_keep,
+                seed=seed,
+                band=band,
+                workers=self.workers,
+                progress=progress,
+            )
+
+        if self.within_cluster_only:
+            return run(None)
+        if fraction is None:
+            return run(boundary_band(self.eps))  # type: ignore[arg-type]
+        # Cross-boundary pairs only raise M, so the eps that keeps the count afterwards
+        # is at most the within-cluster one: its band catches every pair that counts.
+        m = run(None)
+        eps = eps_for_count(m, budget_size(x.shape[0], fraction))
+        return m if eps is None else run(boundary_band(eps))
