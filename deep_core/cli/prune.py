@@ -36,6 +36,7 @@ METHOD_FLAGS: dict[str, tuple[type, str]] = {
     "num_nns": (int, "DBP: nearest centroids in d_inter (default 20)"),
     "temperature": (float, "DBP: softmax temperature (default 0.5)"),
     "cls_bal_ratio": (float, "DBP: lower-bound ratio (default 0.5)"),
+    "density": (str, "DBP: complexity | clustersize | uniform (default complexity)"),
     "dedup_eps": (float, "DBP: SemDeDup eps applied first"),
     "workers": (int, "SemDeDup, DBP: worker processes for the per-cluster work"),
 }

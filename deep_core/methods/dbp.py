@@ -16,6 +16,13 @@ Score
       nearest other centroids;
     - complexity ``C_j = d_inter(j) * d_intra(j)``, ``p = softmax(C / temperature)``.
 
+    ``density`` picks the ``C_j`` fed to the softmax, as the reference's
+    ``--density``: ``"complexity"`` (``dinter*dintra``, the paper's method and the
+    default here), ``"clustersize"`` (``C_j = n_j``, the number of members: with the
+    default temperature nearly all of the budget goes to the largest clusters, as in
+    the reference) or ``"uniform"`` (``C_j = 1``: ``p_j = 1 / K``, the reference's
+    default, i.e. cluster-balanced pruning). Empty clusters get no share in any mode.
+
     With ``N`` samples to keep and ``K`` clusters (``num_clusters``), the quotas solve
     ``x_j = clip(N * p_j + lambda, lb_j, n_j)`` with ``sum(x) = N`` (the reference's
     quadratic program, whose solution has exactly this form; ``lambda`` is found by
@@ -94,6 +101,29 @@ def complexity_probs(d_intra: np.ndarray, d_inter: np.ndarray, temperature: floa
     return p
 
 
+DENSITIES = ("complexity", "clustersize", "uniform")
+
+
+def density_probs(
+    density: str,
+    sizes: np.ndarray,
+    d_intra: np.ndarray,
+    d_inter: np.ndarray,
+    temperature: float,
+) -> np.ndarray:
+    """``softmax(C / temperature)`` over the non-empty clusters for a ``density`` mode."""
+    if density == "complexity":
+        return complexity_probs(d_intra, d_inter, temperature)
+    c = sizes.astype(np.float64) if density == "clustersize" else np.ones(sizes.size)
+    z = np.where(sizes > 0, c / temperature, -np.inf)
+    p = np.zeros(sizes.size)
+    ok = sizes > 0
+    if ok.any():
+        e = np.exp(z[ok] - z[ok].max())
+        p[ok] = e / e.sum()
+    return p
+
+
 def lower_bounds(
     sizes: np.ndarray, total: int, num_clusters: int, cls_bal_ratio: float
 ) -> np.ndarray:
@@ -162,6 +192,8 @@ class DBP(CorpusMethod):
         Lower-bound ratio in ``[0, 1]`` (``m = int(N / K * cls_bal_ratio)``).
     which_to_keep : {"hard", "easy", "random"}, default="hard"
         Which members of a cluster fill its quota.
+    density : {"complexity", "clustersize", "uniform"}, default="complexity"
+        What the softmax weighs (see the module docstring).
     dedup_eps : float, optional
         Run SemDeDup with this ``eps`` first (the paper does).
     within_cluster_only : bool, default=False
@@ -185,6 +217,7 @@ class DBP(CorpusMethod):
         temperature: float = 0.5,
         cls_bal_ratio: float = 0.5,
         which_to_keep: str = "hard",
+        density: str = "complexity",
         dedup_eps: float | None = None,
         within_cluster_only: bool = False,
         niter: int = 20,
@@ -198,6 +231,7 @@ class DBP(CorpusMethod):
         self.temperature = t
         self.cls_bal_ratio = check_unit("cls_bal_ratio", cls_bal_ratio, closed_high=True)
         self.which_to_keep = check_choice("which_to_keep", which_to_keep, WHICH_TO_KEEP)
+        self.density = check_choice("density", density, DENSITIES)
         self.dedup_eps = check_eps(dedup_eps, "dedup_eps")
         self.within_cluster_only = bool(within_cluster_only)
         self.niter = check_int("niter", niter, low=1)
@@ -259,7 +293,7 @@ class DBP(CorpusMethod):
                 f"{n_keep:,} to keep; lower dedup_eps or the fraction"
             )
         sizes, d_intra, d_inter = cluster_complexity(clustering, survive, self.num_nns)
-        probs = complexity_probs(d_intra, d_inter, self.temperature)
+        probs = density_probs(self.density, sizes, d_intra, d_inter, self.temperature)
         lower = lower_bounds(sizes, n_keep, k, self.cls_bal_ratio)
         budget, lam = quotas(probs, sizes, n_keep, lower)
         dist = clustering.distances.astype(np.float64)
@@ -274,6 +308,7 @@ class DBP(CorpusMethod):
         idx = take_per_group(scores, clustering.labels, budget, seed=seed)
         info = {
             "removed_duplicates": int(n - survive.sum()),
+            "density": self.density,
             "lambda": lam,
             "min_quota": int(budget.min()),
             "max_quota": int(budget.max()),
