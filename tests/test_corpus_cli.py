@@ -65,6 +65,19 @@ def test_kmeans_quantile_on_an_image_folder(folders, tmp_path) -> None:
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging left
 
 
+def test_kmeans_quantile_seed_options_on_an_image_folder(folders, tmp_path) -> None:
+    for extra, key in ((["--num-clusters", 0], "num_clusters"),
+                       (["--centroids", "class_means"], "num_classes")):  # fmt: skip
+        out = tmp_path / key
+        rc = _run(
+            "--corpus-path", folders["corpus"], "--data-path", folders["target"],
+            "--selection", "KMeansQuantile", "--quantile", 0.5, "--keys-only",
+            "--out-dir", out, *extra,
+        )  # fmt: skip
+        assert rc == 0
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["info"][key] == len(CLASSES)
+
 def test_supervised_easy_and_rerun_uses_cache(folders, tmp_path, capsys) -> None:
     out = tmp_path / "out"
     args = [

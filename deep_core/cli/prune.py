@@ -25,7 +25,8 @@ from .common import ArgParser, run_cli
 
 #: method flags -> option names (given flags only are passed; others keep defaults)
 METHOD_FLAGS: dict[str, tuple[type, str]] = {
-    "num_clusters": (int, "k-means clusters (all methods)"),
+    "num_clusters": (int, "k-means clusters (all methods; KMeansQuantile: 0 = target classes)"),
+    "centroids": (str, "KMeansQuantile unsupervised: kmeans | class_means (of the target)"),
     "niter": (int, "k-means iterations"),
     "difficulty": (str, "KMeansQuantile: hard | easy"),
     "keep": (str, "SSP: hard | easy"),

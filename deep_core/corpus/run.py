@@ -274,13 +274,14 @@ def _clustering(
     cache: Path,
     seed: int,
     log: Callable[[str], None],
+    target: Target | None = None,
 ) -> Clustering:
     key = _hash(
         "clustering-v1",
         data_fp,
         data.shape,
         method.spherical,
-        method.num_clusters,  # type: ignore[attr-defined]
+        method.clusters_for(target),
         method.niter,  # type: ignore[attr-defined]
         seed,
     )
@@ -289,7 +290,7 @@ def _clustering(
         log(f"clustering from cache ({path.name})")
         return Clustering.load(path)
     t = time.perf_counter()
-    clustering = method.cluster(data, seed=seed)
+    clustering = method.cluster(data, seed=seed, target=target)
     clustering.save(path)
     log(
         f"k-means: {clustering.num_clusters:,} clusters of {data.shape[0]:,} embeddings "
@@ -501,7 +502,10 @@ def run_prune(cfg: PruneConfig, *, log: Callable[[str], None] | None = None) -> 
         clustering = None
         if data is not None:
             fp = target_fp if (method.uses_target and target is not None) else corpus.fingerprint
-            clustering = _clustering(method, data, fp, cache, cfg.seed, log)
+            ref = target
+            if method.uses_target and ref is None:  # the corpus is its own target
+                ref = Target(corpus.features, corpus.labels)
+            clustering = _clustering(method, data, fp, cache, cfg.seed, log, ref)
         m = None
         if cfg.merge:
             assert clustering is not None

@@ -223,15 +223,19 @@ class CorpusMethod(SelectionMethod):
         """The rows this method runs k-means on (None when it runs none)."""
         return signals.features
 
-    def cluster(self, x: np.ndarray, *, seed: int = 0) -> Clustering:
-        """k-means with this method's options (``num_clusters``, ``niter``).
+    def clusters_for(self, target: Target | None = None) -> int:
+        """The K of :meth:`cluster` (``num_clusters``; a method may derive it from ``target``)."""
+        return int(self.num_clusters)  # type: ignore[attr-defined]
 
-        With fewer rows than ``num_clusters``, every row gets its own cluster (K = N);
+    def cluster(self, x: np.ndarray, *, seed: int = 0, target: Target | None = None) -> Clustering:
+        """k-means with this method's options (K from :meth:`clusters_for`, ``niter``).
+
+        With fewer rows than K, every row gets its own cluster (K = N);
         ``info["num_clusters"]`` reports the K used.
         """
         return kmeans(
             x,
-            min(self.num_clusters, x.shape[0]),  # type: ignore[attr-defined]
+            min(self.clusters_for(target), x.shape[0]),
             spherical=self.spherical,
             niter=self.niter,  # type: ignore[attr-defined]
             seed=seed,
