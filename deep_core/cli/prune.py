@@ -32,7 +32,7 @@ METHOD_FLAGS: dict[str, tuple[type, str]] = {
     "keep": (str, "SSP: hard | easy"),
     "eps": (float, "SemDeDup: remove a member whose cosine to an earlier one is >= 1 - eps"),
     "which_to_keep": (str, "SemDeDup, DBP: hard | easy | random"),
-    "rank": (str, "ClusterSubsample: cossim | random"),
+    "rank": (str, "ClusterSubsample: cossim | random | stratified | systematic"),
     "prune_type": (str, "ClusterSubsample: diverse | common"),
     "num_nns": (int, "DBP: nearest centroids in d_inter (default 20)"),
     "temperature": (float, "DBP: softmax temperature (default 0.5)"),
@@ -41,6 +41,9 @@ METHOD_FLAGS: dict[str, tuple[type, str]] = {
     "dedup_eps": (float, "DBP: SemDeDup eps applied first"),
     "workers": (int, "SemDeDup, DBP: worker processes for the per-cluster work"),
 }
+
+#: on/off method options (store_true flags; passed only when given)
+SWITCHES = ("supervised", "within_cluster_only", "skip_singletons")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         default=None,
         help="KMeansQuantile: target class means, corpus grouped by class",
+    )
+    m.add_argument(
+        "--skip-singletons",
+        action="store_true",
+        default=None,
+        help="ClusterSubsample: keep nothing from clusters of fewer than 2 members",
     )
     m.add_argument(
         "--within-cluster-only",
@@ -133,7 +142,7 @@ def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     options = {
         name: getattr(args, name)
-        for name in (*METHOD_FLAGS, "supervised", "within_cluster_only")
+        for name in (*METHOD_FLAGS, *SWITCHES)
         if getattr(args, name) is not None
     }
     copy = False if args.keys_only else args.copy
