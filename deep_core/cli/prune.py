@@ -57,8 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--corpus-path", type=Path, help="image folder (<class>/<image>)")
-    src.add_argument("--features", type=Path, help="N x d embeddings (.npy, memory-mapped)")
-    p.add_argument("--keys", type=Path, help="with --features: one key per line (default 0..N-1)")
+    src.add_argument(
+        "--features",
+        help="N x d embeddings: a .npy (memory-mapped), or a folder or glob of .npy shards "
+        "or of Parquet/Arrow tables (read in batches)",
+    )
+    p.add_argument(
+        "--keys", type=Path, help="with .npy features: one key per line (default 0..N-1)"
+    )
+    p.add_argument(
+        "--embedding-column", default="embedding", help="tables: list-of-floats column"
+    )
+    p.add_argument("--key-column", default="key", help="tables: unique key column")
     p.add_argument(
         "--labels", type=Path, help="with --features: class per row (.npy ints or text names)"
     )
@@ -114,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--threads", type=int, default=4, help="image decoding threads")
     o = p.add_argument_group("output")
     o.add_argument("--out-dir", type=Path, required=True)
+    o.add_argument(
+        "--output-format",
+        choices=("text", "parquet"),
+        default="text",
+        help="kept keys and scores as kept_keys.txt + scores.csv, or as .parquet files",
+    )
     out = o.add_mutually_exclusive_group()
     out.add_argument(
         "--copy",
@@ -151,6 +167,9 @@ def _main(argv: Sequence[str] | None) -> int:
         out_dir=args.out_dir,
         corpus_path=args.corpus_path,
         features=args.features,
+        embedding_column=args.embedding_column,
+        key_column=args.key_column,
+        output_format=args.output_format,
         keys=args.keys,
         labels=args.labels,
         data_path=args.data_path,

@@ -42,6 +42,7 @@ from ..neighbors.kmeans import Clustering
 from ..signals import Signals
 from .embed import (
     ImageFolder,
+    check_finite,
     embed_folder,
     embedding_key,
     load_features,
@@ -50,7 +51,17 @@ from .embed import (
     model_names,
     scan_folder,
 )
-from .outputs import OutputDir, copy_kept, draw_histograms, write_kept_keys, write_scores
+from .outputs import (
+    OUTPUT_FORMATS,
+    OutputDir,
+    copy_kept,
+    draw_histograms,
+    write_kept_keys,
+    write_kept_keys_parquet,
+    write_scores,
+    write_scores_parquet,
+)
+from .shards import ShardSet, gather, resolve_shards
 
 
 @dataclass
@@ -60,7 +71,7 @@ class PruneConfig:
     selection: str
     out_dir: Path
     corpus_path: Path | None = None
-    features: Path | None = None
+    features: str | Path | None = None
     keys: Path | None = None
     labels: Path | None = None
     data_path: Path | None = None
@@ -68,6 +79,9 @@ class PruneConfig:
     fraction: float | None = None
     quantile: float | None = None
     method_options: dict[str, Any] = field(default_factory=dict)
+    embedding_column: str = "embedding"
+    key_column: str = "key"
+    output_format: str = "text"
     model_name: str = "pixels"
     model_path: Path | None = None
     image_size: int | None = None
@@ -144,6 +158,10 @@ def _validate(cfg: PruneConfig, method: CorpusMethod) -> None:
     method.check_rule(cfg.fraction)
     if cfg.corpus_path is not None and (cfg.keys is not None or cfg.labels is not None):
         raise DeepCoreError("--keys and --labels go with --features (folders have their own)")
+    if cfg.output_format not in OUTPUT_FORMATS:
+        raise DeepCoreError(
+            f"unknown output format {cfg.output_format!r}; choose from: {', '.join(OUTPUT_FORMATS)}"
+        )
     if cfg.copy and cfg.corpus_path is None:
         raise DeepCoreError("--copy needs --corpus-path (there are no files to copy)")
     if cfg.data_path is not None and not method.uses_target:
@@ -203,19 +221,37 @@ def _embed(cfg: PruneConfig, folder: ImageFolder, cache: Path, log: Callable[[st
 
 
 def _load_corpus(
-    cfg: PruneConfig, folder: ImageFolder | None, cache: Path, log: Callable[[str], None]
+    cfg: PruneConfig,
+    folder: ImageFolder | None,
+    cache: Path,
+    log: Callable[[str], None],
+    shards: ShardSet | None = None,
 ) -> _Corpus:
     if folder is not None:
         x, key = _embed(cfg, folder, cache, log)
         return _Corpus(folder.keys, x, folder.labels, folder.classes, key, folder)
     assert cfg.features is not None
-    x = load_features(cfg.features)
-    keys = load_keys(cfg.keys, x.shape[0])
+    if shards is None:
+        x = load_features(cfg.features)
+        fingerprint = _stat_fingerprint(Path(cfg.features))
+        keys = load_keys(cfg.keys, x.shape[0])
+    else:
+        t = time.perf_counter()
+        x, table_keys = gather(
+            shards, cache, embedding_column=cfg.embedding_column, key_column=cfg.key_column
+        )
+        check_finite(x, "features")
+        fingerprint = shards.fingerprint(cfg.embedding_column, cfg.key_column)
+        keys = table_keys if table_keys is not None else load_keys(cfg.keys, x.shape[0])
+        log(
+            f"read {len(shards.paths)} shard(s): {x.shape[0]:,} x {x.shape[1]} "
+            f"({time.perf_counter() - t:.1f} s)"
+        )
     if cfg.labels is not None:
         labels, classes = load_labels(cfg.labels, x.shape[0])
     else:
         labels, classes = np.zeros(x.shape[0], dtype=np.int64), ("",)
-    return _Corpus(keys, x, labels, classes, _stat_fingerprint(cfg.features))
+    return _Corpus(keys, x, labels, classes, fingerprint)
 
 
 def _load_target(
@@ -402,8 +438,14 @@ def _write_outputs(
         names += [str(g) for g in range(len(names), int(result.groups.max()) + 1)]
     else:
         names = [str(g) for g in range(int(result.groups.max()) + 1)]
-    write_kept_keys(od.path("kept_keys.txt"), corpus.keys, subset.indices)
-    write_scores(od.path("scores.csv"), corpus.keys, names, result.groups, subset.scores, kept)
+    if cfg.output_format == "parquet":
+        write_kept_keys_parquet(od.path("kept_keys.parquet"), corpus.keys, subset.indices)
+        write_scores_parquet(
+            od.path("scores.parquet"), corpus.keys, names, result.groups, subset.scores, kept
+        )
+    else:
+        write_kept_keys(od.path("kept_keys.txt"), corpus.keys, subset.indices)
+        write_scores(od.path("scores.csv"), corpus.keys, names, result.groups, subset.scores, kept)
     if copy and corpus.folder is not None:
         copy_kept(
             od.path(f"{result.kind} samples"),
@@ -461,8 +503,14 @@ def run_prune(cfg: PruneConfig, *, log: Callable[[str], None] | None = None) -> 
     supervised = bool(getattr(method, "supervised", False))
     if supervised and folder is not None and target_folder is not None:
         _same_classes(folder.classes, target_folder.classes)
-    # Embedding files are checked (shape, dtype, NaN, keys) before OUT exists.
-    early = _load_corpus(cfg, None, cfg.out_dir, log) if folder is None else None
+    # Embedding files are checked (shape, dtype, NaN, keys) before OUT exists; shards are
+    # resolved now and read into OUT's cache.
+    shards = resolve_shards(cfg.features) if cfg.features is not None else None
+    if shards is not None and shards.kind == "table" and cfg.keys is not None:
+        raise DeepCoreError("--keys goes with .npy features; tables carry a key column")
+    early = None
+    if folder is None and shards is None:
+        early = _load_corpus(cfg, None, cfg.out_dir, log)
     copy = cfg.copy if cfg.copy is not None else folder is not None
 
     if cfg.shard is not None:
@@ -470,7 +518,7 @@ def run_prune(cfg: PruneConfig, *, log: Callable[[str], None] | None = None) -> 
         created = not root.exists()
         try:
             root.mkdir(parents=True, exist_ok=True)
-            corpus = early or _load_corpus(cfg, folder, root / "cache", log)
+            corpus = early or _load_corpus(cfg, folder, root / "cache", log, shards)
             clustering = _clustering(
                 method, corpus.features, corpus.fingerprint, root / "cache", cfg.seed, log
             )
@@ -484,7 +532,7 @@ def run_prune(cfg: PruneConfig, *, log: Callable[[str], None] | None = None) -> 
 
     with OutputDir(cfg.out_dir) as od:
         cache = od.cache_dir
-        corpus = early or _load_corpus(cfg, folder, cache, log)
+        corpus = early or _load_corpus(cfg, folder, cache, log, shards)
         target, target_fp = _load_target(
             cfg,
             corpus,
