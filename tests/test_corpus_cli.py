@@ -109,7 +109,7 @@ def test_semdedup_removes_the_copied_files(folders, tmp_path) -> None:
     assert len(kept & {"dog/003.png", "dog/100.png"}) == 1
 
 
-def test_features_keys_and_shards(tmp_path) -> None:
+def test_features_and_keys(tmp_path) -> None:
     rng = np.random.default_rng(1)
     x = rng.standard_normal((200, 32)).astype(np.float32)
     x[150:160] = x[:10] + 1e-4  # near-duplicates
@@ -117,29 +117,12 @@ def test_features_keys_and_shards(tmp_path) -> None:
     keys = [f"doc-{i:04d}" for i in range(200)]
     (tmp_path / "keys.txt").write_text("\n".join(keys) + "\n")
     base = ["--features", tmp_path / "emb.npy", "--keys", tmp_path / "keys.txt",
-            "--selection", "SemDeDup", "--num-clusters", 5, "--fraction", 0.95,
-            "--within-cluster-only"]  # fmt: skip
+            "--selection", "SemDeDup", "--num-clusters", 5, "--fraction", 0.95]  # fmt: skip
     assert _run(*base, "--out-dir", tmp_path / "direct") == 0
     direct = (tmp_path / "direct" / "kept_keys.txt").read_text()
     lines = direct.splitlines()
     assert len(lines) == 190 and lines == sorted(lines) and set(lines) <= set(keys)
     assert all(len({f"doc-{i:04d}", f"doc-{150 + i:04d}"} & set(lines)) == 1 for i in range(10))
-    sharded = tmp_path / "sharded"
-    for i in range(3):
-        assert _run(*base, "--out-dir", sharded, "--shard", f"{i}/3") == 0
-    assert not (sharded / "kept_keys.txt").exists()
-    assert _run(*base, "--out-dir", sharded, "--merge") == 0
-    assert (sharded / "kept_keys.txt").read_text() == direct
-    assert _run(*base, "--out-dir", tmp_path / "nomerge", "--merge") == 2
-    # Across boundaries the shards need eps (a fraction's band needs every cluster).
-    assert _run(*base[:-3], "--out-dir", tmp_path / "frac", "--shard", "0/2") == 2
-    eps = [*base[:-3], "--eps", 0.01]
-    assert _run(*eps, "--out-dir", tmp_path / "eps") == 0
-    for i in range(2):
-        assert _run(*eps, "--out-dir", tmp_path / "eps-sharded", "--shard", f"{i}/2") == 0
-    assert _run(*eps, "--out-dir", tmp_path / "eps-sharded", "--merge") == 0
-    merged = (tmp_path / "eps-sharded" / "kept_keys.txt").read_text()
-    assert merged == (tmp_path / "eps" / "kept_keys.txt").read_text()
 
 
 def test_dbp_and_ssp_on_features(tmp_path) -> None:
@@ -192,8 +175,8 @@ def _bad_inputs(tmp_path: Path, folders: dict[str, Path]) -> dict[str, list]:
         "model without weights": ["--corpus-path", folders["corpus"], "--selection", "SSP",
                                   "--fraction", 0.5, "--model-name", "resnet18"],
         "copy from features": [*feats, "--selection", "SSP", "--fraction", 0.5, "--copy"],
-        "shard without dedup": [*feats, "--selection", "SSP", "--fraction", 0.5,
-                                "--shard", "0/2"],
+        "address without ray": [*feats, "--selection", "SSP", "--fraction", 0.5,
+                                "--address", "auto"],
     }  # fmt: skip
 
 
@@ -203,7 +186,7 @@ def _bad_inputs(tmp_path: Path, folders: dict[str, Path]) -> dict[str, list]:
         "missing folder", "wrong shape", "nan", "keys length", "unknown selection",
         "not a corpus method", "fraction range", "quantile for semdedup", "no eps",
         "corrupt image", "mismatched classes", "model without weights",
-        "copy from features", "shard without dedup",
+        "copy from features", "address without ray",
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line_exit_2_and_no_output(case, folders, tmp_path, capsys) -> None:

@@ -20,7 +20,6 @@ from deep_core.neighbors.dedup import (
     cluster_order,
     earlier_max_similarity,
     naive_max_similarity,
-    shard_clusters,
 )
 from deep_core.neighbors.kmeans import Clustering, assign, kmeans, unit_rows
 from deep_core.signals import Signals
@@ -68,7 +67,7 @@ def test_workers_and_shards_agree_with_in_process() -> None:
     full = earlier_max_similarity(x, order, offsets)
     assert not np.isnan(full).any()
     parts = [
-        earlier_max_similarity(x, order, offsets, clusters=shard_clusters(c.sizes(), i, 3))
+        earlier_max_similarity(x, order, offsets, clusters=np.arange(6)[i::3])
         for i in range(3)
     ]
     merged = np.full_like(full, np.nan)
@@ -79,14 +78,6 @@ def test_workers_and_shards_agree_with_in_process() -> None:
     np.testing.assert_array_equal(merged, full)
     par = earlier_max_similarity(x, order, offsets, workers=2)
     np.testing.assert_allclose(par, full, atol=1e-6)
-
-
-def test_shards_partition_clusters() -> None:
-    sizes = np.array([100, 3, 0, 50, 50, 7, 1, 400])
-    got = np.sort(np.concatenate([shard_clusters(sizes, i, 3) for i in range(3)]))
-    np.testing.assert_array_equal(got, np.arange(sizes.size))
-    with pytest.raises(DeepCoreError):
-        shard_clusters(sizes, 3, 3)
 
 
 def test_processing_order() -> None:
@@ -295,7 +286,7 @@ def test_visitors_sharded_and_in_workers_agree() -> None:
     merged = np.full_like(full, np.nan)
     for i in range(3):
         p = earlier_max_similarity(
-            x, order, offsets, clusters=shard_clusters(c.sizes(), i, 3)
+            x, order, offsets, clusters=np.arange(6)[i::3]
         )
         merged = np.fmax(merged, p)
     np.testing.assert_array_equal(merged, full)

@@ -146,14 +146,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     o.add_argument("--seed", type=int, default=0)
     o.add_argument("--quiet", action="store_true", help="no progress bars")
-    s = p.add_mutually_exclusive_group()
-    s.add_argument("--shard", help="i/n: compute shard i of n of the per-cluster work, then stop")
-    s.add_argument("--merge", action="store_true", help="merge the shards and finish")
+    r = p.add_argument_group("engine")
+    r.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process; ray: k-means, assignment and SemDeDup's per-cluster "
+        "work as Ray tasks (pip install ray); same kept set",
+    )
+    r.add_argument("--address", help="with --engine ray: cluster address (auto = running)")
+    r.add_argument("--ray-cpus", type=int, help="with --engine ray: CPUs of a local Ray")
     return p
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from ..corpus.run import PruneConfig, parse_shard, run_prune
+    from ..corpus.run import PruneConfig, run_prune
 
     args = build_parser().parse_args(argv)
     options = {
@@ -186,8 +193,9 @@ def _main(argv: Sequence[str] | None) -> int:
         seed=args.seed,
         copy=copy,
         draw_histogram=args.draw_histogram,
-        shard=parse_shard(args.shard) if args.shard is not None else None,
-        merge=args.merge,
+        engine=args.engine,
+        address=args.address,
+        ray_cpus=args.ray_cpus,
         progress=not args.quiet,
     )
     run_prune(cfg)

@@ -8,36 +8,33 @@ Caches live in ``OUT/cache``: embeddings of image folders (``embeddings-<hash>.n
 and k-means results (``clustering-<hash>.npz``, keyed by the data, the k-means
 options and the seed), so re-running with another fraction or method costs neither.
 
-Sharding (SemDeDup, DBP with ``dedup_eps``): ``shard=(i, n)`` computes the
-similarities of shard ``i``'s clusters (balanced by n^2, see
-:func:`~deep_core.neighbors.dedup.shard_clusters`) and writes
-``OUT/shards/<tag>/shard-i-of-n.npz``; ``merge=True`` checks that the ``n`` shards
-cover every cluster once for the same clustering and finishes the selection. Run one
-shard (or any run) first so the clustering is cached, then the others in parallel,
-on any machines that share ``OUT``.
+Engines: ``engine="local"`` runs everything in this process (SemDeDup's per-cluster
+work in the method's ``workers`` processes); ``engine="ray"`` runs the k-means training,
+the assignment and SemDeDup's per-cluster maxima as Ray tasks
+(:mod:`deep_core.corpus.ray_engine`) on a local Ray or a cluster (``address``). Both
+give the same kept set.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import re
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..checks import MAX_IMAGE_SIZE
 from ..errors import DeepCoreError
-from ..io import save_npz, write_json
+from ..io import write_json
 from ..methods import build_method, list_methods
 from ..methods._common import check_seed
 from ..methods._corpus import CorpusMethod, CorpusResult, Precomputed, Target
 from ..methods.base import get_method, option_names
-from ..neighbors.dedup import shard_clusters
 from ..neighbors.kmeans import Clustering
 from ..signals import Signals
 from .embed import (
@@ -62,6 +59,9 @@ from .outputs import (
     write_scores_parquet,
 )
 from .shards import ShardSet, gather, resolve_shards
+
+if TYPE_CHECKING:
+    from .ray_engine import RayEngine
 
 
 @dataclass
@@ -91,9 +91,14 @@ class PruneConfig:
     seed: int = 0
     copy: bool | None = None
     draw_histogram: bool = False
-    shard: tuple[int, int] | None = None
-    merge: bool = False
+    engine: str = "local"
+    address: str | None = None
+    ray_cpus: int | None = None
     progress: bool = True
+
+
+#: ``engine`` choices
+ENGINES = ("local", "ray")
 
 
 @dataclass
@@ -111,14 +116,6 @@ def corpus_methods() -> dict[str, str]:
     return {
         name: s for name, s in list_methods().items() if issubclass(get_method(name), CorpusMethod)
     }
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``."""
-    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
-    if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
-        raise DeepCoreError(f"--shard must be i/n with 0 <= i < n, got {text!r}")
-    return int(m.group(1)), int(m.group(2))
 
 
 def _stat_fingerprint(path: Path) -> str:
@@ -168,15 +165,12 @@ def _validate(cfg: PruneConfig, method: CorpusMethod) -> None:
         raise DeepCoreError(f"--data-path (a target set) is not used by {cfg.selection}")
     if cfg.target_labels is not None and (cfg.data_path is None or cfg.data_path.is_dir()):
         raise DeepCoreError("--target-labels goes with a --data-path .npy file")
-    if (cfg.shard is not None or cfg.merge) and not method.uses_dedup:
-        raise DeepCoreError(
-            "--shard/--merge split SemDeDup's per-cluster work; "
-            f"{cfg.selection} with these options has none"
-        )
-    if cfg.shard is not None and cfg.merge:
-        raise DeepCoreError("give --shard or --merge, not both")
-    if cfg.shard is not None or cfg.merge:
-        method.dedup_band(cfg.fraction)  # type: ignore[attr-defined]  # errors name the fix
+    if cfg.engine not in ENGINES:
+        raise DeepCoreError(f"unknown engine {cfg.engine!r}; choose from: {', '.join(ENGINES)}")
+    if cfg.engine == "local" and (cfg.address is not None or cfg.ray_cpus is not None):
+        raise DeepCoreError("--address and --ray-cpus go with --engine ray")
+    if cfg.ray_cpus is not None and cfg.ray_cpus < 1:
+        raise DeepCoreError(f"--ray-cpus must be positive, got {cfg.ray_cpus}")
     if cfg.model_name != "pixels" and cfg.model_name not in model_names():
         raise DeepCoreError(
             f"unknown model {cfg.model_name!r}; use pixels or a torchvision architecture"
@@ -311,6 +305,7 @@ def _clustering(
     seed: int,
     log: Callable[[str], None],
     target: Target | None = None,
+    engine: RayEngine | None = None,
 ) -> Clustering:
     key = _hash(
         "clustering-v1",
@@ -326,100 +321,25 @@ def _clustering(
         log(f"clustering from cache ({path.name})")
         return Clustering.load(path)
     t = time.perf_counter()
-    clustering = method.cluster(data, seed=seed, target=target)
+    if engine is None:
+        clustering = method.cluster(data, seed=seed, target=target)
+    else:
+        clustering = engine.kmeans(
+            data,
+            min(method.clusters_for(target), data.shape[0]),
+            spherical=method.spherical,
+            niter=method.niter,  # type: ignore[attr-defined]
+            seed=seed,
+        )
     clustering.save(path)
     log(
         f"k-means: {clustering.num_clusters:,} clusters of {data.shape[0]:,} embeddings "
         f"({time.perf_counter() - t:.1f} s)"
     )
+    empty = int((clustering.sizes() == 0).sum())
+    if empty:  # a degenerate k-means: fewer distinct rows than clusters, or a bad sample
+        log(f"note: {empty:,} of {clustering.num_clusters:,} k-means clusters are empty")
     return clustering
-
-
-def _shard_dir(
-    root: Path, clustering: Clustering, method: CorpusMethod, seed: int, band: float | None
-) -> Path:
-    tag = _hash(clustering.fingerprint(), method.dedup_order_key(), seed, band)[:12]  # type: ignore[attr-defined]
-    return root / "shards" / tag
-
-
-def _write_shard(
-    cfg: PruneConfig,
-    method: CorpusMethod,
-    corpus: _Corpus,
-    clustering: Clustering,
-    root: Path,
-    log: Callable[[str], None],
-) -> dict[str, Any]:
-    from ..methods.semdedup import max_similarities
-
-    assert cfg.shard is not None
-    i, n = cfg.shard
-    clusters = shard_clusters(clustering.sizes(), i, n)
-    band = method.dedup_band(cfg.fraction)  # type: ignore[attr-defined]
-    t = time.perf_counter()
-    m = max_similarities(
-        corpus.features,
-        clustering,
-        which_to_keep=method.dedup_order_key(),  # type: ignore[attr-defined]
-        seed=cfg.seed,
-        band=band,
-        workers=method.workers,  # type: ignore[attr-defined]
-        progress=cfg.progress,
-        clusters=clusters,
-    )
-    rows = np.flatnonzero(~np.isnan(m))
-    path = _shard_dir(root, clustering, method, cfg.seed, band) / f"shard-{i}-of-{n}.npz"
-    save_npz(
-        path,
-        clusters=clusters,
-        rows=rows,
-        values=m[rows],
-        fingerprint=np.array(clustering.fingerprint()),
-        num_samples=np.array(m.shape[0]),
-    )
-    log(
-        f"shard {i}/{n}: {clusters.size:,} clusters, {rows.size:,} samples "
-        f"({time.perf_counter() - t:.1f} s) -> {path}"
-    )
-    return {"shard": f"{i}/{n}", "clusters": int(clusters.size), "samples": int(rows.size)}
-
-
-def _merge_shards(
-    root: Path,
-    clustering: Clustering,
-    method: CorpusMethod,
-    seed: int,
-    n_samples: int,
-    band: float | None,
-) -> np.ndarray:
-    folder = _shard_dir(root, clustering, method, seed, band)
-    files = sorted(folder.glob("shard-*-of-*.npz")) if folder.is_dir() else []
-    if not files:
-        raise DeepCoreError(
-            f"no shards in {folder} for this clustering and method; run --shard i/n first"
-        )
-    counts = {int(re.search(r"-of-(\d+)\.npz$", f.name).group(1)) for f in files}  # type: ignore[union-attr]
-    if len(counts) != 1:
-        raise DeepCoreError(f"shards in {folder} disagree on the shard count: {sorted(counts)}")
-    n = counts.pop()
-    have = {int(re.match(r"shard-(\d+)-of-", f.name).group(1)) for f in files}  # type: ignore[union-attr]
-    missing = sorted(set(range(n)) - have)
-    if missing:
-        raise DeepCoreError(f"missing shards {missing} of {n} in {folder}")
-    m = np.full(n_samples, np.nan, dtype=np.float32)
-    seen = np.zeros(clustering.num_clusters, dtype=np.int64)
-    for i in range(n):
-        with np.load(folder / f"shard-{i}-of-{n}.npz", allow_pickle=False) as z:
-            if str(z["fingerprint"]) != clustering.fingerprint():
-                raise DeepCoreError(f"shard {i}/{n} was computed for another clustering")
-            seen[z["clusters"]] += 1
-            rows = z["rows"]  # a row near a boundary is in two shards: keep the larger M
-            m[rows] = np.fmax(m[rows], z["values"])
-    if (seen != 1).any():
-        raise DeepCoreError("the shards do not cover every cluster exactly once")
-    if np.isnan(m).any():
-        raise DeepCoreError("the shards do not cover every sample")
-    return m
 
 
 def _write_outputs(
@@ -513,24 +433,13 @@ def run_prune(cfg: PruneConfig, *, log: Callable[[str], None] | None = None) -> 
         early = _load_corpus(cfg, None, cfg.out_dir, log)
     copy = cfg.copy if cfg.copy is not None else folder is not None
 
-    if cfg.shard is not None:
-        root = cfg.out_dir
-        created = not root.exists()
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-            corpus = early or _load_corpus(cfg, folder, root / "cache", log, shards)
-            clustering = _clustering(
-                method, corpus.features, corpus.fingerprint, root / "cache", cfg.seed, log
-            )
-            return _write_shard(cfg, method, corpus, clustering, root, log)
-        except BaseException:
-            if created:
-                import shutil
+    if cfg.engine == "ray":
+        from .ray_engine import RayEngine
 
-                shutil.rmtree(root, ignore_errors=True)
-            raise
-
-    with OutputDir(cfg.out_dir) as od:
+        engine: Any = RayEngine(address=cfg.address, num_cpus=cfg.ray_cpus)
+    else:
+        engine = contextlib.nullcontext()
+    with OutputDir(cfg.out_dir) as od, engine as ray:
         cache = od.cache_dir
         corpus = early or _load_corpus(cfg, folder, cache, log, shards)
         target, target_fp = _load_target(
@@ -553,19 +462,15 @@ def run_prune(cfg: PruneConfig, *, log: Callable[[str], None] | None = None) -> 
             ref = target
             if method.uses_target and ref is None:  # the corpus is its own target
                 ref = Target(corpus.features, corpus.labels)
-            clustering = _clustering(method, data, fp, cache, cfg.seed, log, ref)
-        m = None
-        if cfg.merge:
-            assert clustering is not None
-            band = method.dedup_band(cfg.fraction)  # type: ignore[attr-defined]
-            m = _merge_shards(od.root, clustering, method, cfg.seed, len(corpus.keys), band)
+            clustering = _clustering(method, data, fp, cache, cfg.seed, log, ref, ray)
+        similarities = ray.max_similarities if ray is not None else None
         t = time.perf_counter()
         result = method.prune(
             signals,
             cfg.fraction,
             seed=cfg.seed,
             target=target,
-            precomputed=Precomputed(clustering=clustering, max_similarity=m),
+            precomputed=Precomputed(clustering=clustering, similarities=similarities),
             progress=cfg.progress,
         )
         info = result.subset.info

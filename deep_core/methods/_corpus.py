@@ -25,6 +25,7 @@ Inputs beyond the signals are explicit keyword arguments:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,10 +82,14 @@ class Precomputed:
     max_similarity : ndarray of float32, shape (N,), optional
         SemDeDup's per-sample ``M`` (see :mod:`deep_core.neighbors.dedup`) for that
         clustering and the method's processing order (SemDeDup, DBP's de-duplication).
+    similarities : callable, optional
+        Computes ``M`` instead of :func:`deep_core.methods.semdedup.max_similarities`
+        (same signature and results), e.g. as tasks on a Ray cluster.
     """
 
     clustering: Clustering | None = None
     max_similarity: np.ndarray | None = None
+    similarities: Callable[..., np.ndarray] | None = None
 
 
 @dataclass
@@ -122,8 +127,6 @@ class CorpusMethod(SelectionMethod):
 
     #: whether :meth:`prune` takes a ``target`` (KMeansQuantile)
     uses_target: bool = False
-    #: whether the method computes SemDeDup similarities (shardable per cluster)
-    uses_dedup: bool = False
     #: cosine (spherical) or Euclidean k-means in :meth:`cluster`
     spherical: bool = True
     #: whether :meth:`prune` clusters the corpus itself before :meth:`_rule`

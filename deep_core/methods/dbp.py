@@ -238,18 +238,10 @@ class DBP(CorpusMethod):
         self.workers = check_int("workers", workers, low=1)
 
     @property
-    def uses_dedup(self) -> bool:  # type: ignore[override]
-        return self.dedup_eps is not None
-
-    @property
     def kind(self) -> str:
         return {"hard": "hard", "easy": "easy"}.get(self.which_to_keep, "kept")
 
-    def dedup_order_key(self) -> str:
-        """The processing order of the de-duplication (for caches and shards)."""
-        return "hard"
-
-    def dedup_band(self, fraction: float | None) -> float | None:
+    def _dedup_band(self) -> float | None:
         """The de-duplication's cross-boundary band (None: within clusters only)."""
         if self.within_cluster_only or self.dedup_eps is None:
             return None
@@ -277,12 +269,13 @@ class DBP(CorpusMethod):
         if self.dedup_eps is not None:
             m = precomputed.max_similarity if precomputed is not None else None
             if m is None:
-                m = max_similarities(
+                compute = precomputed.similarities if precomputed is not None else None
+                m = (compute or max_similarities)(
                     x,
                     clustering,
                     which_to_keep="hard",
                     seed=seed,
-                    band=self.dedup_band(fraction),
+                    band=self._dedup_band(),
                     workers=self.workers,
                     progress=progress,
                 )

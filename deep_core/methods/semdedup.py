@@ -46,6 +46,8 @@ Reference quirks
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from ..budget import budget_size, take_top
@@ -144,7 +146,6 @@ class SemDeDup(CorpusMethod):
     """
 
     summary = "semantic de-duplication within k-means clusters (Abbas et al. 2023)"
-    uses_dedup = True
     rule_option = "eps"
 
     def __init__(
@@ -168,26 +169,6 @@ class SemDeDup(CorpusMethod):
     def kind(self) -> str:
         return {"hard": "hard", "easy": "easy"}.get(self.which_to_keep, "kept")
 
-    def dedup_order_key(self) -> str:
-        """The processing order the similarities depend on (for caches and shards)."""
-        return self.which_to_keep
-
-    def dedup_band(self, fraction: float | None) -> float | None:
-        """The cross-boundary band of a run whose similarities are computed in shards.
-
-        None when comparing within clusters only. With a fraction the band follows
-        from the ``eps`` that the within-cluster maxima give, which no single shard
-        knows: sharded runs then need ``eps`` or ``within_cluster_only``.
-        """
-        if self.within_cluster_only:
-            return None
-        if fraction is not None:
-            raise DeepCoreError(
-                "sharded SemDeDup with a fraction compares within clusters only: "
-                "give eps instead, or within_cluster_only"
-            )
-        return boundary_band(self.eps)  # type: ignore[arg-type]
-
     def _rule(
         self,
         signals: Signals,
@@ -204,7 +185,8 @@ class SemDeDup(CorpusMethod):
         n = x.shape[0]
         m = precomputed.max_similarity if precomputed is not None else None
         if m is None:
-            m = self._max_similarities(x, clustering, fraction, seed, progress)
+            fn = precomputed.similarities if precomputed is not None else None
+            m = self._max_similarities(x, clustering, fraction, seed, progress, fn)
         elif m.shape != (n,) or np.isnan(m).any():
             raise DeepCoreError("precomputed max_similarity must cover every sample")
         scores = -m.astype(np.float64)
@@ -234,11 +216,13 @@ class SemDeDup(CorpusMethod):
         fraction: float | None,
         seed: int,
         progress: bool,
+        fn: Callable[..., np.ndarray] | None,
     ) -> np.ndarray:
         """``M`` within clusters, then across boundaries at the band of the final eps."""
+        compute = fn or max_similarities
 
         def run(band: float | None) -> np.ndarray:
-            return max_similarities(
+            return compute(
                 x,
                 clustering,
                 which_to_keep=self.which_to_keep,

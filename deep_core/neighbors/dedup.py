@@ -29,9 +29,9 @@ maxima. Any pair with ``cos >= 1 - eps`` whose clusters are each other's nearest
 centroid is then compared; a row is still listed in at most two clusters, so the work
 grows by the visitors only.
 
-Clusters are independent: :func:`earlier_max_similarity` processes any subset of them
-(a shard, see :func:`shard_clusters`) in worker processes that read the unit
-embeddings from shared memory or a memory-mapped file.
+Clusters are independent: :func:`earlier_max_similarity` processes any subset of them,
+in worker processes that read the unit embeddings from shared memory or a
+memory-mapped file (or as Ray tasks, :mod:`deep_core.corpus.ray_engine`).
 """
 
 from __future__ import annotations
@@ -72,7 +72,11 @@ def boundary_band(eps: float) -> float:
 
 
 def boundary_visitors(
-    x: np.ndarray, clustering: Clustering, band: float
+    x: np.ndarray | None,
+    clustering: Clustering,
+    band: float,
+    *,
+    nearest: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows whose second-nearest centroid is within ``band`` of their own, and that centroid.
 
@@ -83,6 +87,8 @@ def boundary_visitors(
     clustering : Clustering
     band : float
         Cosine-distance band (:func:`boundary_band`).
+    nearest : (ids, distances), optional
+        ``assign(x, clustering.centroids, k=2)`` computed elsewhere (then ``x`` is unused).
 
     Returns
     -------
@@ -91,7 +97,9 @@ def boundary_visitors(
     """
     if clustering.num_clusters < 2:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    ids, dist = assign(x, clustering.centroids, k=2, spherical=True)
+    if nearest is None:
+        nearest = assign(x, clustering.centroids, k=2, spherical=True)
+    ids, dist = nearest
     own = clustering.labels
     # The nearest centroid that is not the row's own (float ties can swap the first two).
     first_is_own = ids[:, 0] == own
@@ -226,27 +234,6 @@ def naive_max_similarity(v: np.ndarray) -> np.ndarray:
     s[np.tri(v.shape[0], dtype=bool)] = -np.inf  # keep i < j only
     m = s.max(axis=0) if v.shape[0] else np.empty(0, dtype=np.float32)
     return _finalise(v, m.astype(np.float32))
-
-
-def shard_clusters(sizes: np.ndarray, index: int, count: int) -> np.ndarray:
-    """Cluster ids of shard ``index`` of ``count``, balanced by pairwise work (n^2).
-
-    Greedy longest-processing-time assignment: clusters by decreasing n^2 (ties to
-    the lower id) each go to the least-loaded shard (ties to the lower shard). Every
-    shard computes the same split from the same sizes.
-    """
-    if not (isinstance(count, int) and count >= 1 and 0 <= index < count):
-        raise DeepCoreError(f"shard must be i/n with 0 <= i < n, got {index}/{count}")
-    sizes = np.asarray(sizes, dtype=np.int64)
-    cost = sizes.astype(np.float64) ** 2
-    order = np.lexsort((np.arange(sizes.size), -cost))
-    load = np.zeros(count)
-    owner = np.empty(sizes.size, dtype=np.int64)
-    for c in order:
-        s = int(np.argmin(load))
-        owner[c] = s
-        load[s] += cost[c] + sizes[c]  # + n so that empty-ish clusters still spread
-    return np.flatnonzero(owner == index).astype(np.int64)
 
 
 class SharedRows:
