@@ -22,11 +22,20 @@ with the assignment of every row, a second search for the three nearest, distanc
 recomputed in float64 over a (rows, 3, d) array), each in its own process, and
 reports the ratios and how many kept samples differ from the float64 computation.
 
+``--mode ray`` writes N x d synthetic embeddings as ``--shards`` ``.npy`` files (one
+shard in memory at a time) and runs ``deepcore-prune --engine ray`` end to end on them,
+SemDeDup (``--eps``) and then DBP (fraction 0.5, ``dedup_eps = eps``, reusing the cached
+clustering) with ``--ray-cpus`` workers, each in its own process: wall time, the
+driver's peak RSS, and the largest peak RSS (VmHWM) of any Ray worker, sampled from
+``/proc`` while the run lasts (file-backed pages of the memory-mapped embeddings that a
+worker touched count in its RSS).
+
 Usage (2-core machine; serialise heavy runs with other users of the machine)::
 
     python benchmarks/bench_corpus.py
     python benchmarks/bench_corpus.py --n 200000 --k 200 --compare-n 50000   # quicker
     python benchmarks/bench_corpus.py --mode kmeans-quantile --n 1000000 --d 512 --k 10
+    python benchmarks/bench_corpus.py --mode ray --n 1000000 --d 256 --k 1000 --shards 8
 """
 
 from __future__ import annotations
@@ -307,6 +316,74 @@ STAGES = {
 }
 
 
+# -- ray mode -------------------------------------------------------------------------
+def _write_shards(a: argparse.Namespace) -> Path:
+    """``a.shards`` files of concept members plus ``dup_frac`` near-copies, one at a time."""
+    folder = a.workdir / f"shards-{a.n}-{a.d}-{a.shards}-{a.seed}"
+    if (folder / "done").is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    centres = np.random.default_rng(a.seed).standard_normal((max(a.k, 2), a.d))
+    for i, rows in enumerate(np.array_split(np.arange(a.n), a.shards)):
+        rng = np.random.default_rng([a.seed, i])
+        x = centres[rng.integers(0, len(centres), rows.size)]
+        x = x + rng.uniform(0.3, 1.0, (rows.size, 1)) * rng.standard_normal((rows.size, a.d))
+        dup = rng.choice(rows.size, int(a.dup_frac * rows.size), replace=False)
+        x[dup[1::2]] = x[dup[::2][: dup[1::2].size]] + 1e-3 * rng.standard_normal(
+            (dup[1::2].size, a.d)
+        )
+        np.save(folder / f"part-{i:04d}.npy", x.astype(np.float32))
+    (folder / "done").write_text("")
+    return folder
+
+
+def _worker_peaks(seen: dict[int, float]) -> None:
+    """Record VmHWM (MiB) of every Ray worker process now alive."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"default_worker.py" not in cmd and not cmd.startswith(b"ray::"):
+                continue
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    seen[int(pid)] = max(seen.get(int(pid), 0.0), int(line.split()[1]) / 1024)
+        except OSError:
+            continue
+
+
+def ray_mode(a: argparse.Namespace) -> None:
+    t = time.perf_counter()
+    folder = _write_shards(a)
+    print(json.dumps({"shards": str(folder), "write_seconds": round(time.perf_counter() - t, 1)}))
+    out = a.workdir / f"ray-out-{a.n}-{a.d}-{a.shards}"
+    runs = [("SemDeDup", ["--eps", a.eps]), ("DBP", ["--fraction", 0.5, "--dedup-eps", a.eps])]
+    for selection, options in runs:
+        cmd = [sys.executable, "-m", "deep_core.cli.prune", "--features", str(folder),
+               "--selection", selection, "--num-clusters", str(a.k), *map(str, options),
+               "--engine", "ray", "--ray-cpus", str(a.workers), "--keys-only", "--quiet",
+               "--output-format", "parquet", "--out-dir", str(out)]  # fmt: skip
+        seen: dict[int, float] = {}
+        t = time.perf_counter()
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+        while proc.poll() is None:
+            _worker_peaks(seen)
+            time.sleep(0.5)
+        err = proc.stderr.read() if proc.stderr else ""
+        if proc.returncode:
+            raise SystemExit(f"{selection} failed:\n{err}")
+        child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        print(json.dumps({
+            "selection": selection, "n": a.n, "d": a.d, "shards": a.shards, "k": a.k,
+            "ray_cpus": a.workers, "seconds": round(time.perf_counter() - t, 1),
+            "driver_peak_rss_mib": round(child, 1),
+            "max_worker_peak_rss_mib": round(max(seen.values(), default=0.0), 1),
+            "workers_seen": len(seen),
+            "log": [line for line in err.splitlines() if "Ray" not in line][-4:],
+        }), flush=True)  # fmt: skip
+
+
 # -- driver ---------------------------------------------------------------------------
 def _child(a: argparse.Namespace, stage: str, **extra: object) -> dict:
     cmd = [sys.executable, str(HERE), "--stage", stage, "--workdir", str(a.workdir)]
@@ -333,13 +410,16 @@ def main() -> None:
     p.add_argument("--eps", type=float, default=0.005)
     p.add_argument("--compare-n", type=int, default=100_000)
     p.add_argument("--compare-k", type=int, nargs="+", default=[100, 10])
-    p.add_argument("--workers", type=int, default=1, help="workers for DBP's de-duplication")
+    p.add_argument(
+        "--workers", type=int, default=1, help="DBP de-duplication workers; ray: Ray CPUs"
+    )
+    p.add_argument("--shards", type=int, default=8, help="ray mode: .npy shards written")
     p.add_argument("--semdedup-workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/bench_corpus"))
     p.add_argument(
         "--mode",
-        choices=["all", "kmeans-quantile"],
+        choices=["all", "kmeans-quantile", "ray"],
         default="all",
         help="all: the stages above; kmeans-quantile: KMeansQuantile vs the one-liner",
     )
@@ -360,6 +440,9 @@ def main() -> None:
     )
     if a.mode == "kmeans-quantile":
         kmeans_quantile_mode(a)
+        return
+    if a.mode == "ray":
+        ray_mode(a)
         return
     _child(a, "gen")
     _child(a, "kmeans", rows=a.n, clusters=a.k)
