@@ -115,10 +115,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--model-name",
         default="pixels",
-        help="pixels (flattened normalised images) or a torchvision architecture",
+        help="pixels (flattened normalised images), a torchvision architecture, timm:NAME "
+        "(any timm model, pooled features) or open_clip:ARCH (an OpenCLIP image tower)",
     )
-    e.add_argument("--model-path", type=Path, help="local state dict (nothing is downloaded)")
-    e.add_argument("--image-size", type=int, help="resize to S x S (default 32 pixels, 224 models)")
+    e.add_argument(
+        "--model-path", type=Path, help="local weights (state dict or checkpoint file)"
+    )
+    e.add_argument(
+        "--download-weights",
+        action="store_true",
+        help="timm / OpenCLIP: let the library download the weights (open_clip:ARCH:TAG)",
+    )
+    e.add_argument(
+        "--image-size", type=int, help="resize to S x S (default 32 pixels, else the model's)"
+    )
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--device", default="cpu")
     e.add_argument("--threads", type=int, default=4, help="image decoding threads")
@@ -186,6 +196,7 @@ def _main(argv: Sequence[str] | None) -> int:
         method_options=options,
         model_name=args.model_name,
         model_path=args.model_path,
+        download_weights=args.download_weights,
         image_size=args.image_size,
         batch_size=args.batch_size,
         device=args.device,

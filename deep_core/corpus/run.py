@@ -40,12 +40,12 @@ from ..signals import Signals
 from .embed import (
     ImageFolder,
     check_finite,
+    check_model_name,
     embed_folder,
     embedding_key,
     load_features,
     load_keys,
     load_labels,
-    model_names,
     scan_folder,
 )
 from .outputs import (
@@ -84,6 +84,7 @@ class PruneConfig:
     output_format: str = "text"
     model_name: str = "pixels"
     model_path: Path | None = None
+    download_weights: bool = False
     image_size: int | None = None
     batch_size: int = 64
     device: str = "cpu"
@@ -171,10 +172,7 @@ def _validate(cfg: PruneConfig, method: CorpusMethod) -> None:
         raise DeepCoreError("--address and --ray-cpus go with --engine ray")
     if cfg.ray_cpus is not None and cfg.ray_cpus < 1:
         raise DeepCoreError(f"--ray-cpus must be positive, got {cfg.ray_cpus}")
-    if cfg.model_name != "pixels" and cfg.model_name not in model_names():
-        raise DeepCoreError(
-            f"unknown model {cfg.model_name!r}; use pixels or a torchvision architecture"
-        )
+    check_model_name(cfg.model_name)
     if cfg.image_size is not None and not 1 <= cfg.image_size <= MAX_IMAGE_SIZE:
         raise DeepCoreError(f"--image-size must be in [1, {MAX_IMAGE_SIZE}], got {cfg.image_size}")
     if cfg.batch_size < 1:
@@ -182,10 +180,11 @@ def _validate(cfg: PruneConfig, method: CorpusMethod) -> None:
     check_seed(cfg.seed)
 
 
-def _image_size(cfg: PruneConfig) -> int:
+def _image_size(cfg: PruneConfig) -> int | None:
+    """``--image-size``, 32 for pixels, or None: the model's native size."""
     if cfg.image_size is not None:
         return cfg.image_size
-    return 32 if cfg.model_name == "pixels" else 224
+    return 32 if cfg.model_name == "pixels" else None
 
 
 def _embed(cfg: PruneConfig, folder: ImageFolder, cache: Path, log: Callable[[str], None]):
@@ -202,6 +201,7 @@ def _embed(cfg: PruneConfig, folder: ImageFolder, cache: Path, log: Callable[[st
         model_name=cfg.model_name,
         model_path=cfg.model_path,
         image_size=size,
+        download=cfg.download_weights,
         batch_size=cfg.batch_size,
         device=cfg.device,
         threads=cfg.threads,
