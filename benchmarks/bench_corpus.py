@@ -28,7 +28,8 @@ SemDeDup (``--eps``) and then DBP (fraction 0.5, ``dedup_eps = eps``, reusing th
 clustering) with ``--ray-cpus`` workers, each in its own process: wall time, the
 driver's peak RSS, and the largest peak RSS (VmHWM) of any Ray worker, sampled from
 ``/proc`` while the run lasts (file-backed pages of the memory-mapped embeddings that a
-worker touched count in its RSS).
+worker touched count in its peak RSS, VmHWM; the largest anonymous RSS sampled every
+0.25 s, RssAnon, leaves them out).
 
 Usage (2-core machine; serialise heavy runs with other users of the machine)::
 
@@ -337,19 +338,23 @@ def _write_shards(a: argparse.Namespace) -> Path:
     return folder
 
 
-def _worker_peaks(seen: dict[int, float]) -> None:
-    """Record VmHWM (MiB) of every Ray worker process now alive."""
+def _peaks(seen: dict[int, dict[str, float]], driver: int) -> None:
+    """Record VmHWM and the largest RssAnon seen (MiB) of the driver and every Ray worker."""
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if b"default_worker.py" not in cmd and not cmd.startswith(b"ray::"):
+            worker = b"default_worker.py" in cmd or cmd.startswith(b"ray::")
+            if not worker and int(pid) != driver:
                 continue
+            row = seen.setdefault(int(pid), {"hwm": 0.0, "anon": 0.0, "worker": worker})
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
-                    seen[int(pid)] = max(seen.get(int(pid), 0.0), int(line.split()[1]) / 1024)
-        except OSError:
+                    row["hwm"] = max(row["hwm"], int(line.split()[1]) / 1024)
+                elif line.startswith("RssAnon:"):
+                    row["anon"] = max(row["anon"], int(line.split()[1]) / 1024)
+        except (OSError, ValueError):
             continue
 
 
@@ -364,22 +369,26 @@ def ray_mode(a: argparse.Namespace) -> None:
                "--selection", selection, "--num-clusters", str(a.k), *map(str, options),
                "--engine", "ray", "--ray-cpus", str(a.workers), "--keys-only", "--quiet",
                "--output-format", "parquet", "--out-dir", str(out)]  # fmt: skip
-        seen: dict[int, float] = {}
+        seen: dict[int, dict[str, float]] = {}
         t = time.perf_counter()
-        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
-        while proc.poll() is None:
-            _worker_peaks(seen)
-            time.sleep(0.5)
-        err = proc.stderr.read() if proc.stderr else ""
+        with open(a.workdir / "ray-stderr.txt", "w") as log:
+            proc = subprocess.Popen(cmd, stderr=log)
+            while proc.poll() is None:
+                _peaks(seen, proc.pid)
+                time.sleep(0.25)
+        err = (a.workdir / "ray-stderr.txt").read_text()
         if proc.returncode:
             raise SystemExit(f"{selection} failed:\n{err}")
-        child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        workers = [r for r in seen.values() if r["worker"]]
+        driver = seen.get(proc.pid, {"hwm": 0.0, "anon": 0.0})
         print(json.dumps({
             "selection": selection, "n": a.n, "d": a.d, "shards": a.shards, "k": a.k,
             "ray_cpus": a.workers, "seconds": round(time.perf_counter() - t, 1),
-            "driver_peak_rss_mib": round(child, 1),
-            "max_worker_peak_rss_mib": round(max(seen.values(), default=0.0), 1),
-            "workers_seen": len(seen),
+            "driver_peak_rss_mib": round(driver["hwm"], 1),
+            "driver_peak_anon_mib": round(driver["anon"], 1),
+            "max_worker_peak_rss_mib": round(max((r["hwm"] for r in workers), default=0), 1),
+            "max_worker_peak_anon_mib": round(max((r["anon"] for r in workers), default=0), 1),
+            "workers_seen": len(workers),
             "log": [line for line in err.splitlines() if "Ray" not in line][-4:],
         }), flush=True)  # fmt: skip
 

@@ -4,10 +4,11 @@ The heavy stages run as Ray tasks; the methods' keep rules then run unchanged on
 driver with the results (:class:`~deep_core.methods._corpus.Precomputed`), so both
 engines share one implementation of every rule:
 
-- k-means: faiss trains on the seeded sample of :func:`~deep_core.neighbors.kmeans.
-  train_centroids` in one task; the assignment is a map over row chunks (the same
-  ``CHUNK_ROWS`` chunks the local engine searches); the pipeline reports empty
-  clusters (a degenerate k-means) on either engine.
+- k-means: faiss trains on the seeded sample of
+  :func:`~deep_core.neighbors.kmeans.train_centroids` in one task holding a whole
+  node's CPUs; the assignment is a map over row chunks (the same ``CHUNK_ROWS``
+  chunks the local engine searches); the pipeline reports empty clusters (a
+  degenerate k-means) on either engine.
 - SemDeDup's per-cluster maxima (SemDeDup, DBP's de-duplication): tasks grouped by
   cluster, largest clusters first, each reading its rows from the embeddings file;
   the driver merges the per-cluster results (a row listed in two clusters keeps the
@@ -160,8 +161,13 @@ class RayEngine:
         self, x: np.ndarray, num_clusters: int, *, spherical: bool, niter: int, seed: int
     ) -> Clustering:
         """:func:`~deep_core.neighbors.kmeans.kmeans`, trained in a task, assigned as a map."""
+        # Training is one task: give it a whole node's CPUs (faiss threads over them).
+        cpus = max(
+            (n["Resources"].get("CPU", 1) for n in self._ray.nodes() if n["Alive"]), default=1
+        )
+        train = self._train.options(num_cpus=cpus)
         centroids = self._ray.get(
-            self._train.remote(self.source(x), num_clusters, spherical, niter, seed)
+            train.remote(self.source(x), num_clusters, spherical, niter, seed)
         )
         ids, dist = self._map_assign(x, centroids, 1, spherical)
         return Clustering(centroids, ids[:, 0].copy(), dist[:, 0].copy(), spherical)
