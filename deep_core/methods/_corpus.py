@@ -20,7 +20,8 @@ Inputs beyond the signals are explicit keyword arguments:
 - ``target`` (:class:`Target`): the reference set of KMeansQuantile; by default the
   signals themselves (the training set in ``main_label_noise.py``).
 - ``precomputed`` (:class:`Precomputed`): a clustering and SemDeDup similarities that
-  were computed before (cached, or merged from shards) instead of recomputed.
+  were computed before (cached, or on a Ray cluster), or the function that computes the
+  similarities elsewhere, instead of recomputing them here.
 """
 
 from __future__ import annotations

@@ -126,7 +126,7 @@ def cluster_order(
         nearest first; ``random``: a shuffle drawn from ``seed``. Ties keep the lower
         index first.
     seed : int, default=0
-        Used by ``random`` only; one global draw, so every shard sees the same order.
+        Used by ``random`` only; one global draw, so every task sees the same order.
     visitors : (rows, hosts), optional
         Rows also listed in another cluster (:func:`boundary_visitors`). Every list
         is ordered by one global order (the key above over all rows, ties by index), so
@@ -334,7 +334,7 @@ def earlier_max_similarity(
     order, offsets : ndarray of int64
         Processing order from :func:`cluster_order`.
     clusters : ndarray of int, optional
-        Cluster ids to process (a shard); default all.
+        Cluster ids to process (a subset); default all.
     workers : int, default=1
         Worker processes (spawned; BLAS threads split between them). 1 = in process.
     block_rows : int, default=2048

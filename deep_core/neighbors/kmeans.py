@@ -19,7 +19,7 @@ order of two centroids can differ from exact arithmetic at near-ties.
 
 Results are deterministic for a seed on one machine (faiss k-means and flat search
 are deterministic for fixed inputs and thread count); :meth:`Clustering.fingerprint`
-lets sharded runs check that they all saw the same clustering.
+names a clustering in caches and summaries.
 """
 
 from __future__ import annotations
