@@ -30,7 +30,6 @@ from the object store when the rows are an in-memory array.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -208,7 +207,3 @@ class RayEngine:
             for idx, v in zip(task, values):
                 m[idx] = np.fmax(m[idx], v)
         return m
-
-    def similarities(self) -> Callable[..., np.ndarray]:
-        """:meth:`max_similarities`, for :class:`~deep_core.methods._corpus.Precomputed`."""
-        return self.max_similarities

@@ -388,6 +388,7 @@ def _write_outputs(
         "selection": cfg.selection,
         "options": method.options(),
         "seed": cfg.seed,
+        "engine": cfg.engine,
         "fraction": cfg.fraction,
         "num_samples": int(kept.size),
         "num_kept": len(subset),
