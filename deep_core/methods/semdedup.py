@@ -32,7 +32,10 @@ Boundaries
     proved in :func:`~deep_core.neighbors.dedup.boundary_band`). With a fraction, the
     band is that of the eps found on the within-cluster maxima (cross-boundary pairs
     only lower the final eps, so that band suffices). ``within_cluster_only=True`` is
-    the reference's per-cluster comparison, for exact reproduction.
+    the reference's per-cluster comparison, for exact reproduction. The extra work
+    grows with the band: 1.3x the per-cluster time at eps 0.001, 1.7x at 0.005, 7.4x
+    at 0.02 (200,000 x 64, K = 200; a cluster hosts the visitors of all its
+    neighbours), so for large eps ``within_cluster_only`` may be the better trade.
 
 Reference quirks
     Kept: removal is against any earlier member, removed or not, and ``random`` /

@@ -26,8 +26,9 @@ band (:func:`boundary_band`), a row whose second-nearest centroid is within the 
 its own is also listed in that neighbouring cluster (:func:`boundary_visitors`), every
 cluster list follows one global order, and a row's ``M`` is the larger of its two
 maxima. Any pair with ``cos >= 1 - eps`` whose clusters are each other's nearest other
-centroid is then compared; a row is still listed in at most two clusters, so the work
-grows by the visitors only.
+centroid is then compared; a row is listed in at most two clusters, but a cluster
+hosts the visitors of all its neighbours, so the work grows quickly with the band
+(measured in :mod:`deep_core.methods.semdedup`).
 
 Clusters are independent: :func:`earlier_max_similarity` processes any subset of them,
 in worker processes that read the unit embeddings from shared memory or a
