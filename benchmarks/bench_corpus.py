@@ -22,11 +22,21 @@ with the assignment of every row, a second search for the three nearest, distanc
 recomputed in float64 over a (rows, 3, d) array), each in its own process, and
 reports the ratios and how many kept samples differ from the float64 computation.
 
+``--mode ray`` writes N x d synthetic embeddings as ``--shards`` ``.npy`` files (one
+shard in memory at a time) and runs ``deepcore-prune --engine ray`` end to end on them,
+SemDeDup (``--eps``) and then DBP (fraction 0.5, ``dedup_eps = eps``, reusing the cached
+clustering) with ``--ray-cpus`` workers, each in its own process: wall time, the
+driver's peak RSS, and the largest peak RSS (VmHWM) of any Ray worker, sampled from
+``/proc`` while the run lasts (file-backed pages of the memory-mapped embeddings that a
+worker touched count in its peak RSS, VmHWM; the largest anonymous RSS sampled every
+0.25 s, RssAnon, leaves them out).
+
 Usage (2-core machine; serialise heavy runs with other users of the machine)::
 
     python benchmarks/bench_corpus.py
     python benchmarks/bench_corpus.py --n 200000 --k 200 --compare-n 50000   # quicker
     python benchmarks/bench_corpus.py --mode kmeans-quantile --n 1000000 --d 512 --k 10
+    python benchmarks/bench_corpus.py --mode ray --n 1000000 --d 256 --k 1000 --shards 8
 """
 
 from __future__ import annotations
@@ -136,7 +146,7 @@ def _recovery(removed: np.ndarray, pairs: np.ndarray) -> tuple[float, int]:
 
 
 def stage_semdedup(a: argparse.Namespace) -> None:
-    from deep_core.corpus.method import Precomputed
+    from deep_core.methods._corpus import Precomputed
     from deep_core.methods.semdedup import SemDeDup
     from deep_core.neighbors.kmeans import Clustering
     from deep_core.signals import Signals
@@ -163,7 +173,7 @@ def stage_semdedup(a: argparse.Namespace) -> None:
 
 
 def stage_dbp(a: argparse.Namespace) -> None:
-    from deep_core.corpus.method import Precomputed
+    from deep_core.methods._corpus import Precomputed
     from deep_core.methods.dbp import DBP
     from deep_core.neighbors.kmeans import Clustering
     from deep_core.signals import Signals
@@ -187,7 +197,7 @@ def stage_dbp(a: argparse.Namespace) -> None:
 
 
 def stage_compare(a: argparse.Namespace) -> None:
-    from deep_core.corpus.dedup import (
+    from deep_core.neighbors.dedup import (
         block_max_similarity,
         cluster_order,
         naive_max_similarity,
@@ -220,7 +230,7 @@ def stage_kmq(a: argparse.Namespace) -> None:
     """KMeansQuantile's quantile rule by one of three implementations (``--impl``)."""
     import faiss
 
-    from deep_core.corpus.rules import quantile_mask
+    from deep_core.budget import quantile_mask
     from deep_core.methods.kmeans_quantile import KMeansQuantile
     from deep_core.neighbors.kmeans import CHUNK_ROWS, assign, kmeans
     from deep_core.signals import Signals
@@ -307,6 +317,82 @@ STAGES = {
 }
 
 
+# -- ray mode -------------------------------------------------------------------------
+def _write_shards(a: argparse.Namespace) -> Path:
+    """``a.shards`` files of concept members plus ``dup_frac`` near-copies, one at a time."""
+    folder = a.workdir / f"shards-{a.n}-{a.d}-{a.shards}-{a.seed}"
+    if (folder / "done").is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    centres = np.random.default_rng(a.seed).standard_normal((max(a.k, 2), a.d))
+    for i, rows in enumerate(np.array_split(np.arange(a.n), a.shards)):
+        rng = np.random.default_rng([a.seed, i])
+        x = centres[rng.integers(0, len(centres), rows.size)]
+        x = x + rng.uniform(0.3, 1.0, (rows.size, 1)) * rng.standard_normal((rows.size, a.d))
+        dup = rng.choice(rows.size, int(a.dup_frac * rows.size), replace=False)
+        x[dup[1::2]] = x[dup[::2][: dup[1::2].size]] + 1e-3 * rng.standard_normal(
+            (dup[1::2].size, a.d)
+        )
+        np.save(folder / f"part-{i:04d}.npy", x.astype(np.float32))
+    (folder / "done").write_text("")
+    return folder
+
+
+def _peaks(seen: dict[int, dict[str, float]], driver: int) -> None:
+    """Record VmHWM and the largest RssAnon seen (MiB) of the driver and every Ray worker."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            worker = b"default_worker.py" in cmd or cmd.startswith(b"ray::")
+            if not worker and int(pid) != driver:
+                continue
+            row = seen.setdefault(int(pid), {"hwm": 0.0, "anon": 0.0, "worker": worker})
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    row["hwm"] = max(row["hwm"], int(line.split()[1]) / 1024)
+                elif line.startswith("RssAnon:"):
+                    row["anon"] = max(row["anon"], int(line.split()[1]) / 1024)
+        except (OSError, ValueError):
+            continue
+
+
+def ray_mode(a: argparse.Namespace) -> None:
+    t = time.perf_counter()
+    folder = _write_shards(a)
+    print(json.dumps({"shards": str(folder), "write_seconds": round(time.perf_counter() - t, 1)}))
+    out = a.workdir / f"ray-out-{a.n}-{a.d}-{a.shards}"
+    runs = [("SemDeDup", ["--eps", a.eps]), ("DBP", ["--fraction", 0.5, "--dedup-eps", a.eps])]
+    for selection, options in runs:
+        cmd = [sys.executable, "-m", "deep_core.cli.prune", "--features", str(folder),
+               "--selection", selection, "--num-clusters", str(a.k), *map(str, options),
+               "--engine", "ray", "--ray-cpus", str(a.workers), "--keys-only", "--quiet",
+               "--output-format", "parquet", "--out-dir", str(out)]  # fmt: skip
+        seen: dict[int, dict[str, float]] = {}
+        t = time.perf_counter()
+        with open(a.workdir / "ray-stderr.txt", "w") as log:
+            proc = subprocess.Popen(cmd, stderr=log)
+            while proc.poll() is None:
+                _peaks(seen, proc.pid)
+                time.sleep(0.25)
+        err = (a.workdir / "ray-stderr.txt").read_text()
+        if proc.returncode:
+            raise SystemExit(f"{selection} failed:\n{err}")
+        workers = [r for r in seen.values() if r["worker"]]
+        driver = seen.get(proc.pid, {"hwm": 0.0, "anon": 0.0})
+        print(json.dumps({
+            "selection": selection, "n": a.n, "d": a.d, "shards": a.shards, "k": a.k,
+            "ray_cpus": a.workers, "seconds": round(time.perf_counter() - t, 1),
+            "driver_peak_rss_mib": round(driver["hwm"], 1),
+            "driver_peak_anon_mib": round(driver["anon"], 1),
+            "max_worker_peak_rss_mib": round(max((r["hwm"] for r in workers), default=0), 1),
+            "max_worker_peak_anon_mib": round(max((r["anon"] for r in workers), default=0), 1),
+            "workers_seen": len(workers),
+            "log": [line for line in err.splitlines() if "Ray" not in line][-4:],
+        }), flush=True)  # fmt: skip
+
+
 # -- driver ---------------------------------------------------------------------------
 def _child(a: argparse.Namespace, stage: str, **extra: object) -> dict:
     cmd = [sys.executable, str(HERE), "--stage", stage, "--workdir", str(a.workdir)]
@@ -333,13 +419,16 @@ def main() -> None:
     p.add_argument("--eps", type=float, default=0.005)
     p.add_argument("--compare-n", type=int, default=100_000)
     p.add_argument("--compare-k", type=int, nargs="+", default=[100, 10])
-    p.add_argument("--workers", type=int, default=1, help="workers for DBP's de-duplication")
+    p.add_argument(
+        "--workers", type=int, default=1, help="DBP de-duplication workers; ray: Ray CPUs"
+    )
+    p.add_argument("--shards", type=int, default=8, help="ray mode: .npy shards written")
     p.add_argument("--semdedup-workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/bench_corpus"))
     p.add_argument(
         "--mode",
-        choices=["all", "kmeans-quantile"],
+        choices=["all", "kmeans-quantile", "ray"],
         default="all",
         help="all: the stages above; kmeans-quantile: KMeansQuantile vs the one-liner",
     )
@@ -360,6 +449,9 @@ def main() -> None:
     )
     if a.mode == "kmeans-quantile":
         kmeans_quantile_mode(a)
+        return
+    if a.mode == "ray":
+        ray_mode(a)
         return
     _child(a, "gen")
     _child(a, "kmeans", rows=a.n, clusters=a.k)

@@ -20,9 +20,17 @@ divide evenly go one each to the lowest class ids, as a round-robin over the cla
 starting from class 0 would hand them out. This is the class balance of Prune4ReL's
 round-robin; DeepCore's ``balance`` kept each class's proportion instead, which
 preserves whatever imbalance the noisy labels have.
+
+The corpus methods keep per group (cluster or class): an exact total split in
+proportion to the group sizes (:func:`proportional_budgets`, then
+:func:`take_per_group`), ``ceil(fraction * n)`` per group (:func:`ceil_budgets`,
+ClusterSubsample's reference rule), or every sample above its group's quantile
+(:func:`quantile_mask`, the "Data Pruning" tool's rule).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -225,3 +233,49 @@ def take_per_group(
     pos = np.arange(gs.size) - starts[gs]
     keep = (pos >= lo[gs]) & (pos < lo[gs] + budgets[gs])
     return np.sort(order[perm[keep]]).astype(np.int64)
+
+
+# -- per-group rules of the corpus methods (groups = clusters or classes) ------------
+def group_quantiles(scores: np.ndarray, groups: np.ndarray, quantile: float) -> np.ndarray:
+    """Per-group quantile of ``scores`` (linear interpolation, as ``numpy.quantile``).
+
+    Returns an array indexed by group id; empty groups get NaN.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    groups = np.asarray(groups, dtype=np.int64)
+    g = int(groups.max()) + 1 if groups.size else 0
+    order = np.lexsort((scores, groups))
+    s = scores[order]
+    sizes = np.bincount(groups, minlength=g)
+    starts = np.zeros(g, dtype=np.int64)
+    np.cumsum(sizes[:-1], out=starts[1:])
+    out = np.full(g, np.nan)
+    ok = sizes > 0
+    h = (sizes[ok] - 1) * float(quantile)
+    lo = np.floor(h).astype(np.int64)
+    hi = np.minimum(lo + 1, sizes[ok] - 1)
+    frac = h - lo
+    a = s[starts[ok] + lo]
+    b = s[starts[ok] + hi]
+    out[ok] = np.where(frac == 0.0, a, a + (b - a) * frac)
+    return out
+
+
+def quantile_mask(scores: np.ndarray, groups: np.ndarray, quantile: float) -> np.ndarray:
+    """True where a sample's score is strictly above its group's ``quantile``.
+
+    With distinct scores, a group of ``n`` keeps ``n - 1 - floor(quantile * (n - 1))``
+    samples (about ``(1 - quantile) * n``; none from a group of one).
+    """
+    q = float(quantile)
+    if not 0.0 <= q < 1.0:
+        raise DeepCoreError(f"quantile must be in [0, 1), got {quantile}")
+    thresholds = group_quantiles(scores, groups, q)
+    return np.asarray(scores, dtype=np.float64) > thresholds[groups]
+
+
+def ceil_budgets(sizes: np.ndarray, fraction: float) -> np.ndarray:
+    """``ceil(fraction * n)`` per group, capped at ``n`` (1e-9 slack against float noise)."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    want = np.array([math.ceil(fraction * int(s) - 1e-9) for s in sizes], dtype=np.int64)
+    return np.clip(want, 0, sizes)

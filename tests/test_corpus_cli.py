@@ -65,6 +65,19 @@ def test_kmeans_quantile_on_an_image_folder(folders, tmp_path) -> None:
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging left
 
 
+def test_kmeans_quantile_seed_options_on_an_image_folder(folders, tmp_path) -> None:
+    for extra, key in ((["--num-clusters", 0], "num_clusters"),
+                       (["--centroids", "class_means"], "num_classes")):  # fmt: skip
+        out = tmp_path / key
+        rc = _run(
+            "--corpus-path", folders["corpus"], "--data-path", folders["target"],
+            "--selection", "KMeansQuantile", "--quantile", 0.5, "--keys-only",
+            "--out-dir", out, *extra,
+        )  # fmt: skip
+        assert rc == 0
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["info"][key] == len(CLASSES)
+
 def test_supervised_easy_and_rerun_uses_cache(folders, tmp_path, capsys) -> None:
     out = tmp_path / "out"
     args = [
@@ -96,7 +109,7 @@ def test_semdedup_removes_the_copied_files(folders, tmp_path) -> None:
     assert len(kept & {"dog/003.png", "dog/100.png"}) == 1
 
 
-def test_features_keys_and_shards(tmp_path) -> None:
+def test_features_and_keys(tmp_path) -> None:
     rng = np.random.default_rng(1)
     x = rng.standard_normal((200, 32)).astype(np.float32)
     x[150:160] = x[:10] + 1e-4  # near-duplicates
@@ -110,13 +123,6 @@ def test_features_keys_and_shards(tmp_path) -> None:
     lines = direct.splitlines()
     assert len(lines) == 190 and lines == sorted(lines) and set(lines) <= set(keys)
     assert all(len({f"doc-{i:04d}", f"doc-{150 + i:04d}"} & set(lines)) == 1 for i in range(10))
-    sharded = tmp_path / "sharded"
-    for i in range(3):
-        assert _run(*base, "--out-dir", sharded, "--shard", f"{i}/3") == 0
-    assert not (sharded / "kept_keys.txt").exists()
-    assert _run(*base, "--out-dir", sharded, "--merge") == 0
-    assert (sharded / "kept_keys.txt").read_text() == direct
-    assert _run(*base, "--out-dir", tmp_path / "nomerge", "--merge") == 2
 
 
 def test_dbp_and_ssp_on_features(tmp_path) -> None:
@@ -169,8 +175,8 @@ def _bad_inputs(tmp_path: Path, folders: dict[str, Path]) -> dict[str, list]:
         "model without weights": ["--corpus-path", folders["corpus"], "--selection", "SSP",
                                   "--fraction", 0.5, "--model-name", "resnet18"],
         "copy from features": [*feats, "--selection", "SSP", "--fraction", 0.5, "--copy"],
-        "shard without dedup": [*feats, "--selection", "SSP", "--fraction", 0.5,
-                                "--shard", "0/2"],
+        "address without ray": [*feats, "--selection", "SSP", "--fraction", 0.5,
+                                "--address", "auto"],
     }  # fmt: skip
 
 
@@ -180,7 +186,7 @@ def _bad_inputs(tmp_path: Path, folders: dict[str, Path]) -> dict[str, list]:
         "missing folder", "wrong shape", "nan", "keys length", "unknown selection",
         "not a corpus method", "fraction range", "quantile for semdedup", "no eps",
         "corrupt image", "mismatched classes", "model without weights",
-        "copy from features", "shard without dedup",
+        "copy from features", "address without ray",
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line_exit_2_and_no_output(case, folders, tmp_path, capsys) -> None:

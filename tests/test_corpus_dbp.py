@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deep_core.corpus.method import Precomputed
 from deep_core.errors import DeepCoreError
+from deep_core.methods._corpus import Precomputed
 from deep_core.methods.dbp import (
     DBP,
     cluster_complexity,
     complexity_probs,
+    density_probs,
     lower_bounds,
     quotas,
 )
@@ -133,6 +134,57 @@ def test_dbp_deduplicates_first() -> None:
             signals, 1.0, precomputed=Precomputed(clustering=c)
         )
 
+
+
+def test_dbp_deduplicates_across_boundaries() -> None:
+    rng = np.random.default_rng(0)
+    x = unit_rows(rng.standard_normal((4000, 16)).astype(np.float32))
+    src = rng.choice(4000, 200, replace=False)
+    x = np.concatenate([x, unit_rows(x[src] + 1e-2 * rng.standard_normal((200, 16)))])
+    signals = Signals({"labels": np.zeros(x.shape[0], dtype=np.int64), "features": x})
+    removed = {}
+    for within in (False, True):
+        r = DBP(num_clusters=40, dedup_eps=0.002, within_cluster_only=within).prune(
+            signals, 0.5, seed=0
+        )
+        removed[within] = r.subset.info["removed_duplicates"]
+    assert removed[False] == 200 and removed[True] < 200
+
+
+def _reference_softmax(d: np.ndarray, temperature: float) -> np.ndarray:
+    """The reference: ``torch.nn.Softmax()(torch.Tensor(d_i) / temperature)``."""
+    z = np.asarray(d, dtype=np.float64) / temperature
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def test_density_modes_follow_the_reference() -> None:
+    sizes = np.array([3, 1, 4, 2])
+    nan = np.full(4, np.nan)
+    np.testing.assert_allclose(density_probs("uniform", sizes, nan, nan, 0.5), 0.25)
+    np.testing.assert_allclose(
+        density_probs("clustersize", sizes, nan, nan, 0.5), _reference_softmax(sizes, 0.5)
+    )
+    d_intra, d_inter = np.array([0.1, 0.2, 0.3, 0.4]), np.array([0.5, 0.5, 0.2, 0.9])
+    np.testing.assert_allclose(
+        density_probs("complexity", sizes, d_intra, d_inter, 0.5),
+        _reference_softmax(d_inter * d_intra, 0.5),
+    )
+    # An empty cluster gets no share.
+    p = density_probs("uniform", np.array([3, 0, 4]), nan[:3], nan[:3], 0.5)
+    np.testing.assert_allclose(p, [0.5, 0.0, 0.5])
+
+
+def test_dbp_uniform_density_is_cluster_balanced() -> None:
+    x, c = _geometry()
+    signals = Signals({"labels": np.zeros(x.shape[0], dtype=np.int64), "features": x})
+    r = DBP(num_clusters=4, density="uniform").prune(
+        signals, 0.4, precomputed=Precomputed(clustering=c)
+    )
+    assert np.bincount(c.labels[r.subset.indices], minlength=4).tolist() == [24] * 4
+    assert r.subset.info["density"] == "uniform"
+    with pytest.raises(DeepCoreError, match="density"):
+        DBP(density="dintra")
 
 def test_dbp_options() -> None:
     with pytest.raises(DeepCoreError, match="num_clusters"):

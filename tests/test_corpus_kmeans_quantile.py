@@ -7,10 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from deep_core.budget import proportional_budgets, take_per_group
-from deep_core.corpus.method import Precomputed, Target
-from deep_core.corpus.rules import ceil_budgets, group_quantiles, quantile_mask
+from deep_core.budget import (
+    ceil_budgets,
+    group_quantiles,
+    proportional_budgets,
+    quantile_mask,
+    take_per_group,
+)
 from deep_core.errors import DeepCoreError
+from deep_core.methods._corpus import Precomputed, Target
 from deep_core.methods.kmeans_quantile import KMeansQuantile, class_means
 from deep_core.neighbors.kmeans import Clustering
 from deep_core.signals import Signals
@@ -219,3 +224,37 @@ def test_corpus_rows_are_assigned_once(monkeypatch) -> None:
     rows.clear()
     KMeansQuantile(num_clusters=6).prune(_signals(x[:100]), 0.2, seed=3, target=Target(x))
     assert rows == [100, len(x)]  # a separate target is assigned for its fingerprint
+
+
+def test_zero_clusters_is_one_per_target_class() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((300, 4)).astype(np.float32)
+    labels = rng.integers(0, 6, 300)
+    target = Target(x[:120], labels[:120])
+    auto = KMeansQuantile(num_clusters=0).prune(_signals(x), 0.3, seed=1, target=target)
+    six = KMeansQuantile(num_clusters=6).prune(_signals(x), 0.3, seed=1, target=target)
+    assert auto.subset.info["num_clusters"] == 6
+    np.testing.assert_array_equal(auto.subset.indices, six.subset.indices)
+    assert KMeansQuantile(num_clusters=0).clusters_for(target) == 6
+    with pytest.raises(DeepCoreError, match="num_clusters=0 needs target labels"):
+        KMeansQuantile(num_clusters=0).prune(_signals(x), 0.3, target=Target(x))
+
+
+@pytest.mark.parametrize("difficulty", ["hard", "easy"])
+def test_class_means_as_unsupervised_centroids(difficulty: str) -> None:
+    # Target classes placed so that their means are the four corners.
+    offsets = np.array([[1, 0], [-1, 0], [0, 1], [0, -1]], dtype=np.float32)
+    target_x = np.concatenate([c + offsets for c in CORNERS])
+    target_labels = np.repeat(np.arange(4), 4)
+    method = KMeansQuantile(centroids="class_means", difficulty=difficulty)
+    assert method.clustering_data(_signals(POINTS), Target(target_x, target_labels)) is None
+    r = method.prune(_signals(POINTS), target=Target(target_x, target_labels))
+    for i, p in enumerate(POINTS):
+        d = _dist(p)
+        want = d[0] - d[1] - d[2] if difficulty == "hard" else -d[0]
+        assert r.subset.scores[i] == pytest.approx(want, abs=1e-5)
+    assert r.groups.tolist() == [0, 0, 3, 2, 0] and r.group_kind == "class"
+    with pytest.raises(DeepCoreError, match="class_means"):
+        method.prune(_signals(POINTS), target=Target(target_x))
+    with pytest.raises(DeepCoreError, match="class means"):
+        KMeansQuantile(centroids="class_means", supervised=True)

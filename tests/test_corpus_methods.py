@@ -134,3 +134,51 @@ def test_kmeans_round_trip_and_errors(tmp_path) -> None:
         kmeans(x, 51)
     with pytest.raises(DeepCoreError, match="2-D"):
         kmeans(x[0], 2)
+
+
+def _two_clusters() -> tuple[Signals, Clustering]:
+    # Cluster 0: 10 members with distinct cosines; cluster 1: a singleton.
+    cos = np.linspace(0.99, 0.5, 10)
+    c = Clustering(
+        centroids=np.eye(2, dtype=np.float32),
+        labels=np.array([0] * 10 + [1]),
+        distances=np.concatenate([1.0 - cos, [0.0]]).astype(np.float32),
+        spherical=True,
+    )
+    # Features that k-means splits the same way (for select, which clusters itself).
+    x = np.array([[1.0, 0.01 * i] for i in range(10)] + [[0.0, 1.0]], dtype=np.float32)
+    return Signals({"labels": np.zeros(11, dtype=np.int64), "features": x}), c
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_stratified_and_systematic_spread_along_the_cosine_ranking(seed: int) -> None:
+    from deep_core.methods._corpus import Precomputed
+
+    signals, c = _two_clusters()
+    pre = Precomputed(clustering=c)
+    # Cluster 0 is already in descending cosine: position = index.
+    syst = ClusterSubsample(num_clusters=2, rank="systematic", skip_singletons=True)
+    kept = syst.prune(signals, 0.2, seed=seed, precomputed=pre).subset.indices
+    assert kept.size == 2 and kept[1] - kept[0] == 5  # every n / b = 5th from a random start
+    strat = ClusterSubsample(num_clusters=2, rank="stratified", skip_singletons=True)
+    r = strat.prune(signals, 0.3, seed=seed, precomputed=pre)
+    kept = r.subset.indices
+    # strata [0, 3), [3, 6), [6, 10): one member from each
+    assert kept.size == 3 and kept[0] < 3 <= kept[1] < 6 <= kept[2] < 10
+    assert r.subset.info["skipped_clusters"] == 1 and r.kind == "kept"
+    assert set(r.subset.scores.tolist()) == {0.0, 1.0}
+    exact = strat.select(signals, 0.5, seed=seed)  # round(5.5) = 6 from cluster 0 alone
+    assert exact.indices.size == 6 and 10 not in exact.indices
+
+
+def test_singletons_kept_unless_skipped() -> None:
+    from deep_core.methods._corpus import Precomputed
+
+    signals, c = _two_clusters()
+    pre = Precomputed(clustering=c)
+    kept = ClusterSubsample(num_clusters=2).prune(signals, 0.2, precomputed=pre).subset.indices
+    assert 10 in kept  # ceil(0.2 * 1) = 1
+    skip = ClusterSubsample(num_clusters=2, skip_singletons=True)
+    assert 10 not in skip.prune(signals, 0.2, precomputed=pre).subset.indices
+    with pytest.raises(DeepCoreError, match="clusters of 2 or more"):
+        skip.select(signals, 1.0)

@@ -9,18 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deep_core.corpus.dedup import (
+from deep_core.errors import DeepCoreError
+from deep_core.methods._corpus import Precomputed
+from deep_core.methods.semdedup import SemDeDup, eps_for_count
+from deep_core.neighbors.dedup import (
     BELOW_ONE,
     block_max_similarity,
+    boundary_band,
+    boundary_visitors,
     cluster_order,
     earlier_max_similarity,
     naive_max_similarity,
-    shard_clusters,
 )
-from deep_core.corpus.method import Precomputed
-from deep_core.errors import DeepCoreError
-from deep_core.methods.semdedup import SemDeDup, eps_for_count
-from deep_core.neighbors.kmeans import Clustering, kmeans, unit_rows
+from deep_core.neighbors.kmeans import Clustering, assign, kmeans, unit_rows
 from deep_core.signals import Signals
 
 CIFAR_ZIP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-jpeg.zip"
@@ -66,7 +67,7 @@ def test_workers_and_shards_agree_with_in_process() -> None:
     full = earlier_max_similarity(x, order, offsets)
     assert not np.isnan(full).any()
     parts = [
-        earlier_max_similarity(x, order, offsets, clusters=shard_clusters(c.sizes(), i, 3))
+        earlier_max_similarity(x, order, offsets, clusters=np.arange(6)[i::3])
         for i in range(3)
     ]
     merged = np.full_like(full, np.nan)
@@ -77,14 +78,6 @@ def test_workers_and_shards_agree_with_in_process() -> None:
     np.testing.assert_array_equal(merged, full)
     par = earlier_max_similarity(x, order, offsets, workers=2)
     np.testing.assert_allclose(par, full, atol=1e-6)
-
-
-def test_shards_partition_clusters() -> None:
-    sizes = np.array([100, 3, 0, 50, 50, 7, 1, 400])
-    got = np.sort(np.concatenate([shard_clusters(sizes, i, 3) for i in range(3)]))
-    np.testing.assert_array_equal(got, np.arange(sizes.size))
-    with pytest.raises(DeepCoreError):
-        shard_clusters(sizes, 3, 3)
 
 
 def test_processing_order() -> None:
@@ -212,3 +205,90 @@ def test_bad_options() -> None:
         SemDeDup(num_clusters=2).select(
             Signals({"labels": np.zeros(5, dtype=np.int64), "features": zero}), 0.5
         )
+
+
+def _near_copies_across_boundaries() -> tuple[np.ndarray, np.ndarray]:
+    """The measured case: 20,000 random unit vectors + 500 near-copies (noise 1e-3)."""
+    rng = np.random.default_rng(0)
+    x = _unit(20_000, 32, seed=0)
+    src = rng.choice(20_000, 500, replace=False)
+    dup = unit_rows(x[src] + 1e-3 * rng.standard_normal((500, 32)).astype(np.float32))
+    return np.concatenate([x, dup]), src
+
+
+def _reference_m(x: np.ndarray, c: Clustering) -> np.ndarray:
+    """Transcription of the reference: per cluster, farthest first, full matrix, triu."""
+    v = unit_rows(x).astype(np.float64)
+    m = np.full(x.shape[0], -1.0)
+    for k in range(c.num_clusters):
+        idx = np.flatnonzero(c.labels == k)
+        idx = idx[np.argsort(-c.distances[idx], kind="stable")]
+        s = v[idx] @ v[idx].T
+        s[np.tril_indices(idx.size)] = -1.0
+        if idx.size:
+            m[idx] = s.max(axis=0)
+    return m
+
+
+def test_boundary_duplicates_are_all_reduced() -> None:
+    x, src = _near_copies_across_boundaries()
+    signals = Signals({"labels": np.zeros(len(x), dtype=np.int64), "features": x})
+    c = kmeans(x, 50, seed=0)
+    pre = Precomputed(clustering=c)
+    n = 20_000
+    results = {}
+    for within in (False, True):
+        kept = (
+            SemDeDup(num_clusters=50, eps=0.001, within_cluster_only=within)
+            .prune(signals, seed=0, precomputed=pre)
+            .subset.mask()
+        )
+        others = np.setdiff1d(np.arange(n), src)
+        assert kept[others].all()  # no false removal
+        assert not (~kept[src] & ~kept[n:]).any()  # never both copies
+        results[within] = int((kept[src] != kept[n:]).sum())
+    assert results[False] == 500
+    assert results[True] < 500  # the reference misses pairs split by a boundary
+    # within_cluster_only is the reference's per-cluster rule
+    ref = _reference_m(x, c) < 1.0 - 0.001
+    kept = SemDeDup(num_clusters=50, eps=0.001, within_cluster_only=True).prune(
+        signals, seed=0, precomputed=pre
+    )
+    np.testing.assert_array_equal(kept.subset.mask(), ref)
+
+
+def test_boundary_band_catches_a_pair_straddling_the_bisector() -> None:
+    # Centroids at 0 and 90 degrees; a pair at 45 -/+ half its angle, cos just above 1 - eps.
+    eps = 0.02
+    centroids = np.eye(2, dtype=np.float32)
+    half = 0.999 * np.arccos(1.0 - eps) / 2
+    angles = np.pi / 4 + np.array([-half, half])
+    x = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+    ids, dist = assign(x, centroids)
+    c = Clustering(centroids, ids[:, 0], dist[:, 0], True)
+    np.testing.assert_array_equal(c.labels, [0, 1])
+    within = earlier_max_similarity(x, *cluster_order(c))
+    assert (within >= 1.0 - eps).sum() == 0
+    visitors = boundary_visitors(x, c, boundary_band(eps))
+    m = earlier_max_similarity(x, *cluster_order(c, visitors=visitors))
+    assert (m >= 1.0 - eps).sum() == 1
+
+
+def test_visitors_sharded_and_in_workers_agree() -> None:
+    x = _unit(600, 8, seed=4)
+    c = kmeans(x, 6, seed=0)
+    visitors = boundary_visitors(x, c, 0.05)
+    assert 0 < visitors[0].size < 600
+    order, offsets = cluster_order(c, which_to_keep="hard", visitors=visitors)
+    full = earlier_max_similarity(x, order, offsets)
+    within = earlier_max_similarity(x, *cluster_order(c, which_to_keep="hard"))
+    assert (full >= within).all() and (full > within).any()
+    merged = np.full_like(full, np.nan)
+    for i in range(3):
+        p = earlier_max_similarity(
+            x, order, offsets, clusters=np.arange(6)[i::3]
+        )
+        merged = np.fmax(merged, p)
+    np.testing.assert_array_equal(merged, full)
+    par = earlier_max_similarity(x, order, offsets, workers=2)
+    np.testing.assert_allclose(par, full, atol=1e-6)

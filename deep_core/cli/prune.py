@@ -25,20 +25,25 @@ from .common import ArgParser, run_cli
 
 #: method flags -> option names (given flags only are passed; others keep defaults)
 METHOD_FLAGS: dict[str, tuple[type, str]] = {
-    "num_clusters": (int, "k-means clusters (all methods)"),
+    "num_clusters": (int, "k-means clusters (all methods; KMeansQuantile: 0 = target classes)"),
+    "centroids": (str, "KMeansQuantile unsupervised: kmeans | class_means (of the target)"),
     "niter": (int, "k-means iterations"),
     "difficulty": (str, "KMeansQuantile: hard | easy"),
     "keep": (str, "SSP: hard | easy"),
     "eps": (float, "SemDeDup: remove a member whose cosine to an earlier one is >= 1 - eps"),
     "which_to_keep": (str, "SemDeDup, DBP: hard | easy | random"),
-    "rank": (str, "ClusterSubsample: cossim | random"),
+    "rank": (str, "ClusterSubsample: cossim | random | stratified | systematic"),
     "prune_type": (str, "ClusterSubsample: diverse | common"),
     "num_nns": (int, "DBP: nearest centroids in d_inter (default 20)"),
     "temperature": (float, "DBP: softmax temperature (default 0.5)"),
     "cls_bal_ratio": (float, "DBP: lower-bound ratio (default 0.5)"),
+    "density": (str, "DBP: complexity | clustersize | uniform (default complexity)"),
     "dedup_eps": (float, "DBP: SemDeDup eps applied first"),
     "workers": (int, "SemDeDup, DBP: worker processes for the per-cluster work"),
 }
+
+#: on/off method options (store_true flags; passed only when given)
+SWITCHES = ("supervised", "within_cluster_only", "skip_singletons")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,8 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--corpus-path", type=Path, help="image folder (<class>/<image>)")
-    src.add_argument("--features", type=Path, help="N x d embeddings (.npy, memory-mapped)")
-    p.add_argument("--keys", type=Path, help="with --features: one key per line (default 0..N-1)")
+    src.add_argument(
+        "--features",
+        help="N x d embeddings: a .npy (memory-mapped), or a folder or glob of .npy shards "
+        "or of Parquet/Arrow tables (read in batches)",
+    )
+    p.add_argument(
+        "--keys", type=Path, help="with .npy features: one key per line (default 0..N-1)"
+    )
+    p.add_argument(
+        "--embedding-column", default="embedding", help="tables: list-of-floats column"
+    )
+    p.add_argument("--key-column", default="key", help="tables: unique key column")
     p.add_argument(
         "--labels", type=Path, help="with --features: class per row (.npy ints or text names)"
     )
@@ -83,19 +98,48 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="KMeansQuantile: target class means, corpus grouped by class",
     )
+    m.add_argument(
+        "--skip-singletons",
+        action="store_true",
+        default=None,
+        help="ClusterSubsample: keep nothing from clusters of fewer than 2 members",
+    )
+    m.add_argument(
+        "--within-cluster-only",
+        action="store_true",
+        default=None,
+        help="SemDeDup, DBP: compare within clusters only, as the reference (default: rows "
+        "near a boundary are also compared in the neighbouring cluster)",
+    )
     e = p.add_argument_group("embedding")
     e.add_argument(
         "--model-name",
         default="pixels",
-        help="pixels (flattened normalised images) or a torchvision architecture",
+        help="pixels (flattened normalised images), a torchvision architecture, timm:NAME "
+        "(any timm model, pooled features) or open_clip:ARCH (an OpenCLIP image tower)",
     )
-    e.add_argument("--model-path", type=Path, help="local state dict (nothing is downloaded)")
-    e.add_argument("--image-size", type=int, help="resize to S x S (default 32 pixels, 224 models)")
+    e.add_argument(
+        "--model-path", type=Path, help="local weights (state dict or checkpoint file)"
+    )
+    e.add_argument(
+        "--download-weights",
+        action="store_true",
+        help="timm / OpenCLIP: let the library download the weights (open_clip:ARCH:TAG)",
+    )
+    e.add_argument(
+        "--image-size", type=int, help="resize to S x S (default 32 pixels, else the model's)"
+    )
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--device", default="cpu")
     e.add_argument("--threads", type=int, default=4, help="image decoding threads")
     o = p.add_argument_group("output")
     o.add_argument("--out-dir", type=Path, required=True)
+    o.add_argument(
+        "--output-format",
+        choices=("text", "parquet"),
+        default="text",
+        help="kept keys and scores as kept_keys.txt + scores.csv, or as .parquet files",
+    )
     out = o.add_mutually_exclusive_group()
     out.add_argument(
         "--copy",
@@ -112,19 +156,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     o.add_argument("--seed", type=int, default=0)
     o.add_argument("--quiet", action="store_true", help="no progress bars")
-    s = p.add_mutually_exclusive_group()
-    s.add_argument("--shard", help="i/n: compute shard i of n of the per-cluster work, then stop")
-    s.add_argument("--merge", action="store_true", help="merge the shards and finish")
+    r = p.add_argument_group("engine")
+    r.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process; ray: k-means, assignment and SemDeDup's per-cluster "
+        "work as Ray tasks (pip install ray); same kept set",
+    )
+    r.add_argument("--address", help="with --engine ray: cluster address (auto = running)")
+    r.add_argument("--ray-cpus", type=int, help="with --engine ray: CPUs of a local Ray")
     return p
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from ..corpus.run import PruneConfig, parse_shard, run_prune
+    from ..corpus.run import PruneConfig, run_prune
 
     args = build_parser().parse_args(argv)
     options = {
         name: getattr(args, name)
-        for name in (*METHOD_FLAGS, "supervised")
+        for name in (*METHOD_FLAGS, *SWITCHES)
         if getattr(args, name) is not None
     }
     copy = False if args.keys_only else args.copy
@@ -133,6 +184,9 @@ def _main(argv: Sequence[str] | None) -> int:
         out_dir=args.out_dir,
         corpus_path=args.corpus_path,
         features=args.features,
+        embedding_column=args.embedding_column,
+        key_column=args.key_column,
+        output_format=args.output_format,
         keys=args.keys,
         labels=args.labels,
         data_path=args.data_path,
@@ -142,6 +196,7 @@ def _main(argv: Sequence[str] | None) -> int:
         method_options=options,
         model_name=args.model_name,
         model_path=args.model_path,
+        download_weights=args.download_weights,
         image_size=args.image_size,
         batch_size=args.batch_size,
         device=args.device,
@@ -149,8 +204,9 @@ def _main(argv: Sequence[str] | None) -> int:
         seed=args.seed,
         copy=copy,
         draw_histogram=args.draw_histogram,
-        shard=parse_shard(args.shard) if args.shard is not None else None,
-        merge=args.merge,
+        engine=args.engine,
+        address=args.address,
+        ray_cpus=args.ray_cpus,
         progress=not args.quiet,
     )
     run_prune(cfg)

@@ -2,8 +2,9 @@
 cluster it, run a corpus method (KMeansQuantile, SSP, SemDeDup, ClusterSubsample, DBP) and
 write the kept keys, per-sample scores, copies and histograms (``deepcore-prune``).
 
-Modules: :mod:`.method` (the corpus-method contract), :mod:`.rules` (per-group keep rules),
-:mod:`.dedup` (SemDeDup's exact blockwise similarities, workers, shards), :mod:`.embed`
-(images to embeddings, cached), :mod:`.outputs` (atomic output folder), :mod:`.run` (the
-command's pipeline).
+This package is the application only: :mod:`.embed` (images to embeddings, cached),
+:mod:`.outputs` (atomic output folder), :mod:`.run` (the command's pipeline). The methods
+and their contract live in :mod:`deep_core.methods` (``_corpus``: :class:`CorpusMethod`,
+:class:`Target`, :class:`Precomputed`), the per-group keep rules in :mod:`deep_core.budget`,
+k-means and SemDeDup's similarities in :mod:`deep_core.neighbors`.
 """

@@ -27,6 +27,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -88,8 +89,14 @@ def scan_folder(root: str | Path, *, what: str = "corpus") -> ImageFolder:
     return ImageFolder(root=root, keys=tuple(keys), classes=classes, labels=labels)
 
 
-def load_image(path: Path, size: int, key: str) -> np.ndarray:
-    """RGB image resized to ``size`` x ``size``, ImageNet-normalised, shape (3, size, size)."""
+def load_image(
+    path: Path,
+    size: int,
+    key: str,
+    mean: np.ndarray = IMAGENET_MEAN,
+    std: np.ndarray = IMAGENET_STD,
+) -> np.ndarray:
+    """RGB image resized to ``size`` x ``size``, normalised (ImageNet's by default), (3, S, S)."""
     from PIL import Image
 
     try:
@@ -103,16 +110,169 @@ def load_image(path: Path, size: int, key: str) -> np.ndarray:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DeepCoreError(f"cannot read image {key}: {msg}") from None
     a = np.asarray(rgb, dtype=np.float32) / 255.0
-    a = (a - IMAGENET_MEAN) / IMAGENET_STD
+    a = (a - mean) / std
     return np.ascontiguousarray(a.transpose(2, 0, 1))
 
 
 # -- models ---------------------------------------------------------------------------
+#: library prefixes of ``--model-name`` (``timm:NAME``, ``open_clip:ARCH``)
+LIBRARIES = {"timm": "timm", "open_clip": "open_clip_torch"}
+
+
+@dataclass(frozen=True)
+class Embedder:
+    """A feature model and the input it expects.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        Maps a (B, 3, S, S) batch to (B, d) features; eval mode.
+    mean, std : ndarray of float32, shape (3,)
+        Per-channel normalisation of [0, 1] pixels.
+    image_size : int
+        Its native square input size (the default of ``--image-size``).
+    """
+
+    model: Any
+    mean: np.ndarray
+    std: np.ndarray
+    image_size: int
+
+
 def model_names() -> list[str]:
     """Torchvision classification architectures, plus ``pixels``."""
     import torchvision
 
     return ["pixels", *torchvision.models.list_models(module=torchvision.models)]
+
+
+def _library(model_name: str) -> tuple[str, str] | None:
+    prefix, sep, name = model_name.partition(":")
+    if not sep or prefix not in LIBRARIES:
+        return None
+    if not name:
+        raise DeepCoreError(f"--model-name {model_name!r} names no model after {prefix}:")
+    return prefix, name
+
+
+def _import_library(prefix: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(prefix)
+    except ImportError:
+        raise DeepCoreError(
+            f"--model-name {prefix}:... needs {LIBRARIES[prefix]}: pip install {LIBRARIES[prefix]}"
+        ) from None
+
+
+def check_model_name(model_name: str) -> None:
+    """Error unless ``model_name`` is pixels, a torchvision architecture or a library model."""
+    lib = _library(model_name)
+    if lib is None:
+        if model_name != "pixels" and model_name not in model_names():
+            raise DeepCoreError(
+                f"unknown model {model_name!r}; use pixels, a torchvision architecture, "
+                "timm:NAME or open_clip:ARCH"
+            )
+        return
+    prefix, name = lib
+    module = _import_library(prefix)
+    if prefix == "timm":
+        known = module.is_model(name)
+    else:
+        known = name.partition(":")[0] in module.list_models()
+    if not known:
+        raise DeepCoreError(f"unknown {prefix} model {name!r}")
+
+
+def build_embedder(
+    model_name: str, model_path: str | Path | None, *, download: bool = False
+) -> Embedder:
+    """The feature model of ``--model-name`` with its normalisation and input size.
+
+    - a torchvision architecture: penultimate features, ImageNet normalisation, 224;
+    - ``timm:NAME``: ``timm.create_model(NAME, num_classes=0)`` (pooled features), the
+      model's own normalisation and input size (its pretrained config);
+    - ``open_clip:ARCH``: the image tower of an OpenCLIP model (its embedding), CLIP's
+      normalisation and input size.
+
+    Weights come from ``model_path`` (a local file, loaded by the library's own loader:
+    timm's ``pretrained_cfg_overlay`` file, OpenCLIP's checkpoint path), or with
+    ``download=True`` from the library's own download (timm: the hub weights of NAME;
+    OpenCLIP: ``open_clip:ARCH:TAG``, e.g. ``open_clip:ViT-B-32:laion2b_s34b_b79k``).
+    Nothing is downloaded otherwise.
+    """
+    lib = _library(model_name)
+    if lib is None:
+        model = build_feature_model(model_name, model_path)
+        return Embedder(model, IMAGENET_MEAN, IMAGENET_STD, 224)
+    prefix, name = lib
+    module = _import_library(prefix)
+    path = _weights(model_name, model_path, download)
+    try:
+        if prefix == "timm":
+            return _timm_embedder(module, name, path)
+        return _open_clip_embedder(module, name, path)
+    except DeepCoreError:
+        raise
+    except Exception as e:  # the libraries raise many types for bad weights
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DeepCoreError(f"cannot build {model_name}: {msg}") from None
+
+
+def _weights(model_name: str, model_path: str | Path | None, download: bool) -> Path | None:
+    if model_path is not None:
+        if download:
+            raise DeepCoreError("give --model-path or --download-weights, not both")
+        path = Path(model_path)
+        if not path.is_file():
+            raise DeepCoreError(f"model weights not found: {path}")
+        return path
+    if not download:
+        raise DeepCoreError(
+            f"--model-path (local weights) is required for {model_name}; "
+            "or --download-weights to fetch them with the library"
+        )
+    return None
+
+
+def _timm_embedder(timm: Any, name: str, path: Path | None) -> Embedder:
+    from timm.data import resolve_model_data_config
+
+    if path is None:
+        model = timm.create_model(name, pretrained=True, num_classes=0)
+    else:
+        model = timm.create_model(
+            name, pretrained=True, num_classes=0, pretrained_cfg_overlay={"file": str(path)}
+        )
+    cfg = resolve_model_data_config(model)
+    return Embedder(
+        model.eval(),
+        np.asarray(cfg["mean"], dtype=np.float32),
+        np.asarray(cfg["std"], dtype=np.float32),
+        int(cfg["input_size"][-1]),
+    )
+
+
+def _open_clip_embedder(open_clip: Any, name: str, path: Path | None) -> Embedder:
+    arch, _, tag = name.partition(":")
+    if path is None and not tag:
+        raise DeepCoreError(
+            f"open_clip:{arch} downloads need a pretrained tag: open_clip:{arch}:TAG "
+            "(open_clip.list_pretrained() lists them)"
+        )
+    model = open_clip.create_model(arch, pretrained=str(path) if path is not None else tag)
+    visual = model.visual
+    size = visual.image_size
+    mean = getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN
+    std = getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD
+    return Embedder(
+        visual.eval(),
+        np.asarray(mean, dtype=np.float32),
+        np.asarray(std, dtype=np.float32),
+        int(size[-1] if isinstance(size, (tuple, list)) else size),
+    )
 
 
 def _set_module(model, name: str, module) -> None:
@@ -175,7 +335,7 @@ def _file_hash(path: Path) -> str:
 
 
 def embedding_key(
-    folder: ImageFolder, model_name: str, model_path: str | Path | None, image_size: int
+    folder: ImageFolder, model_name: str, model_path: str | Path | None, image_size: int | None
 ) -> str:
     """Cache name of a folder's embeddings: model, weights, size, and every file's stat."""
     h = hashlib.sha1(f"v1|{model_name}|{image_size}".encode())
@@ -193,7 +353,8 @@ def embed_folder(
     *,
     model_name: str = "pixels",
     model_path: str | Path | None = None,
-    image_size: int = 32,
+    image_size: int | None = 32,
+    download: bool = False,
     batch_size: int = 64,
     device: str = "cpu",
     threads: int = 4,
@@ -209,11 +370,14 @@ def embed_folder(
     out_path : Path
         Destination ``.npy`` (float32, N x d).
     model_name : str, default="pixels"
-        ``pixels`` or a torchvision classification architecture.
+        ``pixels``, a torchvision classification architecture, ``timm:NAME`` or
+        ``open_clip:ARCH`` (see :func:`build_embedder`).
     model_path : path, optional
-        Local state dict (required for architectures).
-    image_size : int, default=32
-        Square size images are resized to.
+        Local weights (required for models unless ``download``).
+    image_size : int, optional
+        Square size images are resized to; None: the model's native size.
+    download : bool, default=False
+        Let timm / OpenCLIP download the weights.
     batch_size : int, default=64
     device : str, default="cpu"
         Torch device for the model.
@@ -229,10 +393,15 @@ def embed_folder(
     from tqdm import tqdm
 
     model = None
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
     if model_name != "pixels":
         import torch
 
-        model = build_feature_model(model_name, model_path).to(device)
+        embedder = build_embedder(model_name, model_path, download=download)
+        model = embedder.model.to(device)
+        mean, std = embedder.mean, embedder.std
+        image_size = image_size or embedder.image_size
+    size = int(image_size or 32)
     n = len(folder.keys)
     tmp = out_path.with_name(temp_prefix(out_path.name) + "tmp")
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -245,7 +414,7 @@ def embed_folder(
                 hi = min(n, lo + batch_size)
                 imgs = list(
                     pool.map(
-                        lambda i: load_image(folder.path(i), image_size, folder.keys[i]),
+                        lambda i: load_image(folder.path(i), size, folder.keys[i], mean, std),
                         range(lo, hi),
                     )
                 )

@@ -10,6 +10,9 @@ Files:
 
 - ``kept_keys.txt``: the kept keys, sorted, one per line;
 - ``scores.csv``: ``key,group,score,kept`` for every sample, in input order;
+- with ``--output-format parquet``, ``kept_keys.parquet`` (column ``key``) and
+  ``scores.parquet`` (``key``, ``group``, ``score`` float64, ``kept`` bool) instead,
+  written in row groups so that no text copy of a large corpus is built;
 - ``<kind> samples/<key>``: copies of the kept images (``kind`` = hard, easy or kept);
 - ``histograms/``: score histograms, all samples and per group (``--draw-histogram``);
 - ``summary.json``: the method, its options and what it kept.
@@ -35,12 +38,18 @@ from ..locks import remove_stale_temp, temp_prefix
 OUTPUT_NAMES = (
     "kept_keys.txt",
     "scores.csv",
+    "kept_keys.parquet",
+    "scores.parquet",
     "summary.json",
     "histograms",
     "hard samples",
     "easy samples",
     "kept samples",
 )
+#: ``--output-format`` choices
+OUTPUT_FORMATS = ("text", "parquet")
+#: rows per Parquet row group
+PARQUET_ROWS = 1 << 20
 #: per-group histograms drawn at most (the largest groups)
 MAX_GROUP_HISTOGRAMS = 50
 
@@ -133,6 +142,53 @@ def write_scores(
         w.writerow(["key", "group", "score", "kept"])
         for k, g, s, m in zip(keys, groups.tolist(), scores.tolist(), kept.tolist()):
             w.writerow([k, group_names[g], f"{s:.9g}", int(m)])
+
+
+def write_kept_keys_parquet(path: Path, keys: Sequence[str], indices: np.ndarray) -> None:
+    """The kept keys, sorted, as a one-column (``key``) Parquet file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    kept = sorted(keys[i] for i in indices)
+    with atomic_open(path, "wb") as f:
+        pq.write_table(pa.table({"key": pa.array(kept, pa.string())}), f)
+
+
+def write_scores_parquet(
+    path: Path,
+    keys: Sequence[str],
+    group_names: Sequence[str],
+    groups: np.ndarray,
+    scores: np.ndarray,
+    kept: np.ndarray,
+) -> None:
+    """``key, group, score, kept`` per sample, in input order, one row group at a time."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema(
+        [
+            ("key", pa.string()),
+            ("group", pa.string()),
+            ("score", pa.float64()),
+            ("kept", pa.bool_()),
+        ]
+    )
+    names = np.asarray(group_names, dtype=object)
+    with atomic_open(path, "wb") as f, pq.ParquetWriter(f, schema) as w:
+        for lo in range(0, len(keys), PARQUET_ROWS):
+            hi = min(len(keys), lo + PARQUET_ROWS)
+            w.write_table(
+                pa.table(
+                    {
+                        "key": pa.array(keys[lo:hi], pa.string()),
+                        "group": pa.array(names[groups[lo:hi]], pa.string()),
+                        "score": pa.array(np.asarray(scores[lo:hi], dtype=np.float64)),
+                        "kept": pa.array(np.asarray(kept[lo:hi], dtype=bool)),
+                    },
+                    schema=schema,
+                )
+            )
 
 
 def copy_kept(

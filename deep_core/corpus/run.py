@@ -8,49 +8,60 @@ Caches live in ``OUT/cache``: embeddings of image folders (``embeddings-<hash>.n
 and k-means results (``clustering-<hash>.npz``, keyed by the data, the k-means
 options and the seed), so re-running with another fraction or method costs neither.
 
-Sharding (SemDeDup, DBP with ``dedup_eps``): ``shard=(i, n)`` computes the
-similarities of shard ``i``'s clusters (balanced by n^2, see
-:func:`~deep_core.corpus.dedup.shard_clusters`) and writes
-``OUT/shards/<tag>/shard-i-of-n.npz``; ``merge=True`` checks that the ``n`` shards
-cover every cluster once for the same clustering and finishes the selection. Run one
-shard (or any run) first so the clustering is cached, then the others in parallel,
-on any machines that share ``OUT``.
+Engines: ``engine="local"`` runs everything in this process (SemDeDup's per-cluster
+work in the method's ``workers`` processes); ``engine="ray"`` runs the k-means training,
+the assignment and SemDeDup's per-cluster maxima as Ray tasks
+(:mod:`deep_core.corpus.ray_engine`) on a local Ray or a cluster (``address``). Both
+give the same kept set.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import re
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..checks import MAX_IMAGE_SIZE
 from ..errors import DeepCoreError
-from ..io import save_npz, write_json
+from ..io import write_json
 from ..methods import build_method, list_methods
 from ..methods._common import check_seed
+from ..methods._corpus import CorpusMethod, CorpusResult, Precomputed, Target
 from ..methods.base import get_method, option_names
 from ..neighbors.kmeans import Clustering
 from ..signals import Signals
-from .dedup import shard_clusters
 from .embed import (
     ImageFolder,
+    check_finite,
+    check_model_name,
     embed_folder,
     embedding_key,
     load_features,
     load_keys,
     load_labels,
-    model_names,
     scan_folder,
 )
-from .method import CorpusMethod, CorpusResult, Precomputed, Target
-from .outputs import OutputDir, copy_kept, draw_histograms, write_kept_keys, write_scores
+from .outputs import (
+    OUTPUT_FORMATS,
+    OutputDir,
+    copy_kept,
+    draw_histograms,
+    write_kept_keys,
+    write_kept_keys_parquet,
+    write_scores,
+    write_scores_parquet,
+)
+from .shards import ShardSet, gather, resolve_shards
+
+if TYPE_CHECKING:
+    from .ray_engine import RayEngine
 
 
 @dataclass
@@ -60,7 +71,7 @@ class PruneConfig:
     selection: str
     out_dir: Path
     corpus_path: Path | None = None
-    features: Path | None = None
+    features: str | Path | None = None
     keys: Path | None = None
     labels: Path | None = None
     data_path: Path | None = None
@@ -68,8 +79,12 @@ class PruneConfig:
     fraction: float | None = None
     quantile: float | None = None
     method_options: dict[str, Any] = field(default_factory=dict)
+    embedding_column: str = "embedding"
+    key_column: str = "key"
+    output_format: str = "text"
     model_name: str = "pixels"
     model_path: Path | None = None
+    download_weights: bool = False
     image_size: int | None = None
     batch_size: int = 64
     device: str = "cpu"
@@ -77,9 +92,14 @@ class PruneConfig:
     seed: int = 0
     copy: bool | None = None
     draw_histogram: bool = False
-    shard: tuple[int, int] | None = None
-    merge: bool = False
+    engine: str = "local"
+    address: str | None = None
+    ray_cpus: int | None = None
     progress: bool = True
+
+
+#: ``engine`` choices
+ENGINES = ("local", "ray")
 
 
 @dataclass
@@ -97,14 +117,6 @@ def corpus_methods() -> dict[str, str]:
     return {
         name: s for name, s in list_methods().items() if issubclass(get_method(name), CorpusMethod)
     }
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``."""
-    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
-    if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
-        raise DeepCoreError(f"--shard must be i/n with 0 <= i < n, got {text!r}")
-    return int(m.group(1)), int(m.group(2))
 
 
 def _stat_fingerprint(path: Path) -> str:
@@ -144,23 +156,23 @@ def _validate(cfg: PruneConfig, method: CorpusMethod) -> None:
     method.check_rule(cfg.fraction)
     if cfg.corpus_path is not None and (cfg.keys is not None or cfg.labels is not None):
         raise DeepCoreError("--keys and --labels go with --features (folders have their own)")
+    if cfg.output_format not in OUTPUT_FORMATS:
+        raise DeepCoreError(
+            f"unknown output format {cfg.output_format!r}; choose from: {', '.join(OUTPUT_FORMATS)}"
+        )
     if cfg.copy and cfg.corpus_path is None:
         raise DeepCoreError("--copy needs --corpus-path (there are no files to copy)")
     if cfg.data_path is not None and not method.uses_target:
         raise DeepCoreError(f"--data-path (a target set) is not used by {cfg.selection}")
     if cfg.target_labels is not None and (cfg.data_path is None or cfg.data_path.is_dir()):
         raise DeepCoreError("--target-labels goes with a --data-path .npy file")
-    if (cfg.shard is not None or cfg.merge) and not method.uses_dedup:
-        raise DeepCoreError(
-            "--shard/--merge split SemDeDup's per-cluster work; "
-            f"{cfg.selection} with these options has none"
-        )
-    if cfg.shard is not None and cfg.merge:
-        raise DeepCoreError("give --shard or --merge, not both")
-    if cfg.model_name != "pixels" and cfg.model_name not in model_names():
-        raise DeepCoreError(
-            f"unknown model {cfg.model_name!r}; use pixels or a torchvision architecture"
-        )
+    if cfg.engine not in ENGINES:
+        raise DeepCoreError(f"unknown engine {cfg.engine!r}; choose from: {', '.join(ENGINES)}")
+    if cfg.engine == "local" and (cfg.address is not None or cfg.ray_cpus is not None):
+        raise DeepCoreError("--address and --ray-cpus go with --engine ray")
+    if cfg.ray_cpus is not None and cfg.ray_cpus < 1:
+        raise DeepCoreError(f"--ray-cpus must be positive, got {cfg.ray_cpus}")
+    check_model_name(cfg.model_name)
     if cfg.image_size is not None and not 1 <= cfg.image_size <= MAX_IMAGE_SIZE:
         raise DeepCoreError(f"--image-size must be in [1, {MAX_IMAGE_SIZE}], got {cfg.image_size}")
     if cfg.batch_size < 1:
@@ -168,10 +180,11 @@ def _validate(cfg: PruneConfig, method: CorpusMethod) -> None:
     check_seed(cfg.seed)
 
 
-def _image_size(cfg: PruneConfig) -> int:
+def _image_size(cfg: PruneConfig) -> int | None:
+    """``--image-size``, 32 for pixels, or None: the model's native size."""
     if cfg.image_size is not None:
         return cfg.image_size
-    return 32 if cfg.model_name == "pixels" else 224
+    return 32 if cfg.model_name == "pixels" else None
 
 
 def _embed(cfg: PruneConfig, folder: ImageFolder, cache: Path, log: Callable[[str], None]):
@@ -188,6 +201,7 @@ def _embed(cfg: PruneConfig, folder: ImageFolder, cache: Path, log: Callable[[st
         model_name=cfg.model_name,
         model_path=cfg.model_path,
         image_size=size,
+        download=cfg.download_weights,
         batch_size=cfg.batch_size,
         device=cfg.device,
         threads=cfg.threads,
@@ -201,19 +215,37 @@ def _embed(cfg: PruneConfig, folder: ImageFolder, cache: Path, log: Callable[[st
 
 
 def _load_corpus(
-    cfg: PruneConfig, folder: ImageFolder | None, cache: Path, log: Callable[[str], None]
+    cfg: PruneConfig,
+    folder: ImageFolder | None,
+    cache: Path,
+    log: Callable[[str], None],
+    shards: ShardSet | None = None,
 ) -> _Corpus:
     if folder is not None:
         x, key = _embed(cfg, folder, cache, log)
         return _Corpus(folder.keys, x, folder.labels, folder.classes, key, folder)
     assert cfg.features is not None
-    x = load_features(cfg.features)
-    keys = load_keys(cfg.keys, x.shape[0])
+    if shards is None:
+        x = load_features(cfg.features)
+        fingerprint = _stat_fingerprint(Path(cfg.features))
+        keys = load_keys(cfg.keys, x.shape[0])
+    else:
+        t = time.perf_counter()
+        x, table_keys = gather(
+            shards, cache, embedding_column=cfg.embedding_column, key_column=cfg.key_column
+        )
+        check_finite(x, "features")
+        fingerprint = shards.fingerprint(cfg.embedding_column, cfg.key_column)
+        keys = table_keys if table_keys is not None else load_keys(cfg.keys, x.shape[0])
+        log(
+            f"read {len(shards.paths)} shard(s): {x.shape[0]:,} x {x.shape[1]} "
+            f"({time.perf_counter() - t:.1f} s)"
+        )
     if cfg.labels is not None:
         labels, classes = load_labels(cfg.labels, x.shape[0])
     else:
         labels, classes = np.zeros(x.shape[0], dtype=np.int64), ("",)
-    return _Corpus(keys, x, labels, classes, _stat_fingerprint(cfg.features))
+    return _Corpus(keys, x, labels, classes, fingerprint)
 
 
 def _load_target(
@@ -272,13 +304,15 @@ def _clustering(
     cache: Path,
     seed: int,
     log: Callable[[str], None],
+    target: Target | None = None,
+    engine: RayEngine | None = None,
 ) -> Clustering:
     key = _hash(
         "clustering-v1",
         data_fp,
         data.shape,
         method.spherical,
-        method.num_clusters,  # type: ignore[attr-defined]
+        method.clusters_for(target),
         method.niter,  # type: ignore[attr-defined]
         seed,
     )
@@ -287,90 +321,25 @@ def _clustering(
         log(f"clustering from cache ({path.name})")
         return Clustering.load(path)
     t = time.perf_counter()
-    clustering = method.cluster(data, seed=seed)
+    if engine is None:
+        clustering = method.cluster(data, seed=seed, target=target)
+    else:
+        clustering = engine.kmeans(
+            data,
+            min(method.clusters_for(target), data.shape[0]),
+            spherical=method.spherical,
+            niter=method.niter,  # type: ignore[attr-defined]
+            seed=seed,
+        )
     clustering.save(path)
     log(
         f"k-means: {clustering.num_clusters:,} clusters of {data.shape[0]:,} embeddings "
         f"({time.perf_counter() - t:.1f} s)"
     )
+    empty = int((clustering.sizes() == 0).sum())
+    if empty:  # a degenerate k-means: fewer distinct rows than clusters, or a bad sample
+        log(f"note: {empty:,} of {clustering.num_clusters:,} k-means clusters are empty")
     return clustering
-
-
-def _shard_dir(root: Path, clustering: Clustering, method: CorpusMethod, seed: int) -> Path:
-    tag = _hash(clustering.fingerprint(), method.dedup_order_key(), seed)[:12]  # type: ignore[attr-defined]
-    return root / "shards" / tag
-
-
-def _write_shard(
-    cfg: PruneConfig,
-    method: CorpusMethod,
-    corpus: _Corpus,
-    clustering: Clustering,
-    root: Path,
-    log: Callable[[str], None],
-) -> dict[str, Any]:
-    from ..methods.semdedup import max_similarities
-
-    assert cfg.shard is not None
-    i, n = cfg.shard
-    clusters = shard_clusters(clustering.sizes(), i, n)
-    t = time.perf_counter()
-    m = max_similarities(
-        corpus.features,
-        clustering,
-        which_to_keep=method.dedup_order_key(),  # type: ignore[attr-defined]
-        seed=cfg.seed,
-        workers=method.workers,  # type: ignore[attr-defined]
-        progress=cfg.progress,
-        clusters=clusters,
-    )
-    rows = np.flatnonzero(~np.isnan(m))
-    path = _shard_dir(root, clustering, method, cfg.seed) / f"shard-{i}-of-{n}.npz"
-    save_npz(
-        path,
-        clusters=clusters,
-        rows=rows,
-        values=m[rows],
-        fingerprint=np.array(clustering.fingerprint()),
-        num_samples=np.array(m.shape[0]),
-    )
-    log(
-        f"shard {i}/{n}: {clusters.size:,} clusters, {rows.size:,} samples "
-        f"({time.perf_counter() - t:.1f} s) -> {path}"
-    )
-    return {"shard": f"{i}/{n}", "clusters": int(clusters.size), "samples": int(rows.size)}
-
-
-def _merge_shards(
-    root: Path, clustering: Clustering, method: CorpusMethod, seed: int, n_samples: int
-) -> np.ndarray:
-    folder = _shard_dir(root, clustering, method, seed)
-    files = sorted(folder.glob("shard-*-of-*.npz")) if folder.is_dir() else []
-    if not files:
-        raise DeepCoreError(
-            f"no shards in {folder} for this clustering and method; run --shard i/n first"
-        )
-    counts = {int(re.search(r"-of-(\d+)\.npz$", f.name).group(1)) for f in files}  # type: ignore[union-attr]
-    if len(counts) != 1:
-        raise DeepCoreError(f"shards in {folder} disagree on the shard count: {sorted(counts)}")
-    n = counts.pop()
-    have = {int(re.match(r"shard-(\d+)-of-", f.name).group(1)) for f in files}  # type: ignore[union-attr]
-    missing = sorted(set(range(n)) - have)
-    if missing:
-        raise DeepCoreError(f"missing shards {missing} of {n} in {folder}")
-    m = np.full(n_samples, np.nan, dtype=np.float32)
-    seen = np.zeros(clustering.num_clusters, dtype=np.int64)
-    for i in range(n):
-        with np.load(folder / f"shard-{i}-of-{n}.npz", allow_pickle=False) as z:
-            if str(z["fingerprint"]) != clustering.fingerprint():
-                raise DeepCoreError(f"shard {i}/{n} was computed for another clustering")
-            seen[z["clusters"]] += 1
-            m[z["rows"]] = z["values"]
-    if (seen != 1).any():
-        raise DeepCoreError("the shards do not cover every cluster exactly once")
-    if np.isnan(m).any():
-        raise DeepCoreError("the shards do not cover every sample")
-    return m
 
 
 def _write_outputs(
@@ -389,8 +358,14 @@ def _write_outputs(
         names += [str(g) for g in range(len(names), int(result.groups.max()) + 1)]
     else:
         names = [str(g) for g in range(int(result.groups.max()) + 1)]
-    write_kept_keys(od.path("kept_keys.txt"), corpus.keys, subset.indices)
-    write_scores(od.path("scores.csv"), corpus.keys, names, result.groups, subset.scores, kept)
+    if cfg.output_format == "parquet":
+        write_kept_keys_parquet(od.path("kept_keys.parquet"), corpus.keys, subset.indices)
+        write_scores_parquet(
+            od.path("scores.parquet"), corpus.keys, names, result.groups, subset.scores, kept
+        )
+    else:
+        write_kept_keys(od.path("kept_keys.txt"), corpus.keys, subset.indices)
+        write_scores(od.path("scores.csv"), corpus.keys, names, result.groups, subset.scores, kept)
     if copy and corpus.folder is not None:
         copy_kept(
             od.path(f"{result.kind} samples"),
@@ -413,6 +388,7 @@ def _write_outputs(
         "selection": cfg.selection,
         "options": method.options(),
         "seed": cfg.seed,
+        "engine": cfg.engine,
         "fraction": cfg.fraction,
         "num_samples": int(kept.size),
         "num_kept": len(subset),
@@ -448,30 +424,25 @@ def run_prune(cfg: PruneConfig, *, log: Callable[[str], None] | None = None) -> 
     supervised = bool(getattr(method, "supervised", False))
     if supervised and folder is not None and target_folder is not None:
         _same_classes(folder.classes, target_folder.classes)
-    # Embedding files are checked (shape, dtype, NaN, keys) before OUT exists.
-    early = _load_corpus(cfg, None, cfg.out_dir, log) if folder is None else None
+    # Embedding files are checked (shape, dtype, NaN, keys) before OUT exists; shards are
+    # resolved now and read into OUT's cache.
+    shards = resolve_shards(cfg.features) if cfg.features is not None else None
+    if shards is not None and shards.kind == "table" and cfg.keys is not None:
+        raise DeepCoreError("--keys goes with .npy features; tables carry a key column")
+    early = None
+    if folder is None and shards is None:
+        early = _load_corpus(cfg, None, cfg.out_dir, log)
     copy = cfg.copy if cfg.copy is not None else folder is not None
 
-    if cfg.shard is not None:
-        root = cfg.out_dir
-        created = not root.exists()
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-            corpus = early or _load_corpus(cfg, folder, root / "cache", log)
-            clustering = _clustering(
-                method, corpus.features, corpus.fingerprint, root / "cache", cfg.seed, log
-            )
-            return _write_shard(cfg, method, corpus, clustering, root, log)
-        except BaseException:
-            if created:
-                import shutil
+    if cfg.engine == "ray":
+        from .ray_engine import RayEngine
 
-                shutil.rmtree(root, ignore_errors=True)
-            raise
-
-    with OutputDir(cfg.out_dir) as od:
+        engine: Any = RayEngine(address=cfg.address, num_cpus=cfg.ray_cpus)
+    else:
+        engine = contextlib.nullcontext()
+    with OutputDir(cfg.out_dir) as od, engine as ray:
         cache = od.cache_dir
-        corpus = early or _load_corpus(cfg, folder, cache, log)
+        corpus = early or _load_corpus(cfg, folder, cache, log, shards)
         target, target_fp = _load_target(
             cfg,
             corpus,
@@ -489,18 +460,18 @@ def run_prune(cfg: PruneConfig, *, log: Callable[[str], None] | None = None) -> 
         clustering = None
         if data is not None:
             fp = target_fp if (method.uses_target and target is not None) else corpus.fingerprint
-            clustering = _clustering(method, data, fp, cache, cfg.seed, log)
-        m = None
-        if cfg.merge:
-            assert clustering is not None
-            m = _merge_shards(od.root, clustering, method, cfg.seed, len(corpus.keys))  # type: ignore[arg-type]
+            ref = target
+            if method.uses_target and ref is None:  # the corpus is its own target
+                ref = Target(corpus.features, corpus.labels)
+            clustering = _clustering(method, data, fp, cache, cfg.seed, log, ref, ray)
+        similarities = ray.max_similarities if ray is not None else None
         t = time.perf_counter()
         result = method.prune(
             signals,
             cfg.fraction,
             seed=cfg.seed,
             target=target,
-            precomputed=Precomputed(clustering=clustering, max_similarity=m),
+            precomputed=Precomputed(clustering=clustering, similarities=similarities),
             progress=cfg.progress,
         )
         info = result.subset.info

@@ -1,8 +1,5 @@
 """The contract of the corpus (embedding-geometry) selection methods.
 
-(Public path: :mod:`deep_core.corpus.method`; defined here, next to the registry, so that
-importing either package first works.)
-
 KMeansQuantile, SSP, SemDeDup, ClusterSubsample and DBP are ordinary registered
 selection methods: ``select(signals, fraction, seed=...)`` reads ``signals.features``
 and keeps exactly ``round(fraction * N)`` samples, so they run from
@@ -23,11 +20,13 @@ Inputs beyond the signals are explicit keyword arguments:
 - ``target`` (:class:`Target`): the reference set of KMeansQuantile; by default the
   signals themselves (the training set in ``main_label_noise.py``).
 - ``precomputed`` (:class:`Precomputed`): a clustering and SemDeDup similarities that
-  were computed before (cached, or merged from shards) instead of recomputed.
+  were computed before (cached, or on a Ray cluster), or the function that computes the
+  similarities elsewhere, instead of recomputing them here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +36,7 @@ from ..errors import DeepCoreError
 from ..neighbors.kmeans import Clustering, kmeans
 from ..signals import Signals
 from ..subset import Subset
+from ._common import check_seed
 from .base import SelectionMethod
 
 
@@ -81,12 +81,16 @@ class Precomputed:
         The method's k-means of :meth:`CorpusMethod.clustering_data` (same options
         and seed).
     max_similarity : ndarray of float32, shape (N,), optional
-        SemDeDup's per-sample ``M`` (see :mod:`deep_core.corpus.dedup`) for that
+        SemDeDup's per-sample ``M`` (see :mod:`deep_core.neighbors.dedup`) for that
         clustering and the method's processing order (SemDeDup, DBP's de-duplication).
+    similarities : callable, optional
+        Computes ``M`` instead of :func:`deep_core.methods.semdedup.max_similarities`
+        (same signature and results), e.g. as tasks on a Ray cluster.
     """
 
     clustering: Clustering | None = None
     max_similarity: np.ndarray | None = None
+    similarities: Callable[..., np.ndarray] | None = None
 
 
 @dataclass
@@ -124,10 +128,10 @@ class CorpusMethod(SelectionMethod):
 
     #: whether :meth:`prune` takes a ``target`` (KMeansQuantile)
     uses_target: bool = False
-    #: whether the method computes SemDeDup similarities (shardable per cluster)
-    uses_dedup: bool = False
     #: cosine (spherical) or Euclidean k-means in :meth:`cluster`
     spherical: bool = True
+    #: whether :meth:`prune` clusters the corpus itself before :meth:`_rule`
+    clusters_corpus: bool = True
     #: the option that replaces a fraction in :meth:`prune` (None: a fraction is required)
     rule_option: str | None = None
 
@@ -166,8 +170,56 @@ class CorpusMethod(SelectionMethod):
     ) -> CorpusResult:
         """Select by ``fraction``, or by the method's own rule when it is None.
 
-        ``progress`` shows tqdm bars for the long per-cluster passes.
+        The template of every corpus method: the checks (target, seed, rule, features),
+        the clustering of the corpus (when :attr:`clusters_corpus`), then the method's
+        :meth:`_rule`. ``progress`` shows tqdm bars for the long per-cluster passes.
         """
+        x, clustering, seed = self._prepare(signals, fraction, seed, target, precomputed)
+        result = self._rule(
+            signals,
+            x,
+            clustering,
+            fraction,
+            seed=seed,
+            target=target,
+            precomputed=precomputed,
+            progress=progress,
+        )
+        if clustering is not None:
+            result.subset.info["num_clusters"] = clustering.num_clusters
+            result.subset.info["clustering"] = clustering.fingerprint()
+        return result
+
+    def _prepare(
+        self,
+        signals: Signals,
+        fraction: float | None,
+        seed: int,
+        target: Target | None,
+        precomputed: Precomputed | None,
+    ) -> tuple[np.ndarray, Clustering | None, int]:
+        """The checks shared by every method; returns features, clustering and seed."""
+        if target is not None and not self.uses_target:
+            raise DeepCoreError(f"{type(self).__name__} does not use a target (reference) set")
+        seed = check_seed(seed)
+        self.check_rule(fraction)
+        x = features_of(signals, type(self).__name__)
+        clustering = self._clustering(x, seed, precomputed) if self.clusters_corpus else None
+        return x, clustering, seed
+
+    def _rule(
+        self,
+        signals: Signals,
+        x: np.ndarray,
+        clustering: Clustering | None,
+        fraction: float | None,
+        *,
+        seed: int,
+        target: Target | None,
+        precomputed: Precomputed | None,
+        progress: bool,
+    ) -> CorpusResult:
+        """The method's own keep rule on checked inputs (``clustering`` of ``x``)."""
         raise NotImplementedError
 
     # -- clustering ---------------------------------------------------------------------
@@ -175,15 +227,19 @@ class CorpusMethod(SelectionMethod):
         """The rows this method runs k-means on (None when it runs none)."""
         return signals.features
 
-    def cluster(self, x: np.ndarray, *, seed: int = 0) -> Clustering:
-        """k-means with this method's options (``num_clusters``, ``niter``).
+    def clusters_for(self, target: Target | None = None) -> int:
+        """The K of :meth:`cluster` (``num_clusters``; a method may derive it from ``target``)."""
+        return int(self.num_clusters)  # type: ignore[attr-defined]
 
-        With fewer rows than ``num_clusters``, every row gets its own cluster (K = N);
+    def cluster(self, x: np.ndarray, *, seed: int = 0, target: Target | None = None) -> Clustering:
+        """k-means with this method's options (K from :meth:`clusters_for`, ``niter``).
+
+        With fewer rows than K, every row gets its own cluster (K = N);
         ``info["num_clusters"]`` reports the K used.
         """
         return kmeans(
             x,
-            min(self.num_clusters, x.shape[0]),  # type: ignore[attr-defined]
+            min(self.clusters_for(target), x.shape[0]),
             spherical=self.spherical,
             niter=self.niter,  # type: ignore[attr-defined]
             seed=seed,
@@ -199,10 +255,6 @@ class CorpusMethod(SelectionMethod):
                 f"{c.centroids.shape[1]} embeddings, not {x.shape[0]:,} x {x.shape[1]}"
             )
         return c
-
-    def _no_target(self, target: Target | None) -> None:
-        if target is not None:
-            raise DeepCoreError(f"{type(self).__name__} does not use a target (reference) set")
 
 
 def features_of(signals: Signals, who: str) -> np.ndarray:

@@ -12,6 +12,19 @@ Score
     uniform draw from the seed (``prune_type`` is then irrelevant). Higher = kept
     first; ties are broken by a permutation drawn from the seed.
 
+    ``rank="stratified"``: a cluster's members in descending cosine similarity are cut
+    into ``b`` consecutive strata of (nearly) equal size, ``b`` its budget, and one
+    member is drawn from each; ``rank="systematic"``: along the same ordering, every
+    ``n / b``-th member from a random start in ``[0, n / b)``. Both spread the kept
+    members evenly from typical to atypical; the kept members score 1, the others 0.
+    (The seed code's names; its source was not available to check against, so these
+    are the textbook definitions of stratified and systematic sampling applied to the
+    cosine ranking.)
+
+    ``skip_singletons=True`` drops clusters of fewer than 2 members before budgeting
+    (the seed code skips them): they keep nothing, and with ``select`` the exact
+    total is shared among the other clusters.
+
 Budget
     ``prune(signals, fraction)`` is the reference rule: ``ceil(fraction * n)`` per
     cluster, so the total exceeds ``fraction * N`` by less than the number of clusters.
@@ -24,13 +37,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..budget import budget_size, check_fraction, proportional_budgets, take_per_group
-from ..corpus.rules import ceil_budgets
+from ..budget import (
+    budget_size,
+    ceil_budgets,
+    check_fraction,
+    proportional_budgets,
+    take_per_group,
+)
+from ..errors import DeepCoreError
+from ..neighbors.kmeans import Clustering
 from ..signals import Signals
 from ..subset import Subset
-from ._common import check_choice, check_int, check_seed
-from ._corpus import CorpusMethod, CorpusResult, Precomputed, Target, features_of
+from ._common import check_choice, check_int
+from ._corpus import CorpusMethod, CorpusResult, Precomputed, Target
 from .base import register
+
+RANKS = ("cossim", "random", "stratified", "systematic")
 
 
 @register
@@ -41,10 +63,13 @@ class ClusterSubsample(CorpusMethod):
     ----------
     num_clusters : int, default=100
         k-means clusters.
-    rank : {"cossim", "random"}, default="cossim"
-        Rank members by cosine similarity to their centroid, or at random.
+    rank : {"cossim", "random", "stratified", "systematic"}, default="cossim"
+        Rank members by cosine similarity to their centroid, at random, or sample
+        them stratified or systematically along the cosine ranking.
     prune_type : {"diverse", "common"}, default="diverse"
         With ``cossim``: keep the least (``diverse``) or most (``common``) typical.
+    skip_singletons : bool, default=False
+        Keep nothing from clusters of fewer than 2 members.
     niter : int, default=20
         k-means iterations.
 
@@ -59,63 +84,70 @@ class ClusterSubsample(CorpusMethod):
         num_clusters: int = 100,
         rank: str = "cossim",
         prune_type: str = "diverse",
+        skip_singletons: bool = False,
         niter: int = 20,
     ) -> None:
         self.num_clusters = check_int("num_clusters", num_clusters, low=1)
-        self.rank = check_choice("rank", rank, ("cossim", "random"))
+        self.rank = check_choice("rank", rank, RANKS)
         self.prune_type = check_choice("prune_type", prune_type, ("diverse", "common"))
+        self.skip_singletons = bool(skip_singletons)
         self.niter = check_int("niter", niter, low=1)
 
     @property
     def kind(self) -> str:
-        if self.rank == "random":
+        if self.rank != "cossim":
             return "kept"
         return "hard" if self.prune_type == "diverse" else "easy"
 
     def select(self, signals: Signals, fraction: float, *, seed: int = 0) -> Subset:
         check_fraction(fraction)
-        return self._run(signals, fraction, seed, None, exact=True).subset
+        x, clustering, seed = self._prepare(signals, fraction, seed, None, None)
+        assert clustering is not None
+        return self._keep(x, clustering, fraction, seed, exact=True).subset
 
-    def prune(
+    def _rule(
         self,
         signals: Signals,
-        fraction: float | None = None,
+        x: np.ndarray,
+        clustering: Clustering | None,
+        fraction: float | None,
         *,
-        seed: int = 0,
-        target: Target | None = None,
-        precomputed: Precomputed | None = None,
-        progress: bool = False,
-    ) -> CorpusResult:
-        self._no_target(target)
-        self.check_rule(fraction)
-        return self._run(signals, fraction, seed, precomputed, exact=False)
-
-    def _run(
-        self,
-        signals: Signals,
-        fraction: float,
         seed: int,
+        target: Target | None,
         precomputed: Precomputed | None,
-        *,
-        exact: bool,
+        progress: bool,
     ) -> CorpusResult:
-        seed = check_seed(seed)
-        x = features_of(signals, "ClusterSubsample")
-        clustering = self._clustering(x, seed, precomputed)
-        if self.rank == "random":
-            scores = np.random.default_rng(seed).random(x.shape[0])
-        else:
-            cos = 1.0 - clustering.distances.astype(np.float64)
-            scores = -cos if self.prune_type == "diverse" else cos
+        assert clustering is not None and fraction is not None
+        return self._keep(x, clustering, fraction, seed, exact=False)
+
+    def _keep(
+        self, x: np.ndarray, clustering: Clustering, fraction: float, seed: int, *, exact: bool
+    ) -> CorpusResult:
         sizes = clustering.sizes()
+        if self.skip_singletons:
+            sizes = np.where(sizes < 2, 0, sizes)
         if exact:
-            budgets = proportional_budgets(sizes, budget_size(x.shape[0], fraction))
+            total = budget_size(x.shape[0], fraction)
+            if total > int(sizes.sum()):
+                raise DeepCoreError(
+                    f"ClusterSubsample cannot keep {total:,}: clusters of 2 or more hold "
+                    f"{int(sizes.sum()):,} samples"
+                )
+            budgets = proportional_budgets(sizes, total)
         else:
             budgets = ceil_budgets(sizes, fraction)
+        cos = 1.0 - clustering.distances.astype(np.float64)
+        if self.rank == "random":
+            scores = np.random.default_rng(seed).random(x.shape[0])
+        elif self.rank == "cossim":
+            scores = -cos if self.prune_type == "diverse" else cos
+        else:
+            scores = spread_sample(cos, clustering.labels, budgets, self.rank, seed=seed)
         idx = take_per_group(scores, clustering.labels, budgets, seed=seed)
         info = {
             "num_clusters": clustering.num_clusters,
             "rounding": "exact" if exact else "ceil per cluster",
+            "skipped_clusters": int((clustering.sizes() > sizes).sum()),
             "clustering": clustering.fingerprint(),
         }
         return CorpusResult(
@@ -123,3 +155,34 @@ class ClusterSubsample(CorpusMethod):
             groups=clustering.labels,
             kind=self.kind,
         )
+
+
+def spread_sample(
+    cos: np.ndarray, groups: np.ndarray, budgets: np.ndarray, how: str, *, seed: int
+) -> np.ndarray:
+    """1.0 for the members a stratified or systematic sample keeps, 0.0 for the others.
+
+    Each group's members are taken in descending ``cos`` (ties by index); a group of
+    ``n`` with budget ``b`` keeps one member per stratum ``[floor(i n / b),
+    floor((i + 1) n / b))`` drawn uniformly (``"stratified"``), or the positions
+    ``floor(u + i n / b)`` for one uniform ``u`` in ``[0, n / b)`` (``"systematic"``).
+    """
+    n = cos.shape[0]
+    k = budgets.shape[0]
+    order = np.lexsort((np.arange(n), -cos, groups))
+    sizes = np.bincount(groups, minlength=k)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    owner = np.repeat(np.arange(k), budgets)  # one entry per kept member
+    i = np.arange(owner.size) - np.repeat(np.cumsum(budgets) - budgets, budgets)
+    step = sizes[owner] / budgets[owner]
+    rng = np.random.default_rng(seed)
+    if how == "stratified":
+        lo = np.floor(i * step).astype(np.int64)
+        hi = np.floor((i + 1) * step).astype(np.int64)
+        pos = lo + np.floor(rng.random(owner.size) * (hi - lo)).astype(np.int64)
+    else:
+        u = rng.random(k) * np.divide(sizes, budgets, out=np.ones(k), where=budgets > 0)
+        pos = np.floor(u[owner] + i * step).astype(np.int64)
+    scores = np.zeros(n)
+    scores[order[starts[owner] + np.minimum(pos, sizes[owner] - 1)]] = 1.0
+    return scores

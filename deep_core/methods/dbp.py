@@ -7,12 +7,21 @@ Paper
 Score
     Spherical k-means (faiss) on the embeddings (after SemDeDup with ``dedup_eps``, as
     the paper prescribes; the de-duplication uses the same clustering, processing
-    members farthest-first). For cluster ``j`` with ``n_j`` (surviving) members:
+    members farthest-first, and by default also compares across cluster boundaries as
+    :mod:`deep_core.methods.semdedup` does; ``within_cluster_only`` is the reference's).
+    For cluster ``j`` with ``n_j`` (surviving) members:
 
     - ``d_intra(j)``: mean cosine distance of its members to its centroid;
     - ``d_inter(j)``: mean cosine distance from its centroid to its ``num_nns``
       nearest other centroids;
     - complexity ``C_j = d_inter(j) * d_intra(j)``, ``p = softmax(C / temperature)``.
+
+    ``density`` picks the ``C_j`` fed to the softmax, as the reference's
+    ``--density``: ``"complexity"`` (``dinter*dintra``, the paper's method and the
+    default here), ``"clustersize"`` (``C_j = n_j``, the number of members: with the
+    default temperature nearly all of the budget goes to the largest clusters, as in
+    the reference) or ``"uniform"`` (``C_j = 1``: ``p_j = 1 / K``, the reference's
+    default, i.e. cluster-balanced pruning). Empty clusters get no share in any mode.
 
     With ``N`` samples to keep and ``K`` clusters (``num_clusters``), the quotas solve
     ``x_j = clip(N * p_j + lambda, lb_j, n_j)`` with ``sum(x) = N`` (the reference's
@@ -44,19 +53,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..budget import budget_size, take_per_group
-from ..corpus.dedup import WHICH_TO_KEEP
 from ..errors import DeepCoreError
+from ..neighbors.dedup import WHICH_TO_KEEP, boundary_band
 from ..neighbors.kmeans import Clustering
 from ..signals import Signals
 from ..subset import Subset
-from ._common import check_choice, check_int, check_seed, check_unit
-from ._corpus import (
-    CorpusMethod,
-    CorpusResult,
-    Precomputed,
-    Target,
-    features_of,
-)
+from ._common import check_choice, check_int, check_unit
+from ._corpus import CorpusMethod, CorpusResult, Precomputed, Target
 from .base import register
 from .semdedup import check_eps, max_similarities
 
@@ -93,6 +96,29 @@ def complexity_probs(d_intra: np.ndarray, d_inter: np.ndarray, temperature: floa
     z = d_inter * d_intra / temperature
     ok = np.isfinite(z)
     p = np.zeros_like(z)
+    if ok.any():
+        e = np.exp(z[ok] - z[ok].max())
+        p[ok] = e / e.sum()
+    return p
+
+
+DENSITIES = ("complexity", "clustersize", "uniform")
+
+
+def density_probs(
+    density: str,
+    sizes: np.ndarray,
+    d_intra: np.ndarray,
+    d_inter: np.ndarray,
+    temperature: float,
+) -> np.ndarray:
+    """``softmax(C / temperature)`` over the non-empty clusters for a ``density`` mode."""
+    if density == "complexity":
+        return complexity_probs(d_intra, d_inter, temperature)
+    c = sizes.astype(np.float64) if density == "clustersize" else np.ones(sizes.size)
+    z = np.where(sizes > 0, c / temperature, -np.inf)
+    p = np.zeros(sizes.size)
+    ok = sizes > 0
     if ok.any():
         e = np.exp(z[ok] - z[ok].max())
         p[ok] = e / e.sum()
@@ -167,8 +193,13 @@ class DBP(CorpusMethod):
         Lower-bound ratio in ``[0, 1]`` (``m = int(N / K * cls_bal_ratio)``).
     which_to_keep : {"hard", "easy", "random"}, default="hard"
         Which members of a cluster fill its quota.
+    density : {"complexity", "clustersize", "uniform"}, default="complexity"
+        What the softmax weighs (see the module docstring).
     dedup_eps : float, optional
         Run SemDeDup with this ``eps`` first (the paper does).
+    within_cluster_only : bool, default=False
+        The de-duplication compares members of one cluster only, as the reference; by
+        default also across boundaries (see :mod:`deep_core.methods.semdedup`).
     niter : int, default=20
         k-means iterations.
     workers : int, default=1
@@ -187,7 +218,9 @@ class DBP(CorpusMethod):
         temperature: float = 0.5,
         cls_bal_ratio: float = 0.5,
         which_to_keep: str = "hard",
+        density: str = "complexity",
         dedup_eps: float | None = None,
+        within_cluster_only: bool = False,
         niter: int = 20,
         workers: int = 1,
     ) -> None:
@@ -199,39 +232,37 @@ class DBP(CorpusMethod):
         self.temperature = t
         self.cls_bal_ratio = check_unit("cls_bal_ratio", cls_bal_ratio, closed_high=True)
         self.which_to_keep = check_choice("which_to_keep", which_to_keep, WHICH_TO_KEEP)
+        self.density = check_choice("density", density, DENSITIES)
         self.dedup_eps = check_eps(dedup_eps, "dedup_eps")
+        self.within_cluster_only = bool(within_cluster_only)
         self.niter = check_int("niter", niter, low=1)
         self.workers = check_int("workers", workers, low=1)
-
-    @property
-    def uses_dedup(self) -> bool:  # type: ignore[override]
-        return self.dedup_eps is not None
 
     @property
     def kind(self) -> str:
         return {"hard": "hard", "easy": "easy"}.get(self.which_to_keep, "kept")
 
-    def dedup_order_key(self) -> str:
-        """The processing order of the de-duplication (for caches and shards)."""
-        return "hard"
+    def _dedup_band(self) -> float | None:
+        """The de-duplication's cross-boundary band (None: within clusters only)."""
+        if self.within_cluster_only or self.dedup_eps is None:
+            return None
+        return boundary_band(self.dedup_eps)
 
-    def prune(
+    def _rule(
         self,
         signals: Signals,
-        fraction: float | None = None,
+        x: np.ndarray,
+        clustering: Clustering | None,
+        fraction: float | None,
         *,
-        seed: int = 0,
-        target: Target | None = None,
-        precomputed: Precomputed | None = None,
-        progress: bool = False,
+        seed: int,
+        target: Target | None,
+        precomputed: Precomputed | None,
+        progress: bool,
     ) -> CorpusResult:
-        self._no_target(target)
-        self.check_rule(fraction)
-        seed = check_seed(seed)
-        x = features_of(signals, "DBP")
+        assert clustering is not None and fraction is not None
         n = x.shape[0]
         n_keep = budget_size(n, fraction)
-        clustering = self._clustering(x, seed, precomputed)
         k = clustering.num_clusters
         if k < 2:
             raise DeepCoreError("DBP needs at least 2 clusters (and 2 samples)")
@@ -239,11 +270,13 @@ class DBP(CorpusMethod):
         if self.dedup_eps is not None:
             m = precomputed.max_similarity if precomputed is not None else None
             if m is None:
-                m = max_similarities(
+                compute = precomputed.similarities if precomputed is not None else None
+                m = (compute or max_similarities)(
                     x,
                     clustering,
                     which_to_keep="hard",
                     seed=seed,
+                    band=self._dedup_band(),
                     workers=self.workers,
                     progress=progress,
                 )
@@ -254,7 +287,7 @@ class DBP(CorpusMethod):
                 f"{n_keep:,} to keep; lower dedup_eps or the fraction"
             )
         sizes, d_intra, d_inter = cluster_complexity(clustering, survive, self.num_nns)
-        probs = complexity_probs(d_intra, d_inter, self.temperature)
+        probs = density_probs(self.density, sizes, d_intra, d_inter, self.temperature)
         lower = lower_bounds(sizes, n_keep, k, self.cls_bal_ratio)
         budget, lam = quotas(probs, sizes, n_keep, lower)
         dist = clustering.distances.astype(np.float64)
@@ -268,13 +301,12 @@ class DBP(CorpusMethod):
             scores[~survive] = scores[survive].min() - 1.0 if survive.any() else -1.0
         idx = take_per_group(scores, clustering.labels, budget, seed=seed)
         info = {
-            "num_clusters": clustering.num_clusters,
             "removed_duplicates": int(n - survive.sum()),
+            "density": self.density,
             "lambda": lam,
             "min_quota": int(budget.min()),
             "max_quota": int(budget.max()),
             "lower_bound_m": int(n_keep / k * self.cls_bal_ratio),
-            "clustering": clustering.fingerprint(),
         }
         return CorpusResult(
             subset=Subset(indices=idx, scores=scores, info=info),

@@ -4,7 +4,7 @@ Reference
     The "Data Pruning" tool (hard/easy samples of an image corpus, after Sorscher et
     al. 2022, "Beyond neural scaling laws"). Two folders: the *corpus* to select from
     and a *target* set whose geometry defines what is hard. In this package the
-    target is a :class:`~deep_core.corpus.method.Target` passed to ``prune``/``select``
+    target is a :class:`~deep_core.methods._corpus.Target` passed to ``prune``/``select``
     (the CLI's ``--data-path``); by default it is the corpus itself (in
     ``main_label_noise.py``: the training set, with its noisy labels).
 
@@ -18,6 +18,16 @@ Score (Euclidean distances throughout)
     ``d'(1) <= d'(2)`` the distances to the two nearest *other* class means,
     hard = ``d_own - d'(1) - d'(2)`` (needs 3 classes), easy = ``-d_own``. Corpus and
     target must have the same classes. Higher = kept first.
+
+Seed options
+    ``num_clusters=0`` is one k-means cluster per target class (the tool's advice:
+    "the number of classes in the target dataset is a good choice"); it needs target
+    labels. ``centroids="class_means"`` scores unsupervised mode against the target's
+    class means instead of k-means centroids: each corpus sample is grouped by its
+    *nearest* class mean (not its own label, which unsupervised mode ignores) and
+    scored ``d(1) - d(2) - d(3)`` or ``-d(1)`` over the class means. The tool's source
+    was not available to check these two against; they are inferred from its README
+    and this module's supervised mode, which uses the same class means.
 
 Budget
     The tool's rule (no fraction): keep the samples whose score is above their group's
@@ -41,13 +51,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ..budget import budget_size, proportional_budgets, take_per_group
-from ..corpus.rules import quantile_mask
+from ..budget import budget_size, proportional_budgets, quantile_mask, take_per_group
 from ..errors import DeepCoreError
 from ..neighbors.kmeans import CHUNK_ROWS, Clustering, assign, train_centroids
 from ..signals import Signals
 from ..subset import Subset
-from ._common import check_choice, check_int, check_seed, check_unit
+from ._common import check_choice, check_int, check_unit
 from ._corpus import CorpusMethod, CorpusResult, Precomputed, Target, features_of
 from .base import register
 
@@ -75,7 +84,9 @@ class KMeansQuantile(CorpusMethod):
     Parameters
     ----------
     num_clusters : int, default=10
-        k-means clusters on the target (unsupervised mode).
+        k-means clusters on the target (unsupervised mode); 0 = one per target class.
+    centroids : {"kmeans", "class_means"}, default="kmeans"
+        Unsupervised mode: k-means centroids of the target, or its class means.
     supervised : bool, default=False
         Use the target's class means and the corpus's own classes instead of k-means.
     difficulty : {"hard", "easy"}, default="hard"
@@ -92,46 +103,61 @@ class KMeansQuantile(CorpusMethod):
     uses_target = True
     rule_option = "quantile"
     spherical = False
+    clusters_corpus = False  # k-means runs on the target (or none: supervised)
 
     def __init__(
         self,
         *,
         num_clusters: int = 10,
+        centroids: str = "kmeans",
         supervised: bool = False,
         difficulty: str = "hard",
         quantile: float = 0.9,
         niter: int = 20,
     ) -> None:
-        self.num_clusters = check_int("num_clusters", num_clusters, low=1)
+        self.num_clusters = check_int("num_clusters", num_clusters, low=0)
+        self.centroids = check_choice("centroids", centroids, ("kmeans", "class_means"))
         self.supervised = bool(supervised)
         self.difficulty = check_choice("difficulty", difficulty, ("hard", "easy"))
         self.quantile = check_unit("quantile", quantile)
         self.niter = check_int("niter", niter, low=1)
-        if not self.supervised and self.difficulty == "hard" and self.num_clusters < 3:
+        if not self.supervised and self.difficulty == "hard" and 0 < self.num_clusters < 3:
             raise DeepCoreError("KMeansQuantile hard scores need num_clusters >= 3")
+        if self.supervised and self.centroids != "kmeans":
+            raise DeepCoreError("supervised KMeansQuantile always uses the class means")
 
     @property
     def kind(self) -> str:
         return self.difficulty
 
+    def clusters_for(self, target: Target | None = None) -> int:
+        """``num_clusters``, or the number of target classes when it is 0."""
+        if self.num_clusters:
+            return self.num_clusters
+        return int(np.unique(self._target_labels(target, "num_clusters=0")).size)
+
+    def _target_labels(self, target: Target | None, what: str) -> np.ndarray:
+        if target is None or target.labels is None:
+            raise DeepCoreError(f"KMeansQuantile {what} needs target labels (classes)")
+        return target.labels
+
     def clustering_data(self, signals: Signals, target: Target | None = None) -> np.ndarray | None:
-        if self.supervised:
+        if self.supervised or self.centroids == "class_means":
             return None
         return target.features if target is not None else features_of(signals, "KMeansQuantile")
 
-    def prune(
+    def _rule(
         self,
         signals: Signals,
-        fraction: float | None = None,
+        x: np.ndarray,
+        clustering: Clustering | None,
+        fraction: float | None,
         *,
-        seed: int = 0,
-        target: Target | None = None,
-        precomputed: Precomputed | None = None,
-        progress: bool = False,
+        seed: int,
+        target: Target | None,
+        precomputed: Precomputed | None,
+        progress: bool,
     ) -> CorpusResult:
-        seed = check_seed(seed)
-        self.check_rule(fraction)
-        x = features_of(signals, "KMeansQuantile")
         if target is None:
             target = Target(x, signals.labels)
         if target.features.shape[1] != x.shape[1]:
@@ -154,13 +180,15 @@ class KMeansQuantile(CorpusMethod):
             subset=Subset(indices=idx, scores=scores, info=info),
             groups=groups,
             kind=self.kind,
-            group_kind="class" if self.supervised else "cluster",
+            group_kind="class" if self.supervised or self.centroids == "class_means" else "cluster",
         )
 
     def _unsupervised(
         self, x: np.ndarray, target: Target, seed: int, precomputed: Precomputed | None
     ) -> tuple[np.ndarray, np.ndarray, dict]:
         k = 3 if self.difficulty == "hard" else 1
+        if self.centroids == "class_means":
+            return self._class_mean_centroids(x, target, k)
         if precomputed is not None and precomputed.clustering is not None:
             clustering = self._clustering(target.features, seed, precomputed)
             centroids = clustering.centroids
@@ -168,7 +196,7 @@ class KMeansQuantile(CorpusMethod):
             clustering = None
             centroids = train_centroids(
                 target.features,
-                min(self.num_clusters, target.features.shape[0]),
+                min(self.clusters_for(target), target.features.shape[0]),
                 spherical=False,
                 niter=self.niter,
                 seed=seed,
@@ -186,6 +214,20 @@ class KMeansQuantile(CorpusMethod):
         scores = d[:, 0] - d[:, 1] - d[:, 2] if k == 3 else -d[:, 0]
         info = {"num_clusters": clustering.num_clusters, "clustering": clustering.fingerprint()}
         return scores, ids[:, 0].copy(), info
+
+    def _class_mean_centroids(
+        self, x: np.ndarray, target: Target, k: int
+    ) -> tuple[np.ndarray, np.ndarray, dict]:
+        labels = self._target_labels(target, 'centroids="class_means"')
+        classes = np.unique(labels)
+        if classes.size < k:
+            raise DeepCoreError(
+                f"KMeansQuantile hard scores need 3 target classes, got {classes.size}"
+            )
+        ids, dist = assign(x, class_means(target.features, labels, classes), k=k, spherical=False)
+        d = dist.astype(np.float64)
+        scores = d[:, 0] - d[:, 1] - d[:, 2] if k == 3 else -d[:, 0]
+        return scores, classes[ids[:, 0]], {"num_classes": int(classes.size)}
 
     def _supervised(
         self, x: np.ndarray, labels: np.ndarray, target: Target

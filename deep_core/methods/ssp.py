@@ -26,18 +26,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..budget import budget_size, take_top
-from ..corpus.rules import quantile_mask
+from ..budget import budget_size, quantile_mask, take_top
+from ..neighbors.kmeans import Clustering
 from ..signals import Signals
 from ..subset import Subset
-from ._common import check_choice, check_int, check_seed, check_unit
-from ._corpus import (
-    CorpusMethod,
-    CorpusResult,
-    Precomputed,
-    Target,
-    features_of,
-)
+from ._common import check_choice, check_int, check_unit
+from ._corpus import CorpusMethod, CorpusResult, Precomputed, Target
 from .base import register
 
 
@@ -79,21 +73,19 @@ class SSP(CorpusMethod):
     def kind(self) -> str:
         return self.keep
 
-    def prune(
+    def _rule(
         self,
         signals: Signals,
-        fraction: float | None = None,
+        x: np.ndarray,
+        clustering: Clustering | None,
+        fraction: float | None,
         *,
-        seed: int = 0,
-        target: Target | None = None,
-        precomputed: Precomputed | None = None,
-        progress: bool = False,
+        seed: int,
+        target: Target | None,
+        precomputed: Precomputed | None,
+        progress: bool,
     ) -> CorpusResult:
-        self._no_target(target)
-        seed = check_seed(seed)
-        self.check_rule(fraction)
-        x = features_of(signals, "SSP")
-        clustering = self._clustering(x, seed, precomputed)
+        assert clustering is not None
         dist = clustering.distances.astype(np.float64)
         scores = dist if self.keep == "hard" else -dist
         if fraction is None:
@@ -101,10 +93,8 @@ class SSP(CorpusMethod):
         else:
             idx = take_top(scores, budget_size(x.shape[0], fraction), seed=seed)
         info = {
-            "num_clusters": clustering.num_clusters,
             "mean_distance": float(dist.mean()),
             "mean_distance_kept": float(dist[idx].mean()) if idx.size else 0.0,
-            "clustering": clustering.fingerprint(),
         }
         return CorpusResult(
             subset=Subset(indices=idx, scores=scores, info=info),

@@ -9,4 +9,6 @@ matrix is ever formed.
   search with an optional pair limit, euclidean radius self-join, and k-nearest search
   capped by a threshold (exact flat or an IVF cluster join in float32 or bfloat16).
 - :mod:`deep_core.neighbors.kmeans`: k-means and nearest-centroid assignment.
+- :mod:`deep_core.neighbors.dedup`: SemDeDup's exact per-cluster maxima of cosine
+  similarity to earlier members, in blocks and worker processes.
 """

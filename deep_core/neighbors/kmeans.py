@@ -10,13 +10,16 @@ stops after the training, for callers that assign the rows themselves.
 ``spherical=True`` is the cosine geometry of SemDeDup, SSP and DBP: rows are
 L2-normalised chunk by chunk, centroids are re-normalised after every faiss iteration,
 and the distance reported is the cosine distance ``1 - cos``. ``spherical=False`` is
-plain Euclidean k-means (KMeansQuantile) and reports Euclidean distances, the square
-root of faiss's float32 ``|x|^2 + |c|^2 - 2 x.c`` (float rounding only: the order of
-two centroids can differ from exact arithmetic at near-ties).
+plain Euclidean k-means (KMeansQuantile) and reports Euclidean distances. faiss picks
+the nearest centroids; their distances are then recomputed row by row in float32
+(``1 - q.c``, or ``|q - c|``), which rounds the same whatever the thread count and the
+chunking, so the local and Ray engines report the same bits (faiss's blocked products
+do not: their last bit follows the number of OpenMP threads). Float rounding only: the
+order of two centroids can differ from exact arithmetic at near-ties.
 
 Results are deterministic for a seed on one machine (faiss k-means and flat search
 are deterministic for fixed inputs and thread count); :meth:`Clustering.fingerprint`
-lets sharded runs check that they all saw the same clustering.
+names a clustering in caches and summaries.
 """
 
 from __future__ import annotations
@@ -205,12 +208,18 @@ def assign(
             q = _normalise_chunk(np.array(x[lo:hi], dtype=np.float32, order="C", copy=True), lo)
         else:  # searched in place when the rows are float32 already (no copy of a memmap)
             q = np.ascontiguousarray(x[lo:hi], dtype=np.float32)
-        sim, found = index.search(q, k)
+        _, found = index.search(q, k)
         ids[lo:hi] = found
-        if spherical:
-            dist[lo:hi] = np.clip(1.0 - sim, 0.0, 2.0)
-        else:
-            dist[lo:hi] = np.sqrt(np.maximum(sim, 0.0))
+        # Distances recomputed row by row: faiss's blocked products round differently
+        # with the thread count, a per-row product does not (same bits on any engine).
+        for j in range(k):
+            near = centroids[found[:, j]]  # one (rows, d) copy at a time
+            if spherical:
+                dist[lo:hi, j] = np.clip(1.0 - np.einsum("ij,ij->i", q, near), 0.0, 2.0)
+            else:
+                near -= q
+                dist[lo:hi, j] = np.sqrt(np.einsum("ij,ij->i", near, near))
+            del near
     return ids, dist
 
 

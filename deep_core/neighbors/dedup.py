@@ -21,9 +21,18 @@ Two conventions make ``eps = 0`` mean "identical embeddings only":
 - every other similarity is clamped to ``[-1, 1)`` (the largest float32 below 1), and a
   cluster's first member, which has no earlier member, gets ``-1``.
 
-Clusters are independent: :func:`earlier_max_similarity` processes any subset of them
-(a shard, see :func:`shard_clusters`) in worker processes that read the unit
-embeddings from shared memory or a memory-mapped file.
+Near-duplicates on two sides of a k-means boundary are never in one cluster. With a
+band (:func:`boundary_band`), a row whose second-nearest centroid is within the band of
+its own is also listed in that neighbouring cluster (:func:`boundary_visitors`), every
+cluster list follows one global order, and a row's ``M`` is the larger of its two
+maxima. Any pair with ``cos >= 1 - eps`` whose clusters are each other's nearest other
+centroid is then compared; a row is listed in at most two clusters, but a cluster
+hosts the visitors of all its neighbours, so the work grows quickly with the band
+(measured in :mod:`deep_core.methods.semdedup`).
+
+Clusters are independent: :func:`earlier_max_similarity` processes any subset of them,
+in worker processes that read the unit embeddings from shared memory or a
+memory-mapped file (or as Ray tasks, :mod:`deep_core.corpus.ray_engine`).
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ from multiprocessing.shared_memory import SharedMemory
 import numpy as np
 
 from ..errors import DeepCoreError
-from ..neighbors.kmeans import Clustering
+from .kmeans import Clustering, assign
 
 #: largest float32 below 1: the ceiling for similarities of non-identical members
 BELOW_ONE = float(np.nextafter(np.float32(1.0), np.float32(0.0)))
@@ -51,8 +60,62 @@ CHUNK_VALUES = 1 << 24
 WHICH_TO_KEEP = ("hard", "easy", "random")
 
 
+def boundary_band(eps: float) -> float:
+    """Cosine-distance band that catches every cross-boundary pair at ``eps``: ``2 sqrt(2 eps)``.
+
+    Two unit rows with ``cos >= 1 - eps`` are at Euclidean distance ``r <= sqrt(2 eps)``,
+    so their cosines to any centroid differ by at most ``r``. If ``p`` is nearest to
+    centroid ``a`` and ``q`` to ``b``, then ``cos(q, a) >= cos(p, a) - r >=
+    cos(p, b) - r >= cos(q, b) - 2r``: ``q``'s cosine distance to ``a`` is within
+    ``2r`` of its distance to its own centroid (and the same for ``p`` and ``b``).
+    """
+    return 2.0 * math.sqrt(2.0 * float(eps))
+
+
+def boundary_visitors(
+    x: np.ndarray | None,
+    clustering: Clustering,
+    band: float,
+    *,
+    nearest: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows whose second-nearest centroid is within ``band`` of their own, and that centroid.
+
+    Parameters
+    ----------
+    x : array-like of shape (N, d)
+        The embeddings of ``clustering`` (spherical), read in chunks.
+    clustering : Clustering
+    band : float
+        Cosine-distance band (:func:`boundary_band`).
+    nearest : (ids, distances), optional
+        ``assign(x, clustering.centroids, k=2)`` computed elsewhere (then ``x`` is unused).
+
+    Returns
+    -------
+    rows, hosts : ndarray of int64
+        Each such row and the cluster it is also compared in.
+    """
+    if clustering.num_clusters < 2:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    if nearest is None:
+        nearest = assign(x, clustering.centroids, k=2, spherical=True)
+    ids, dist = nearest
+    own = clustering.labels
+    # The nearest centroid that is not the row's own (float ties can swap the first two).
+    first_is_own = ids[:, 0] == own
+    host = np.where(first_is_own, ids[:, 1], ids[:, 0])
+    d_host = np.where(first_is_own, dist[:, 1], dist[:, 0]).astype(np.float64)
+    rows = np.flatnonzero(d_host - clustering.distances.astype(np.float64) <= band)
+    return rows.astype(np.int64), host[rows].astype(np.int64)
+
+
 def cluster_order(
-    clustering: Clustering, *, which_to_keep: str = "hard", seed: int = 0
+    clustering: Clustering,
+    *,
+    which_to_keep: str = "hard",
+    seed: int = 0,
+    visitors: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Members of every cluster in SemDeDup's processing order (kept first).
 
@@ -64,12 +127,17 @@ def cluster_order(
         nearest first; ``random``: a shuffle drawn from ``seed``. Ties keep the lower
         index first.
     seed : int, default=0
-        Used by ``random`` only; one global draw, so every shard sees the same order.
+        Used by ``random`` only; one global draw, so every task sees the same order.
+    visitors : (rows, hosts), optional
+        Rows also listed in another cluster (:func:`boundary_visitors`). Every list
+        is ordered by one global order (the key above over all rows, ties by index), so
+        a pair is ordered the same in whichever cluster it is compared.
 
     Returns
     -------
     order, offsets : ndarray of int64
-        Cluster ``c`` is ``order[offsets[c]:offsets[c + 1]]``, first-kept first.
+        Cluster ``c`` is ``order[offsets[c]:offsets[c + 1]]``, first-kept first; a
+        visitor appears in its own cluster and in its host.
     """
     n = clustering.labels.shape[0]
     index = np.arange(n)
@@ -83,9 +151,15 @@ def cluster_order(
         raise DeepCoreError(
             f"unknown which_to_keep {which_to_keep!r}; choose from: {', '.join(WHICH_TO_KEEP)}"
         )
-    order = np.lexsort((index, key, clustering.labels)).astype(np.int64)
+    position = np.empty(n, dtype=np.int64)
+    position[np.lexsort((index, key))] = index
+    rows, hosts = index, clustering.labels
+    if visitors is not None:
+        rows = np.concatenate([rows, visitors[0]])
+        hosts = np.concatenate([hosts, visitors[1]])
+    order = rows[np.lexsort((position[rows], hosts))].astype(np.int64)
     offsets = np.zeros(clustering.num_clusters + 1, dtype=np.int64)
-    np.cumsum(clustering.sizes(), out=offsets[1:])
+    np.cumsum(np.bincount(hosts, minlength=clustering.num_clusters), out=offsets[1:])
     return order, offsets
 
 
@@ -161,27 +235,6 @@ def naive_max_similarity(v: np.ndarray) -> np.ndarray:
     s[np.tri(v.shape[0], dtype=bool)] = -np.inf  # keep i < j only
     m = s.max(axis=0) if v.shape[0] else np.empty(0, dtype=np.float32)
     return _finalise(v, m.astype(np.float32))
-
-
-def shard_clusters(sizes: np.ndarray, index: int, count: int) -> np.ndarray:
-    """Cluster ids of shard ``index`` of ``count``, balanced by pairwise work (n^2).
-
-    Greedy longest-processing-time assignment: clusters by decreasing n^2 (ties to
-    the lower id) each go to the least-loaded shard (ties to the lower shard). Every
-    shard computes the same split from the same sizes.
-    """
-    if not (isinstance(count, int) and count >= 1 and 0 <= index < count):
-        raise DeepCoreError(f"shard must be i/n with 0 <= i < n, got {index}/{count}")
-    sizes = np.asarray(sizes, dtype=np.int64)
-    cost = sizes.astype(np.float64) ** 2
-    order = np.lexsort((np.arange(sizes.size), -cost))
-    load = np.zeros(count)
-    owner = np.empty(sizes.size, dtype=np.int64)
-    for c in order:
-        s = int(np.argmin(load))
-        owner[c] = s
-        load[s] += cost[c] + sizes[c]  # + n so that empty-ish clusters still spread
-    return np.flatnonzero(owner == index).astype(np.int64)
 
 
 class SharedRows:
@@ -282,7 +335,7 @@ def earlier_max_similarity(
     order, offsets : ndarray of int64
         Processing order from :func:`cluster_order`.
     clusters : ndarray of int, optional
-        Cluster ids to process (a shard); default all.
+        Cluster ids to process (a subset); default all.
     workers : int, default=1
         Worker processes (spawned; BLAS threads split between them). 1 = in process.
     block_rows : int, default=2048
@@ -293,7 +346,8 @@ def earlier_max_similarity(
     Returns
     -------
     ndarray of float32, shape (N,)
-        ``M`` for members of ``clusters``; NaN for every other row.
+        ``M`` for members of ``clusters`` (a row listed in two clusters gets the larger
+        of its two maxima); NaN for every other row.
     """
     shared = x_unit if isinstance(x_unit, SharedRows) else None
     x = shared.array if shared is not None else x_unit
@@ -309,7 +363,8 @@ def earlier_max_similarity(
         if workers <= 1:
             for task in _tasks(order, offsets, clusters, 1):
                 for idx in task:
-                    m[idx] = block_max_similarity(x[idx], block_rows=block_rows)
+                    values = block_max_similarity(x[idx], block_rows=block_rows)
+                    m[idx] = np.fmax(m[idx], values)
                     bar.update(idx.size)
             return m
         rows_per_task = max(1, math.ceil(total / (workers * 8)))
@@ -336,7 +391,7 @@ def earlier_max_similarity(
                 ]
                 for fut in futures:
                     for idx, values in fut.result():
-                        m[idx] = values
+                        m[idx] = np.fmax(m[idx], values)
                         bar.update(idx.size)
         finally:
             if own is not None:

@@ -1,0 +1,80 @@
+"""The Ray engine gives the local engine's kept sets, with 1 and 2 workers.
+
+Kept keys, groups and kept flags must be identical; scores agree to float32 rounding
+(a BLAS product's last bit depends on its thread count, which differs between this
+process and a Ray worker).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deep_core.cli.prune import main
+
+ray = pytest.importorskip("ray")
+
+# (selection, options): every method whose heavy stages run on Ray
+RUNS = [
+    ("SemDeDup", ["--eps", 0.002]),
+    ("SemDeDup", ["--fraction", 0.9]),
+    ("DBP", ["--fraction", 0.5, "--dedup-eps", 0.002, "--num-nns", 5]),
+    ("SSP", ["--fraction", 0.3]),
+    ("ClusterSubsample", ["--fraction", 0.3, "--rank", "systematic"]),
+]
+
+
+def _corpus(folder: Path, n: int, d: int, shards: int) -> None:
+    """Random unit vectors plus 2% near-copies (noise 1e-3), in ``shards`` .npy files."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    copies = rng.choice(n, n // 50, replace=False)
+    x[copies[: len(copies) // 2]] = (
+        x[copies[len(copies) // 2 :]] + 1e-3 * rng.standard_normal((len(copies) // 2, d))
+    ).astype(np.float32)
+    folder.mkdir()
+    for i, part in enumerate(np.array_split(x, shards)):
+        np.save(folder / f"part-{i:03d}.npy", part)
+
+
+def _run(folder: Path, out: Path, selection: str, options: list, *engine: object):
+    args = ["--features", folder, "--selection", selection, "--num-clusters", 40,
+            *options, "--out-dir", out, "--quiet", *engine]  # fmt: skip
+    assert main([str(a) for a in args]) == 0
+    with open(out / "scores.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    scores = np.array([float(r["score"]) for r in rows])
+    rest = [(r["key"], r["group"], r["kept"]) for r in rows]
+    return (out / "kept_keys.txt").read_text(), rest, scores
+
+
+def _compare(tmp_path: Path, n: int, d: int, shards: int) -> None:
+    folder = tmp_path / "shards"
+    _corpus(folder, n, d, shards)
+    local = [
+        _run(folder, tmp_path / f"local-{i}", sel, opts) for i, (sel, opts) in enumerate(RUNS)
+    ]
+    for cpus in (1, 2):
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        try:
+            for i, (sel, opts) in enumerate(RUNS):
+                kept, rest, scores = _run(
+                    folder, tmp_path / f"ray{cpus}-{i}", sel, opts, "--engine", "ray"
+                )
+                assert kept == local[i][0] and rest == local[i][1], (sel, opts, cpus)
+                # BLAS rounds the last bit of a product by its thread count
+                np.testing.assert_allclose(scores, local[i][2], rtol=1e-6, atol=1e-7)
+        finally:
+            ray.shutdown()
+
+
+def test_ray_and_local_keep_the_same_sets(tmp_path) -> None:
+    _compare(tmp_path, 20_000, 32, 8)
+
+
+@pytest.mark.slow
+def test_ray_and_local_keep_the_same_sets_200k(tmp_path) -> None:
+    _compare(tmp_path, 200_000, 64, 8)
