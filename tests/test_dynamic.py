@@ -244,3 +244,32 @@ def test_dynamic_runs_with_every_learner_record_their_epoch_subsets(
         sum(s.size for s in subsets.values()) / (3 * len(labels["labels"]))
     )
     json.dumps(summary)  # serialisable
+
+
+DYNAMIC = sorted(n for n in list_methods() if list_methods()[n].startswith("[dynamic]"))
+
+
+@pytest.mark.parametrize("name", DYNAMIC)
+def test_dynamic_contract(name):
+    """Pool = every sample; each epoch a sorted unique subset, a function of the seed."""
+    from deep_core.methods import get_method
+    from deep_core.methods.base import option_names
+    from deep_core.signals import Signals
+
+    method = get_method(name)()
+    assert method.dynamic and set(method.options()) == set(option_names(type(method)))
+    labels = np.arange(60) % 3
+    pool = method.select(Signals({"labels": labels}, num_classes=3), 0.4, seed=2)
+    assert np.array_equal(pool.indices, np.arange(60)) and pool.info["dynamic"]
+    runs = []
+    for _ in range(2):
+        m = _started(name, n=60, fraction=0.4, epochs=6, labels=labels, seed=2)
+        subsets = []
+        for e in range(6):
+            s = m.epoch_subset(e)
+            assert s.dtype == np.int64 and np.all(np.diff(s) > 0) and 0 <= s[0] and s[-1] < 60
+            assert np.array_equal(m.epoch_subset(e), s)  # asked twice: the same
+            m.observe(e, s, (s % 7).astype(np.float32))
+            subsets.append(s)
+        runs.append(subsets)
+    assert all(np.array_equal(a, b) for a, b in zip(*runs, strict=True))
