@@ -340,9 +340,14 @@ class TrainContext:
             return losses.mean()
         return (losses * self._weights[positions].to(losses.dtype)).mean()
 
+    @property
+    def wants_losses(self) -> bool:
+        """True when :meth:`observe` keeps per-sample losses (a dynamic method reads them)."""
+        return self._loss_sums is not None and self.recorder is None
+
     def observe(self, positions: torch.Tensor, losses: torch.Tensor) -> None:
         """Add per-sample training losses of a step for the dynamic method (on the device)."""
-        if self._loss_sums is None or self.recorder is not None:
+        if not self.wants_losses:
             return
         if self._padded is not None and positions is self._padded[0]:
             keep = positions.shape[0] - self._padded[1]
@@ -550,11 +555,15 @@ class TrainContext:
         return self._progress(it, idx.size, bs, desc or f"epoch {epoch}")
 
     def _count(self, it: Iterator[Batch], budgeted: bool) -> Iterator[Batch]:
-        """Count the samples drawn; stop before a batch once the budget is spent."""
+        """Count the samples drawn; stop before a batch once the budget is spent.
+
+        Under DDP every rank draws equal batches (padded shares), so the count is the
+        rank's rows × world size and every rank stops at the same step.
+        """
         for batch in it:
             if budgeted and self.budget_spent():
                 return
-            self.samples_seen += int(batch.positions.shape[0])
+            self.samples_seen += int(batch.positions.shape[0]) * self.world_size
             yield batch
 
     def _mark_padding(self, it: Iterator[Batch], n: int, pad: int) -> Iterator[Batch]:

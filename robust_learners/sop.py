@@ -214,7 +214,8 @@ class SOP(Learner):
         )
         ctx.step(loss, self.optimizer, self.optimizer_u, self.optimizer_v)
         ctx.record(pos, logits)
-        ctx.observe(pos, F.cross_entropy(logits.detach().float(), y, reduction="none"))
+        if ctx.wants_losses:
+            ctx.observe(pos, F.cross_entropy(logits.detach().float(), y, reduction="none"))
         sums.add(loss, logits, y)
 
     @torch.no_grad()
