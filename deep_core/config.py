@@ -28,6 +28,8 @@ PROTOCOLS = ("reference", "clean")
 WARMUP_SCHEDULES = ("run", "warmup")
 #: ``--signal-view``: the view probabilities and embeddings are read from
 SIGNAL_VIEWS = ("auto", "clean", "strong")
+#: ``--budget``: what ``--budget-value`` counts (see :func:`deep_core.runner.training_budget`)
+BUDGETS = ("epochs", "steps", "samples")
 
 #: The Prune4ReL reference's defaults (its ``arguments.py``) for the settings a command line
 #: leaves out, applied under an explicit ``--protocol reference``. Settings whose reference
@@ -108,6 +110,10 @@ class RunConfig:
     milestone: list[int] | None = None
     gamma: float = 0.1
     step_size: int = 100
+    #: "epochs": train ``epochs`` (or ``budget_value``) epochs; "steps" / "samples": train
+    #: for ``budget_value`` optimisation steps / training samples (compute-matched runs)
+    budget: str = "epochs"
+    budget_value: int | None = None
     # run
     seed: int = 0
     num_exp: int = 1
@@ -138,6 +144,20 @@ class RunConfig:
         if self.signal_view not in SIGNAL_VIEWS:
             raise DeepCoreError(
                 f"unknown signal view {self.signal_view!r}; choose from: {', '.join(SIGNAL_VIEWS)}"
+            )
+        if self.budget not in BUDGETS:
+            raise DeepCoreError(
+                f"unknown budget {self.budget!r}; choose from: {', '.join(BUDGETS)}"
+            )
+        if self.budget != "epochs" and self.budget_value is None:
+            raise DeepCoreError(f"--budget {self.budget} needs --budget-value")
+        if self.budget_value is not None and (
+            isinstance(self.budget_value, bool)
+            or not isinstance(self.budget_value, int)
+            or self.budget_value < 1
+        ):
+            raise DeepCoreError(
+                f"--budget-value must be a positive integer, got {self.budget_value!r}"
             )
         if self.noise_rate is None:
             synthetic = takes_noise_rate(self.noise_type)

@@ -13,6 +13,15 @@ accumulate on the device in :class:`EpochSums` and are read once per epoch), whi
 ``tests/test_host_sync.py`` checks on CPU. File-backed data sets decode in persistent
 DataLoader workers into pinned memory and copy with ``non_blocking``.
 
+Dynamic pruning and compute budgets: a :class:`TrainContext` may hold a dynamic
+selection method (:class:`deep_core.methods.base.DynamicMethod`), which chooses each
+epoch's training pool (:meth:`TrainContext.epoch_pool`) and per-sample loss weights
+(:meth:`TrainContext.weighted_mean`) and is handed the epoch's per-sample training losses
+(:meth:`TrainContext.observe`, accumulated on the device and read once after the epoch),
+and a budget of optimisation steps or training samples after which no further batch is
+drawn (:class:`Budget`). Every epoch row records its ``steps``, ``samples_seen``,
+``subset_size`` and, where clean labels are known, the pool's ``subset_noise_rate``.
+
 Determinism: every random draw is a function of ``(seed, epoch, stream)``: model
 initialisation (:func:`deep_core.nets.build_model` with a derived seed), the order of
 the batches and their augmentation (:meth:`deep_core.datasets.ImageSet.batches`), and
@@ -207,6 +216,29 @@ class EpochSums:
 
 Recorder = Callable[[torch.Tensor, torch.Tensor, int], None]
 
+#: what ``--budget`` counts
+BUDGETS = ("epochs", "steps", "samples")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Stop drawing training batches once ``value`` steps or samples are used.
+
+    ``steps`` counts optimisation steps (:meth:`TrainContext.step`: one per network
+    update, so DivideMix's two networks count twice); ``samples`` counts the rows of the
+    training batches drawn (every batch of :meth:`TrainContext.train_batches`, labeled
+    and unlabeled alike; evaluation passes such as DivideMix's co-divide are not counted).
+    """
+
+    kind: str
+    value: int
+
+    def validate(self) -> None:
+        if self.kind not in ("steps", "samples"):
+            raise unknown_name("budget", self.kind, ("steps", "samples"))
+        if self.value < 1:
+            raise DeepCoreError(f"--budget-value must be at least 1, got {self.value}")
+
 
 class TrainContext:
     """The learner's handle on data, devices, optimizers and randomness.
@@ -237,6 +269,8 @@ class TrainContext:
         pretrained: bool = False,
         model_path: str | None = None,
         recorder: Recorder | None = None,
+        dynamic: Any | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.dataset = dataset
         self.indices = np.asarray(indices, dtype=np.int64)
@@ -258,6 +292,88 @@ class TrainContext:
         self.amp_dtype = amp_dtype(config.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.epoch = 0
+        #: a started :class:`deep_core.methods.base.DynamicMethod`, or None (static subset)
+        self.dynamic = dynamic
+        self.budget = budget
+        self.steps = 0
+        self.samples_seen = 0
+        n = len(dataset.labels)
+        track = dynamic is not None and getattr(dynamic, "needs_losses", True)
+        self._loss_sums = torch.zeros(2, n, device=self.device) if track else None
+        self._weights: torch.Tensor | None = None
+
+    # -- dynamic pruning and budgets ----------------------------------------------------------
+    def budget_spent(self) -> bool:
+        """True once the run's step or sample budget is used up."""
+        if self.budget is None:
+            return False
+        used = self.steps if self.budget.kind == "steps" else self.samples_seen
+        return used >= self.budget.value
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Fix ``epoch``'s pool and loss weights; clear the per-sample loss sums."""
+        self.epoch = epoch
+        pool = self.epoch_pool(epoch)
+        self._weights = None
+        if self.dynamic is not None and self.recorder is None:
+            weights = self.dynamic.loss_weights(epoch)
+            if weights is not None:
+                w = torch.ones(len(self.dataset.labels), device=self.device)
+                w[torch.as_tensor(weights[0], device=self.device)] = torch.as_tensor(
+                    weights[1], dtype=torch.float32, device=self.device
+                )
+                self._weights = w
+        if self._loss_sums is not None:
+            self._loss_sums.zero_()
+        self._epoch_start = (self.steps, self.samples_seen, int(pool.size))
+
+    def loss_weights(self, positions: torch.Tensor) -> torch.Tensor | None:
+        """The dynamic method's loss weights of ``positions`` this epoch (None: all 1)."""
+        return None if self._weights is None else self._weights[positions]
+
+    def weighted_mean(self, positions: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
+        """Mean of per-sample ``losses``, weighted by the dynamic method's loss weights.
+
+        Without weights (a static subset, RS2, InfoBatch's annealing) the plain mean.
+        """
+        if self._weights is None:
+            return losses.mean()
+        return (losses * self._weights[positions].to(losses.dtype)).mean()
+
+    @property
+    def wants_losses(self) -> bool:
+        """True when :meth:`observe` keeps per-sample losses (a dynamic method reads them)."""
+        return self._loss_sums is not None and self.recorder is None
+
+    def observe(self, positions: torch.Tensor, losses: torch.Tensor) -> None:
+        """Add per-sample training losses of a step for the dynamic method (on the device)."""
+        if not self.wants_losses:
+            return
+        if self._padded is not None and positions is self._padded[0]:
+            keep = positions.shape[0] - self._padded[1]
+            positions, losses = positions[:keep], losses[:keep]
+        self._loss_sums[0].index_add_(0, positions, losses.detach().float())
+        self._loss_sums[1].index_add_(0, positions, torch.ones_like(losses, dtype=torch.float32))
+
+    def finish_epoch(self, epoch: int) -> dict[str, Any]:
+        """The epoch's compute and pool statistics; hands its losses to the dynamic method."""
+        steps0, samples0, size = self._epoch_start
+        pool = self.epoch_pool(epoch)
+        row: dict[str, Any] = {
+            "steps": self.steps - steps0,
+            "samples_seen": self.samples_seen - samples0,
+            "subset_size": size,
+        }
+        clean = self.dataset.clean_labels
+        if clean is not None and pool.size:
+            row["subset_noise_rate"] = float(np.mean(self.dataset.labels[pool] != clean[pool]))
+        if self._loss_sums is not None:
+            sums = all_reduce_(self._loss_sums)[:, torch.as_tensor(pool, device=self.device)]
+            total, count = sums.cpu().numpy()
+            with np.errstate(invalid="ignore", divide="ignore"):
+                losses = np.where(count > 0, total / count, np.nan)
+            self.dynamic.observe(epoch, pool, losses)
+        return row
 
     # -- randomness ---------------------------------------------------------------------
     def seed_for(self, *stream: int) -> int:
@@ -353,6 +469,7 @@ class TrainContext:
         for opt in optimizers:
             self.scaler.step(opt)
         self.scaler.update()
+        self.steps += 1
 
     def to_input(self, x: torch.Tensor) -> torch.Tensor:
         return (
@@ -369,16 +486,21 @@ class TrainContext:
         (``epoch_indices``: Clothing-1M's class-balanced ``batches_per_epoch`` batches, as
         DivideMix trains on it); then a fresh draw of ``batches_per_epoch × batch_size``
         samples from the subset each epoch, the same for every caller within the epoch.
+        With a dynamic method, its subset of ``epoch`` (positions of the whole training
+        set) takes the place of the subset; a data set's own draw is then made from it.
         A selection warm-up (which records per-epoch signals of every sample) always
         uses the whole subset.
         """
         draw = getattr(self.dataset, "epoch_indices", None)
-        if draw is None or self.recorder is not None:
+        dynamic = self.dynamic is not None
+        if (draw is None and not dynamic) or self.recorder is not None:
             return self.indices
         if self._pool is None or self._pool[0] != epoch:
-            n = int(self.dataset.batches_per_epoch) * self.config.batch_size
-            pool = draw(self.indices, num_samples=n, epoch=epoch, seed=self.seed_for(70))
-            self._pool = (epoch, pool)
+            pool = self.dynamic.epoch_subset(epoch) if dynamic else self.indices
+            if draw is not None:
+                n = int(self.dataset.batches_per_epoch) * self.config.batch_size
+                pool = draw(pool, num_samples=n, epoch=epoch, seed=self.seed_for(70))
+            self._pool = (epoch, np.asarray(pool, dtype=np.int64))
         return self._pool[1]
 
     def train_batches(
@@ -391,8 +513,13 @@ class TrainContext:
         batch_size: int | None = None,
         drop_last: bool = False,
         desc: str | None = None,
+        budgeted: bool = True,
     ) -> Iterator[Batch]:
         """Shuffled batches of ``indices`` (default: :meth:`epoch_pool`) for ``epoch``.
+
+        Every batch drawn counts in :attr:`samples_seen`; once the :class:`Budget` is
+        spent no further batch is drawn (``budgeted=False``: batches drawn alongside
+        another budgeted batch, such as DivideMix's unlabeled ones, are never cut off).
 
         Under DDP each rank takes every ``world_size``-th sample of one shuffled order,
         padded as ``DistributedSampler`` pads: every rank makes the same number of steps
@@ -424,7 +551,20 @@ class TrainContext:
         )
         if pad:
             it = self._mark_padding(it, idx.size, pad)
+        it = self._count(it, budgeted)
         return self._progress(it, idx.size, bs, desc or f"epoch {epoch}")
+
+    def _count(self, it: Iterator[Batch], budgeted: bool) -> Iterator[Batch]:
+        """Count the samples drawn; stop before a batch once the budget is spent.
+
+        Under DDP every rank draws equal batches (padded shares), so the count is the
+        rank's rows × world size and every rank stops at the same step.
+        """
+        for batch in it:
+            if budgeted and self.budget_spent():
+                return
+            self.samples_seen += int(batch.positions.shape[0]) * self.world_size
+            yield batch
 
     def _mark_padding(self, it: Iterator[Batch], n: int, pad: int) -> Iterator[Batch]:
         """Remember the batch that ends with ``pad`` padding samples (see :meth:`record`)."""
@@ -483,6 +623,8 @@ class Learner(abc.ABC):
     """
 
     name: ClassVar[str] = ""
+    #: network updates per training batch (a step budget's epoch horizon; DivideMix: 2)
+    updates_per_batch: ClassVar[int] = 1
 
     def options(self) -> dict[str, Any]:
         """The learner's settings (keyed like its keyword arguments); none by default."""
@@ -611,17 +753,25 @@ class Trainer:
             history = list(state["history"])
             start = int(state["epoch"]) + 1
             seconds = float(state.get("seconds", 0.0))
+            ctx.steps = sum(int(r.get("steps", 0)) for r in history)
+            ctx.samples_seen = sum(int(r.get("samples_seen", 0)) for r in history)
+            if ctx.dynamic is not None:
+                ctx.dynamic.load_state_dict(_from_tensors(state["dynamic"]))
             log.info("resumed from %s at epoch %d", self.checkpoint, start)
         has_val = ctx.dataset.val is not None
         for epoch in range(start, ctx.config.epochs):
+            if ctx.budget_spent():
+                break
             t0 = time.time()
-            ctx.epoch = epoch
+            ctx.begin_epoch(epoch)
             for net in learner.networks():
                 net.train()
             row: dict[str, Any] = {"epoch": epoch, "lr": learner.lr()}
             row.update(learner.train_epoch(ctx, epoch))
+            row.update(ctx.finish_epoch(epoch))
             row.update(learner.extra_metrics(ctx, epoch))
-            if self.evaluate_each_epoch or epoch == ctx.config.epochs - 1:
+            last = epoch == ctx.config.epochs - 1 or ctx.budget_spent()
+            if self.evaluate_each_epoch or last:
                 if has_val:
                     row["val_acc"] = evaluate(
                         learner, ctx, ctx.dataset.val, ctx.dataset.val_labels, "val"
@@ -643,6 +793,7 @@ class Trainer:
                         "scaler": ctx.scaler.state_dict(),
                         "history": history,
                         "seconds": seconds,
+                        "dynamic": _to_tensors(ctx.dynamic.state_dict()) if ctx.dynamic else {},
                     },
                 )
             if self.on_epoch is not None and ctx.rank == 0:
@@ -674,6 +825,28 @@ def summarise(history: list[dict[str, Any]], has_val: bool, seconds: float) -> F
         history,
         seconds,
     )
+
+
+def _to_tensors(obj: Any) -> Any:
+    """numpy arrays in nested dicts and lists as tensors (a ``weights_only`` checkpoint)."""
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, dict):
+        return {k: _to_tensors(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_to_tensors(v) for v in obj]
+    return obj
+
+
+def _from_tensors(obj: Any) -> Any:
+    """The inverse of :func:`_to_tensors`."""
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu().numpy()
+    if isinstance(obj, dict):
+        return {k: _from_tensors(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_from_tensors(v) for v in obj]
+    return obj
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

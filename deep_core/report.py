@@ -40,6 +40,16 @@ from .rundir import NON_SETTINGS, RESULT_KEYS, RUN_MARKERS, RunDir, find_run_dir
 
 #: ``--metric`` name → summary key
 METRICS = {"last": "last_acc", "best": "best_acc"}
+#: compute a run used (``--compute`` columns, ``--plot-x`` axes): summary key → title
+COMPUTE = {
+    "steps": "Optimisation steps",
+    "samples_seen": "Training samples seen",
+    "wall_seconds": "Wall time (s: warm-up, selection, training)",
+    "seen_fraction": "Share of the training set per epoch",
+    "mean_epoch_noise_rate": "Mean noise rate of the epochs' training samples (%)",
+}
+#: ``--plot-x``: the x axis of :func:`plot`
+PLOT_X = ("fraction", "steps", "samples_seen", "wall_seconds")
 @dataclass(frozen=True)
 class Quantity:
     """One aggregated number per group: where it comes from and which way is better."""
@@ -52,11 +62,22 @@ class Quantity:
     digits: int = 2
 
 
-def quantities(metric: str) -> list[Quantity]:
-    """Accuracy (``metric``), subset noise rate (%) and selection time (s)."""
+def compute_quantity(key: str) -> Quantity:
+    """The :data:`COMPUTE` quantity ``key`` (lower is better; a noise rate in %)."""
+    if key not in COMPUTE:
+        raise unknown_name("compute quantity", key, COMPUTE)
+    scale = 100.0 if key == "mean_epoch_noise_rate" else 1.0
+    digits = 0 if key in ("steps", "samples_seen") else 2
+    return Quantity(key, COMPUTE[key], key, False, scale, digits)
+
+
+def quantities(metric: str, *, compute: bool = False) -> list[Quantity]:
+    """Accuracy (``metric``), subset noise rate (%) and selection time (s); with
+    ``compute`` also the :data:`COMPUTE` quantities (steps, samples, wall time...)."""
     if metric not in METRICS:
         raise unknown_name("metric", metric, METRICS)
     acc = "last-epoch" if metric == "last" else "best-epoch"
+    extra = [compute_quantity(k) for k in COMPUTE] if compute else []
     return [
         Quantity("acc", f"Test accuracy (%), {acc}", METRICS[metric], True),
         Quantity("subset_noise_rate", "Subset noise rate (%)", "subset_noise_rate", False, 100.0),
@@ -66,6 +87,7 @@ def quantities(metric: str) -> list[Quantity]:
             "selection_seconds",
             False,
         ),
+        *extra,
     ]
 
 
@@ -228,10 +250,11 @@ class Report:
     metric: str
     groups: list[Group]
     unplaced: list[Run]  # incomplete runs without a config (group unknown)
+    compute: bool = False  # the compute columns too (see :data:`COMPUTE`)
 
     @property
     def quantities(self) -> list[Quantity]:
-        return quantities(self.metric)
+        return quantities(self.metric, compute=self.compute)
 
     @property
     def n_complete(self) -> int:
@@ -284,7 +307,11 @@ def parse_group_by(text: str | Sequence[str]) -> list[str]:
 
 
 def build_report(
-    root: str | Path, *, group_by: Sequence[str] = ("selection", "fraction"), metric: str = "last"
+    root: str | Path,
+    *,
+    group_by: Sequence[str] = ("selection", "fraction"),
+    metric: str = "last",
+    compute: bool = False,
 ) -> Report:
     """Read the runs below ``root`` and group them by ``group_by``.
 
@@ -297,6 +324,9 @@ def build_report(
         The last key becomes the table's columns.
     metric : {"last", "best"}, default="last"
         Test accuracy of the last epoch, or of the epoch chosen by ``best_by``.
+    compute : bool, default=False
+        Add the compute each group used (:data:`COMPUTE`: steps, samples seen, wall
+        time, share seen per epoch, the epochs' noise rate) as further quantities.
 
     Raises
     ------
@@ -325,7 +355,7 @@ def build_report(
     ordered = sorted(groups.values(), key=lambda g: tuple(_sort_key(v) for v in g.key))
     for g in ordered:
         check_same_settings(g, group_by)
-    return Report(Path(root), list(group_by), metric, ordered, unplaced)
+    return Report(Path(root), list(group_by), metric, ordered, unplaced, compute)
 
 
 def check_same_settings(group: Group, group_by: Sequence[str]) -> None:
@@ -505,19 +535,34 @@ def render(report: Report, fmt: str) -> str:
     raise unknown_name("format", fmt, ("md", "csv"))
 
 
-def plot(report: Report, path: str | Path) -> None:
-    """Accuracy and subset noise rate against ``fraction``: one row of two panels per
+def plot(report: Report, path: str | Path, *, x: str = "fraction") -> None:
+    """Accuracy and subset noise rate against ``x``: one row of two panels per
     learner (and per value of any group key other than the series key), one line per
     value of the series key (``selection`` when grouped by it, else the last non-fraction
     key), with error bars of one standard deviation. Written atomically as PNG (Agg).
+
+    ``x`` is ``fraction`` (a group key) or a compute quantity of :data:`PLOT_X`
+    (``steps``, ``samples_seen``, ``wall_seconds``: each group's mean), so methods can
+    be compared at equal compute.
     """
-    if "fraction" not in report.group_by:
+    if x not in PLOT_X:
+        raise unknown_name("plot x axis", x, PLOT_X)
+    if x == "fraction" and "fraction" not in report.group_by:
         raise DeepCoreError("--plot draws against fraction: put fraction in --group-by")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     keys = report.group_by
-    fi = keys.index("fraction")
+    if x == "fraction":
+        fi = keys.index("fraction")
+
+        def xval(g: Group) -> float | None:
+            return float(g.key[fi])
+    else:
+        xq = compute_quantity(x)
+
+        def xval(g: Group) -> float | None:
+            return g.stat(xq).mean
     others = [k for k in keys if k not in ("fraction", "robust_learner")]
     series_key = "selection" if "selection" in others else (others[-1] if others else None)
     panel_keys = [k for k in others if k != series_key]
@@ -540,12 +585,13 @@ def plot(report: Report, path: str | Path) -> None:
         for qi, q in enumerate(qs):
             ax = axes[row][qi]
             for si, label in enumerate(sorted(series, key=_sort_key)):
-                pts = sorted((float(g.key[fi]), g.stat(q)) for g in series[label])
-                pts = [(x, st) for x, st in pts if st.mean is not None]
+                pts = [(xval(g), g.stat(q)) for g in series[label]]
+                pts = sorted((p for p in pts if p[0] is not None and p[1].mean is not None),
+                             key=lambda p: p[0])  # fmt: skip
                 if not pts:
                     continue
                 ax.errorbar(
-                    [x for x, _ in pts],
+                    [px for px, _ in pts],
                     [st.mean for _, st in pts],
                     yerr=[st.std or 0.0 for _, st in pts],
                     label=_fmt_value(label),
@@ -557,11 +603,12 @@ def plot(report: Report, path: str | Path) -> None:
                 )
             # ticks at the fractions run (matplotlib's automatic ones around a single
             # fraction are offsets like "+4.999e-1"), with room on both sides
-            xs = sorted({float(g.key[fi]) for g in groups})
-            pad = 0.1 * (xs[-1] - xs[0]) if len(xs) > 1 else 0.1 * max(xs[0], 0.1)
-            ax.set_xlim(xs[0] - pad, xs[-1] + pad)
-            ax.set_xticks(xs, [f"{x:g}" for x in xs])
-            ax.set_xlabel("fraction kept")
+            if x == "fraction":
+                xs = sorted({float(g.key[fi]) for g in groups})
+                pad = 0.1 * (xs[-1] - xs[0]) if len(xs) > 1 else 0.1 * max(xs[0], 0.1)
+                ax.set_xlim(xs[0] - pad, xs[-1] + pad)
+                ax.set_xticks(xs, [f"{v:g}" for v in xs])
+            ax.set_xlabel("fraction kept" if x == "fraction" else COMPUTE[x])
             ax.set_ylabel(q.title)
             ax.set_title(f"{title}: {q.title.split(' (')[0].lower()}")
             ax.grid(alpha=0.3)

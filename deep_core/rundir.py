@@ -40,7 +40,7 @@ import yaml
 
 from .config import RunConfig, dump_yaml, takes_noise_rate
 from .errors import DeepCoreError
-from .io import save_npz, write_json, write_text
+from .io import load_npz, save_npz, write_json, write_text
 from .subset import Subset
 
 #: settings that may differ between runs of one group (they do not change the method):
@@ -77,6 +77,13 @@ RESULT_KEYS = frozenset(
         "warmup_seconds",
         "selection_seconds",
         "train_seconds",
+        "wall_seconds",
+        "steps",
+        "samples_seen",
+        "seen_fraction",
+        "epochs_trained",
+        "epoch_horizon",
+        "mean_epoch_noise_rate",
         "ignored_options",
         "versions",
     }
@@ -87,9 +94,17 @@ RUN_MARKERS = ("summary.json", "config.yaml", "labels.npz", "log.txt")
 SIGNALS_CACHE = "signals-cache"
 
 
+#: settings added later, left out of the hash at their defaults (earlier runs keep their names)
+_LATER_DEFAULTS = {"budget": "epochs", "budget_value": None}
+
+
 def settings_hash(cfg: RunConfig) -> str:
     """Hash of every setting except :data:`NON_SETTINGS` (6 hex digits)."""
-    d = {k: v for k, v in cfg.to_dict().items() if k not in NON_SETTINGS}
+    d = {
+        k: v
+        for k, v in cfg.to_dict().items()
+        if k not in NON_SETTINGS and not (k in _LATER_DEFAULTS and v == _LATER_DEFAULTS[k])
+    }
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:6]
 
 
@@ -115,6 +130,7 @@ class RunDir:
     labels = property(lambda self: self.path / "labels.npz")
     selection = property(lambda self: self.path / "selection.json")
     subset = property(lambda self: self.path / "subset.npz")
+    epoch_subsets = property(lambda self: self.path / "epoch_subsets.npz")
     metrics = property(lambda self: self.path / "metrics.jsonl")
     summary = property(lambda self: self.path / "summary.json")
     checkpoint = property(lambda self: self.path / "checkpoint.pt")
@@ -152,6 +168,31 @@ class RunDir:
         if subset.weights is not None:
             arrays["weights"] = subset.weights
         save_npz(self.subset, **arrays)
+
+    def write_epoch_subsets(self, subsets: Mapping[int, np.ndarray], n: int) -> None:
+        """``epoch_subsets.npz``: the positions each epoch trained on (dynamic methods).
+
+        ``epochs`` (E,) and ``packed`` (E, ⌈n/8⌉): row ``k`` is the membership mask of
+        epoch ``epochs[k]`` packed with ``numpy.packbits`` (n/8 bytes per epoch).
+        """
+        epochs = np.array(sorted(subsets), dtype=np.int64)
+        packed = np.zeros((epochs.size, -(-n // 8)), dtype=np.uint8)
+        for row, e in enumerate(epochs):
+            mask = np.zeros(n, dtype=bool)
+            mask[subsets[int(e)]] = True
+            packed[row] = np.packbits(mask)
+        save_npz(self.epoch_subsets, epochs=epochs, packed=packed, n=np.int64(n))
+
+    def read_epoch_subsets(self) -> dict[int, np.ndarray]:
+        """Epoch → sorted positions trained on (empty when the file is absent)."""
+        if not self.epoch_subsets.is_file():
+            return {}
+        z = load_npz(self.epoch_subsets, what="per-epoch subset file")
+        n = int(z["n"])
+        return {
+            int(e): np.flatnonzero(np.unpackbits(row, count=n)).astype(np.int64)
+            for e, row in zip(z["epochs"], z["packed"], strict=True)
+        }
 
     def write_metrics(self, history: list[dict[str, Any]]) -> None:
         """``metrics.jsonl``: the warm-up's rows (from ``selection.json``), then ``history``."""

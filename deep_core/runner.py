@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__, distributed
-from .budget import check_fraction
+from .budget import budget_size, check_fraction
 from .checks import check_budget, check_output_folder, check_run_config
 from .config import (
     SHARED_METHOD_OPTIONS,  # noqa: F401 (re-exported)
@@ -41,7 +41,15 @@ from .config import (
     takes_noise_rate,
 )
 from .datasets import DataConfig, NoisyDataset, dataset_names, load_dataset
-from .engine import Learner, OptimConfig, TrainConfig, TrainContext, Trainer, resolve_device
+from .engine import (
+    Budget,
+    Learner,
+    OptimConfig,
+    TrainConfig,
+    TrainContext,
+    Trainer,
+    resolve_device,
+)
 from .errors import DeepCoreError, unknown_name
 from .io import read_npz, write_text
 from .locks import FolderLock, remove_stale_temp
@@ -511,6 +519,32 @@ def resume_experiment(
             lock.release()
 
 
+def training_budget(
+    cfg: RunConfig, *, subset_size: int, learner: Learner
+) -> tuple[int, Budget | None]:
+    """Epochs (the learning-rate schedule's horizon) and the step/sample budget of a run.
+
+    ``--budget epochs``: ``--budget-value`` (default ``--epochs``) epochs, no budget.
+    ``--budget steps``: ``V`` optimisation steps; the horizon is the epochs the subset
+    (``subset_size`` samples per epoch: the subset, or a dynamic method's
+    ``round(fraction · N)``) needs for them, ``⌈V / (⌈size / batch⌉ · u)⌉`` with ``u``
+    the learner's network updates per batch (:attr:`Learner.updates_per_batch`).
+    ``--budget samples``: ``V`` training samples, ``⌈V / (size · u)⌉`` epochs. Training
+    stops when the budget is spent, in the middle of an epoch if need be; an epoch with
+    fewer samples than ``size`` (InfoBatch's pruned epochs, DivideMix's labeled part)
+    leaves part of the budget unused at the horizon (``steps``/``samples_seen`` in the
+    summary say what was used).
+    """
+    if cfg.budget == "epochs":
+        return (cfg.budget_value if cfg.budget_value is not None else cfg.epochs), None
+    value = int(cfg.budget_value)
+    u = int(learner.updates_per_batch)
+    per_epoch = -(-subset_size // cfg.batch_size) * u if cfg.budget == "steps" else subset_size * u
+    budget = Budget(cfg.budget, value)
+    budget.validate()
+    return -(-value // max(per_epoch, 1)), budget
+
+
 def _train_and_summarise(
     cfg: RunConfig, ds: NoisyDataset, run: RunDir, seed: int, *, resume: bool
 ) -> dict[str, Any]:
@@ -556,6 +590,8 @@ def _train_and_summarise(
         "warmup_seconds": report.get("warmup_seconds", 0.0),
         "selection_seconds": report.get("selection_seconds"),
         "train_seconds": None,
+        "budget": cfg.budget,
+        "budget_value": cfg.budget_value,
         "ignored_options": report.get("ignored_options", []),
         "versions": versions(),
     }
@@ -565,15 +601,30 @@ def _train_and_summarise(
         return summary
     learner = build_learner(cfg)
     model = cfg.model or ds.default_model
+    method = build_selection(cfg)[0]
+    dynamic = method if method.dynamic else None
+    size = budget_size(ds.labels.size, cfg.fraction) if dynamic else len(subset)
+    epochs, budget = training_budget(cfg, subset_size=size, learner=learner)
+    if dynamic is not None:
+        dynamic.start(
+            labels=ds.labels,
+            num_classes=ds.num_classes,
+            fraction=cfg.fraction,
+            epochs=epochs,
+            seed=seed,
+        )
     ctx = TrainContext(
         ds,
         subset.indices,
-        train_config(cfg, cfg.epochs, seed),
+        train_config(cfg, epochs, seed),
         optim_config(cfg),
         model=model,
         pretrained=cfg.pre_trained,
         model_path=cfg.model_path,
+        dynamic=dynamic,
+        budget=budget,
     )
+    epoch_subsets = run.read_epoch_subsets() if (resume and rank == 0) else {}
     writer = None
     history: list[dict[str, Any]] = []
     if rank == 0:
@@ -589,6 +640,9 @@ def _train_and_summarise(
         writer = SummaryWriter(str(run.tb), purge_step=start)
 
     def on_epoch(row: dict[str, Any]) -> None:
+        if dynamic is not None:
+            epoch_subsets[int(row["epoch"])] = ctx.epoch_pool(int(row["epoch"]))
+            run.write_epoch_subsets(epoch_subsets, ds.labels.size)
         history.append(row)
         run.write_metrics(history)  # atomically, every epoch: a running run can be followed
         for k, v in row.items():
@@ -610,6 +664,12 @@ def _train_and_summarise(
         best_epoch=result.best_epoch,
         best_by=result.best_by,
         train_seconds=round(result.seconds, 3),
+        **compute_summary(result.history, n=ds.labels.size, epochs=epochs),
+    )
+    summary["wall_seconds"] = round(
+        sum(float(summary.get(k) or 0.0) for k in ("warmup_seconds", "selection_seconds"))
+        + result.seconds,
+        3,
     )
     if rank == 0:
         run.write_summary(summary)
@@ -623,6 +683,28 @@ def _train_and_summarise(
         run.path,
     )
     return summary
+
+
+def compute_summary(history: list[dict[str, Any]], *, n: int, epochs: int) -> dict[str, Any]:
+    """Compute used by a run, from its epoch rows.
+
+    ``steps`` and ``samples_seen`` (totals), ``epochs_trained`` (a step or sample budget
+    may end a run before its horizon ``epoch_horizon``), ``seen_fraction`` (mean share of the
+    ``n`` training samples in an epoch's pool: InfoBatch's real kept ratio) and, where
+    clean labels are known, ``mean_epoch_noise_rate`` (mean noise rate of the epochs' pools).
+    """
+    rows = [r for r in history if "steps" in r]
+    noise = [r["subset_noise_rate"] for r in rows if "subset_noise_rate" in r]
+    return {
+        "steps": sum(int(r["steps"]) for r in rows),
+        "samples_seen": sum(int(r["samples_seen"]) for r in rows),
+        "epochs_trained": len(rows),
+        "epoch_horizon": epochs,
+        "seen_fraction": (
+            sum(r["subset_size"] for r in rows) / (len(rows) * n) if rows and n else None
+        ),
+        "mean_epoch_noise_rate": float(np.mean(noise)) if noise else None,
+    }
 
 
 def _reference_log(cfg: RunConfig, summary: dict[str, Any]) -> None:

@@ -40,9 +40,11 @@ class CE(Learner):
         y = ctx.labels[batch.positions]
         with ctx.autocast():
             logits = self.net(ctx.to_input(batch.views[0]))
-            loss = F.cross_entropy(logits, y)
+            losses = F.cross_entropy(logits, y, reduction="none")
+        loss = ctx.weighted_mean(batch.positions, losses)
         ctx.step(loss, self.optimizer)
         ctx.record(batch.positions, logits)
+        ctx.observe(batch.positions, losses)
         sums.add(loss, logits, y)
 
     def state_dict(self) -> dict[str, Any]:

@@ -38,6 +38,12 @@ a flag:
   side trains on the labeled part alone and an empty labeled side skips the network
   for that epoch.
 
+With a dynamic selection method (:class:`deep_core.methods.base.DynamicMethod`) each
+epoch's co-divide and MixMatch run on that epoch's subset; the method observes network
+1's per-sample losses (of its warm-up steps, then of its co-divide pass) and its loss
+weights (InfoBatch's rescaling) apply to the warm-up's cross-entropy; MixMatch's losses
+are of mixed samples and are not reweighted.
+
 Not implemented: the authors' averaging of the last 5 epochs' losses before the GMM at
 90% noise. The GMM's random state is a function of (seed, epoch), so a resumed run
 re-fits exactly the same mixtures; the checkpoint holds both networks, optimizers and
@@ -170,6 +176,7 @@ class DivideMix(Learner):
     """
 
     name = "DivideMix"
+    updates_per_batch = 2
 
     def __init__(
         self,
@@ -281,11 +288,13 @@ class DivideMix(Learner):
         y = ctx.labels[batch.positions]
         with ctx.autocast():
             logits = self.nets[k](ctx.to_input(batch.views[0]))
-        ce = F.cross_entropy(logits.float(), y)
+        losses = F.cross_entropy(logits.float(), y, reduction="none")
+        ce = ctx.weighted_mean(batch.positions, losses)
         loss = ce + neg_entropy(logits.float()) if self.penalty else ce
         ctx.step(loss, self.optimizers[k])
         if k == 0:
             ctx.record(batch.positions, logits)
+            ctx.observe(batch.positions, losses)
         sums.add(ce, logits, y)
 
     # -- co-divide -----------------------------------------------------------------------
@@ -307,6 +316,9 @@ class DivideMix(Learner):
     def co_divide(self, ctx: TrainContext, k: int, epoch: int, pool: np.ndarray) -> np.ndarray:
         """Clean probability of each sample of ``pool`` (in its order) by network ``k``."""
         losses = self.per_sample_losses(ctx, k, pool)
+        if k == 0:  # a dynamic method's view of the epoch's losses (network 1, clean view)
+            dev = ctx.device
+            ctx.observe(torch.as_tensor(pool, device=dev), torch.as_tensor(losses, device=dev))
         prob = clean_probability(losses, seed=ctx.seed_for(4000 + epoch, k))
         if ctx.world_size > 1:  # one split for every rank, whatever the float details
             prob = broadcast_(torch.as_tensor(prob)).numpy()
@@ -352,6 +364,7 @@ class DivideMix(Learner):
                 indices=indices,
                 stream=stream,
                 desc="unlabeled",
+                budgeted=False,
             )
             cycle += 1
 

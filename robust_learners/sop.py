@@ -68,6 +68,7 @@ def sop_loss(
     logits_strong: torch.Tensor | None = None,
     ratio_consistency: float = 0.0,
     ratio_balance: float = 0.0,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The SOP(+) loss of one batch.
 
@@ -85,6 +86,9 @@ def sop_loss(
         Outputs on the strong view (needed for the consistency term).
     ratio_consistency, ratio_balance : float, default=0
         SOP+ weights ``-rc`` and ``-rb``; 0 gives plain SOP.
+    weights : Tensor (B,), optional
+        Per-sample weights of the cross-entropy term (a dynamic method's loss rescaling,
+        e.g. InfoBatch's); None: the plain mean.
 
     Returns
     -------
@@ -96,7 +100,8 @@ def sop_loss(
     big_v = torch.clamp(v**2 * (1 - targets), 0, 1)
     q = torch.clamp(torch.softmax(logits, 1) + big_u - big_v.detach(), min=EPS)
     q = torch.clamp(F.normalize(q, p=1, eps=EPS), min=EPS, max=1.0)
-    loss = torch.mean(-torch.sum(targets * torch.log(q), dim=1))
+    ce = -torch.sum(targets * torch.log(q), dim=1)
+    loss = torch.mean(ce if weights is None else ce * weights)
     hard = F.one_hot(logits.detach().argmax(1), logits.shape[1]).to(logits.dtype)
     loss = loss + F.mse_loss(hard + big_u - big_v, targets, reduction="sum") / logits.shape[0]
     if ratio_balance > 0:
@@ -205,9 +210,12 @@ class SOP(Learner):
             logits_strong=logits_strong,
             ratio_consistency=self.ratio_consistency,
             ratio_balance=self.ratio_balance,
+            weights=ctx.loss_weights(pos),
         )
         ctx.step(loss, self.optimizer, self.optimizer_u, self.optimizer_v)
         ctx.record(pos, logits)
+        if ctx.wants_losses:
+            ctx.observe(pos, F.cross_entropy(logits.detach().float(), y, reduction="none"))
         sums.add(loss, logits, y)
 
     @torch.no_grad()

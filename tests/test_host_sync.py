@@ -145,3 +145,36 @@ def test_a_syncing_step_is_caught(digits, monkeypatch):
     guard_steps(monkeypatch, CE, ("train_step",), {})
     with pytest.raises(HostRead):
         _fit(CE(), digits, epochs=1)
+
+
+@pytest.mark.parametrize(
+    "make, steps",
+    [
+        (CE, ("train_step",)),
+        (lambda: SOP(ratio_consistency=0.9, ratio_balance=0.1), ("train_step",)),
+        (lambda: DivideMix(warmup_epochs=1), ("warmup_step", "mixmatch_step")),
+    ],
+    ids=["CE", "SOP+", "DivideMix"],
+)
+def test_a_dynamic_step_makes_no_host_read(digits, monkeypatch, make, steps):
+    """InfoBatch's pruned epochs: per-sample loss weights and loss observation on the device."""
+    from deep_core.methods import build_method
+
+    method, _ = build_method("InfoBatch", {"ratio": 0.5})
+    method.start(labels=digits.labels, num_classes=10, fraction=0.5, epochs=4, seed=0)
+    learner = make()
+    counter: dict[str, int] = {}
+    guard_steps(monkeypatch, type(learner), steps, counter)
+    ctx = TrainContext(
+        digits,
+        np.arange(len(digits.labels)),
+        TrainConfig(epochs=3, batch_size=64, progress=False),
+        OptimConfig(lr=0.05),
+        model="SmallCNN",
+        dynamic=method,
+    )
+    result = Trainer(learner, ctx, evaluate_each_epoch=False).fit()
+    assert all(counter.get(s, 0) > 0 for s in steps), counter
+    sizes = [r["subset_size"] for r in result.history]
+    assert sizes[0] == len(digits.labels) > sizes[1]  # epoch 1 pruned, with weights 1/0.5
+    assert np.isfinite(method.scores).all() and (method.scores != 3.0).any()

@@ -308,6 +308,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--milestone", type=int, nargs="+", help="MultiStepLR epochs (default: half)")
     g.add_argument("--gamma", type=float)
     g.add_argument("--step_size", type=int)
+    g.add_argument(
+        "--budget",
+        choices=("epochs", "steps", "samples"),
+        help="what --budget-value counts: epochs (default: --epochs), optimisation steps or"
+        " training samples; steps/samples train every subset for the same compute",
+    )
+    g.add_argument(
+        "--budget-value",
+        dest="budget_value",
+        type=int,
+        help="epochs, steps or samples of training (with --budget)",
+    )
 
     g = p.add_argument_group("selection")
     g.add_argument("--selection", help="selection method (deepcore-select --list shows them)")

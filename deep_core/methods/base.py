@@ -30,7 +30,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from ..budget import budget_size, take_top
+from ..budget import budget_size, check_fraction, take_top
 from ..checks import describe_type, matches_type
 from ..errors import DeepCoreError, unknown_name
 from ..signals import Signals
@@ -48,6 +48,8 @@ class SelectionMethod:
     #: "shared": ``balance`` means :func:`deep_core.budget.class_budgets`; any other value
     #: names the method's own documented rule (Prune4Rel: the reference's round-robin)
     balance_rule: ClassVar[str] = "shared"
+    #: True for a :class:`DynamicMethod` (a new subset every training epoch)
+    dynamic: ClassVar[bool] = False
 
     def required_signals(self) -> frozenset[str]:
         """Names of the signals :meth:`select` reads (besides ``labels``)."""
@@ -101,6 +103,75 @@ class SelectionMethod:
         return f"{type(self).__name__}({opts})"
 
 
+class DynamicMethod(SelectionMethod):
+    """A method that trains on a new subset every epoch (RS2, InfoBatch, ...).
+
+    :meth:`select` returns the pool the epochs draw from (every sample); the training
+    engine (:class:`deep_core.engine.TrainContext`) then asks, once per epoch, for
+    :meth:`epoch_subset` and :meth:`loss_weights`, and hands each epoch's per-sample
+    training losses to :meth:`observe` (read from the device once, after the epoch).
+    Positions are those of the whole training set. Everything a resumed run needs is in
+    :meth:`state_dict`, which the engine keeps in its checkpoint.
+    """
+
+    dynamic: ClassVar[bool] = True
+    #: False when :meth:`observe` is not used (the engine then keeps no per-sample losses)
+    needs_losses: ClassVar[bool] = True
+
+    def select(self, signals: Signals, fraction: float, *, seed: int = 0) -> Subset:
+        """The training pool: every sample (score 0); the epochs choose from it."""
+        self.check(signals)
+        check_fraction(fraction)
+        n = len(signals)
+        info = {"dynamic": True, "fraction": float(fraction), "seed": int(seed)}
+        return Subset(indices=np.arange(n, dtype=np.int64), scores=np.zeros(n), info=info)
+
+    def start(
+        self, *, labels: np.ndarray, num_classes: int, fraction: float, epochs: int, seed: int
+    ) -> None:
+        """Bind the method to a training run (called once, before the first epoch).
+
+        Parameters
+        ----------
+        labels : ndarray of int, shape (n,)
+            Noisy labels of the whole training set (for class balance).
+        num_classes : int
+        fraction : float
+            Share of the training set each epoch trains on (the method's budget).
+        epochs : int
+            Training epochs of the run (InfoBatch's annealing is counted from the end).
+        seed : int
+            Root of every draw of the method; :meth:`epoch_subset` is a function of
+            ``(seed, epoch, what was observed)``.
+        """
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.num_classes = int(num_classes)
+        self.fraction = check_fraction(fraction)
+        self.epochs = int(epochs)
+        self.seed = check_seed(seed)
+        self.n = int(self.labels.size)
+        self.budget = budget_size(self.n, self.fraction)
+        if self.budget < 1:
+            raise DeepCoreError(f"fraction {fraction:g} of {self.n} samples keeps none")
+
+    def epoch_subset(self, epoch: int) -> np.ndarray:
+        """Sorted unique positions trained on in ``epoch`` (epochs are asked in order)."""
+        raise NotImplementedError
+
+    def observe(self, epoch: int, positions: np.ndarray, losses: np.ndarray) -> None:  # noqa: B027
+        """Per-sample training losses of ``epoch`` (the samples it trained on)."""
+
+    def loss_weights(self, epoch: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(positions, weights)`` multiplying the per-sample losses of ``epoch`` (None: 1)."""
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Restore what :meth:`state_dict` returned."""
+
+
 M = TypeVar("M", bound=type[SelectionMethod])
 _REGISTRY: dict[str, type[SelectionMethod]] = {}
 
@@ -115,8 +186,14 @@ def register(cls: M) -> M:
 
 
 def list_methods() -> dict[str, str]:
-    """Registered names mapped to their one-line summaries, sorted by name."""
-    return {name: _REGISTRY[name].summary for name in sorted(_REGISTRY)}
+    """Registered names mapped to their one-line summaries, sorted by name.
+
+    A dynamic method's summary starts with ``[dynamic]``.
+    """
+    return {
+        name: ("[dynamic] " if _REGISTRY[name].dynamic else "") + _REGISTRY[name].summary
+        for name in sorted(_REGISTRY)
+    }
 
 
 def get_method(name: str) -> type[SelectionMethod]:
