@@ -97,7 +97,7 @@ def build_selection(cfg: RunConfig) -> tuple[SelectionMethod, dict[str, Any]]:
     shared = {"device": str(resolve_device(cfg.device)), "workers": max(1, cfg.workers)}
     options = {k: v for k, v in shared.items() if k in accepted}
     options.update(cfg.method_options)
-    return build_method(cfg.selection, options)
+    return build_method(cfg.selection, options, strict=False)
 
 
 def validate(cfg: RunConfig) -> None:

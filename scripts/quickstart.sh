@@ -2,7 +2,7 @@
 # Quickstart on the embedded default data (scikit-learn's 8x8 digits, 40% symmetric label
 # noise), offline: Uniform, SmallLoss and Prune4Rel at fractions 0.2 and 0.5 with CE and
 # SOP+, then the comparison table and plot (12 runs, 1-2 minutes on a 2-core CPU).
-# FULL=1 sweeps every registered method at three fractions (90 runs); the runs already
+# FULL=1 sweeps every registered method at three fractions (132 runs); the runs already
 # done are reused.
 #
 #   bash scripts/quickstart.sh              # -> runs/quickstart/report.md and report.png

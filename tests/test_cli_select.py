@@ -250,11 +250,17 @@ def test_options_from_a_config_mapping():
 def test_flags_override_config_then_unused_are_warned():
     config = method_options_from_mapping({"uncertainty": "Entropy", "balance": False})
     opts = {**config, **method_options_from_args(_parse(["--balance", "True"]))}
-    method, unused = build_method("SmallLoss", opts)
+    method, unused = build_method("SmallLoss", opts, strict=False)
     assert method.balance is True
     assert unused_option_warnings("SmallLoss", unused) == [
         "warning: --uncertainty is not used by SmallLoss (ignored)"
     ]
+
+
+def test_build_method_rejects_options_the_method_does_not_take():
+    # the README's API example with a typo: an error, not a silently default tau
+    with pytest.raises(DeepCoreError, match="tua"):
+        build_method("Prune4Rel", {"tua": 0.975})
 
 
 def test_method_defaults():

@@ -74,9 +74,11 @@ def test_unknown_name_lists_registered_names():
 
 
 def test_build_method_returns_unused_options():
-    method, unused = build_method("SmallLoss", {"balance": True, "tau": 0.9})
+    method, unused = build_method("SmallLoss", {"balance": True, "tau": 0.9}, strict=False)
     assert method.balance is True
     assert unused == {"tau": 0.9}
+    with pytest.raises(DeepCoreError, match="tau"):  # strict by default
+        build_method("SmallLoss", {"balance": True, "tau": 0.9})
 
 
 @pytest.mark.parametrize(

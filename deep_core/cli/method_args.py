@@ -15,7 +15,7 @@ and the method's own defaults fill the rest. Typical use::
     add_method_arguments(parser)
     ns = parser.parse_args(argv)
     options = {**method_options_from_mapping(config), **method_options_from_args(ns)}
-    method, unused = build_method(ns.selection, options)
+    method, unused = build_method(ns.selection, options, strict=False)
     for line in unused_option_warnings(ns.selection, unused):
         print(line, file=sys.stderr)
 """
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import re
 import types
 import typing
 import warnings
@@ -52,6 +53,11 @@ OPTION_HELP: dict[str, str] = {
     "ccs_score": "CCS: base difficulty score for the cutoff and the strata",
     "num_bins": "CCS: number of equal-width score strata",
     "tau": "Prune4Rel: similarity threshold that defines a neighbourhood",
+    "metric": "Prune4Rel: cossim (what every reference script ran) or euclidean (the "
+    "reference's 1 / (distance + 0.1) - 0.1, exact mode only)",
+    "signal_epoch": "read the warm-up at epoch K (EL2N, GraNd: snapshot after K epochs, "
+    "GraNd 0 = initialisation; Forgetting, DynUnc, DUAL: the first K epochs)",
+    "window": "DynUnc / DUAL: sliding window length in epochs",
     "eta": "Prune4Rel: utility (confidence) function parameter",
 }
 
@@ -66,6 +72,7 @@ class OptionSpec:
     choices: tuple[str, ...] | None = None
     optional: bool = False  # the annotation allows None (spelled "none")
     used_by: dict[str, Any] = field(default_factory=dict)  # method name -> its default
+    doc: str | None = None  # first sentence of the option in a method's docstring
 
     def parse(self, text: str) -> Any:
         """Turn command-line text into a value of this option's type."""
@@ -103,7 +110,7 @@ class OptionSpec:
         return float(value) if self.kind == "float" else value
 
     def help(self) -> str:
-        text = OPTION_HELP.get(self.name, f"option of {', '.join(self.used_by)}")
+        text = OPTION_HELP.get(self.name) or self.doc or f"option of {', '.join(self.used_by)}"
         defaults = {repr(v) for v in self.used_by.values()}
         if len(defaults) == 1:
             shown = f"default {defaults.pop()}"
@@ -149,6 +156,8 @@ def method_option_specs(*, strict: bool = False) -> dict[str, OptionSpec]:
                 else:
                     spec.choices = tuple(dict.fromkeys((*spec.choices, *choices)))
                 spec.optional = spec.optional or optional
+                if spec.doc is None and (line := _doc_line(cls, name)):
+                    spec.doc = f"{method_name}: {line}"
                 default = params[name].default
                 spec.used_by[method_name] = None if default is inspect.Parameter.empty else default
             except TypeError as e:
@@ -233,6 +242,28 @@ def method_defaults(selection: str) -> dict[str, Any]:
 
 
 # -- helpers ----------------------------------------------------------------------------
+def _doc_line(cls: type[SelectionMethod], name: str) -> str | None:
+    """First sentence of option ``name`` in the numpydoc Parameters of ``cls`` (or None).
+
+    The method's docstring is where each option is described; the flag's help reads it
+    from there instead of repeating it.
+    """
+    lines = (cls.__doc__ or "").splitlines()
+    for i, line in enumerate(lines):
+        if re.match(rf"\s*{re.escape(name)}\s*:", line):
+            indent = len(line) - len(line.lstrip())
+            body = []
+            for nxt in lines[i + 1 :]:
+                if not nxt.strip() or len(nxt) - len(nxt.lstrip()) <= indent:
+                    break
+                body.append(nxt.strip())
+            text = re.sub(r"``?([^`]+)``?", r"\1", " ".join(body))
+            text = re.sub(r":\w+:", "", text)
+            sentence = re.split(r"(?<=[.;])\s", text, maxsplit=1)[0].rstrip(".;")
+            return sentence or None
+    return None
+
+
 def _init_hints(cls: type[SelectionMethod]) -> dict[str, Any]:
     try:
         return typing.get_type_hints(cls.__init__)

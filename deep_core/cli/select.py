@@ -144,7 +144,9 @@ def _main(argv: Sequence[str] | None) -> int:
         raise DeepCoreError("missing " + ", ".join("--" + m for m in missing) + " (or use --list)")
     if args.signals_cache is not None and args.run is None:
         raise DeepCoreError("--signals-cache goes with --run")
-    method, unused = build_method(args.selection, method_options_from_args(args))
+    method, unused = build_method(
+        args.selection, method_options_from_args(args), strict=False
+    )
     for line in unused_option_warnings(args.selection, unused):
         print(line, file=sys.stderr)
     if args.run is not None:

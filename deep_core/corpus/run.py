@@ -141,7 +141,7 @@ def _build(cfg: PruneConfig, log: Callable[[str], None]) -> CorpusMethod:
         if "quantile" not in option_names(cls):
             raise DeepCoreError(f"{cfg.selection} does not take --quantile; use --fraction")
         options["quantile"] = cfg.quantile
-    method, unused = build_method(cfg.selection, options)
+    method, unused = build_method(cfg.selection, options, strict=False)
     for name in sorted(unused):
         log(f"note: --{name.replace('_', '-')} is not used by {cfg.selection}")
     assert isinstance(method, CorpusMethod)

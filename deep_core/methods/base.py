@@ -210,16 +210,38 @@ def option_names(cls: type[SelectionMethod]) -> tuple[str, ...]:
     return tuple(p for p in params if p != "self")
 
 
-def build_method(name: str, options: dict[str, Any]) -> tuple[SelectionMethod, dict[str, Any]]:
-    """Instantiate ``name`` with the entries of ``options`` its ``__init__`` accepts.
+def build_method(
+    name: str, options: dict[str, Any], *, strict: bool = True
+) -> tuple[SelectionMethod, dict[str, Any]]:
+    """Instantiate ``name`` with ``options``, checked against its ``__init__``.
 
-    Returns the method and the options it did not take, so the caller can report them
-    (a flag meant for another method is named in the log, never silently dropped).
+    Parameters
+    ----------
+    name : str
+        A registered method (:func:`list_methods`).
+    options : dict
+        Keyword options of the method.
+    strict : bool, default=True
+        Reject an option the method does not take (a typo such as ``tua`` for ``tau``
+        is an error, never a silent default). The command lines pass ``strict=False``:
+        the reference sweeps give every method the same flags, so options meant for
+        another method are returned to be reported in the log.
+
+    Returns
+    -------
+    method : SelectionMethod
+    unused : dict
+        The options the method did not take (empty when ``strict``).
     """
     cls = get_method(name)
     accepted = set(option_names(cls))
     used = {k: v for k, v in options.items() if k in accepted}
     unused = {k: v for k, v in options.items() if k not in accepted}
+    if strict and unused:
+        raise DeepCoreError(
+            f"{name} does not take option(s) {', '.join(sorted(unused))}; "
+            f"its options: {', '.join(sorted(accepted)) or 'none'}"
+        )
     try:
         hints = typing.get_type_hints(cls.__init__)
     except Exception:  # noqa: BLE001 - unresolvable annotation: the method checks itself
