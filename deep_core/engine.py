@@ -630,6 +630,16 @@ class Learner(abc.ABC):
         """The learner's settings (keyed like its keyword arguments); none by default."""
         return {}
 
+    def warmup(self) -> Learner:
+        """The learner that trains the selection warm-up of a run with this recipe.
+
+        Its recorded signals feed the selection method; its name and options are part of
+        the warm-up's cache key, so runs with the same warm-up share it. The default is this
+        recipe itself with the same options; a recipe whose warm-up differs overrides it
+        (CE: plain CE; DivideMix: CE on both networks).
+        """
+        return type(self)(**self.options())
+
     @abc.abstractmethod
     def setup(self, ctx: TrainContext) -> None: ...
 

@@ -5,23 +5,24 @@ from __future__ import annotations
 from typing import TypeVar
 
 from deep_core.engine import Learner
-from deep_core.errors import unknown_name
+from deep_core.registry import Registry
 
 L = TypeVar("L", bound=type[Learner])
-_LEARNERS: dict[str, type[Learner]] = {}
+#: every robust learner, by its ``name``
+LEARNERS: Registry[type[Learner]] = Registry("robust learner")
 
 
 def register_learner(cls: L) -> L:
-    _LEARNERS[cls.name] = cls
+    """Class decorator: register a learner under ``cls.name`` (another class: ``ValueError``)."""
+    LEARNERS.register(cls.name, cls)
     return cls
 
 
 def learner_names() -> list[str]:
-    return sorted(_LEARNERS)
+    """Registered learner names, sorted."""
+    return LEARNERS.names()
 
 
 def get_learner(name: str) -> type[Learner]:
-    try:
-        return _LEARNERS[name]
-    except KeyError:
-        raise unknown_name("robust learner", name, _LEARNERS) from None
+    """The learner class registered as ``name``; an unknown name lists the valid ones."""
+    return LEARNERS.get(name)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import DeepCoreError, unknown_name
+from ..errors import DeepCoreError
+from ..registry import Registry
 from .base import Batch, FileImageSet, ImageSet, NoisyDataset, TensorImageSet
 from .noise import check_rate
 
@@ -116,31 +117,35 @@ def _need_path(cfg: DataConfig) -> str:
     return cfg.data_path
 
 
-DATASETS: dict[str, Callable[[DataConfig], NoisyDataset]] = {
-    "Digits": _digits,
-    "CIFAR10": _cifar("CIFAR10"),
-    "CIFAR100": _cifar("CIFAR100"),
-    "ImageFolder": _image_folder,
-    "WebVision": _list_files("WebVision"),
-    "Clothing1M": _list_files("Clothing1M"),
-}
+#: every data set loader, by ``--dataset`` name
+DATASETS: Registry[Callable[[DataConfig], NoisyDataset]] = Registry(
+    "dataset",
+    {
+        "Digits": _digits,
+        "CIFAR10": _cifar("CIFAR10"),
+        "CIFAR100": _cifar("CIFAR100"),
+        "ImageFolder": _image_folder,
+        "WebVision": _list_files("WebVision"),
+        "Clothing1M": _list_files("Clothing1M"),
+    },
+)
 
 
 def register_dataset(name: str, loader: Callable[[DataConfig], NoisyDataset]) -> None:
-    """Add a data set loader under ``name``."""
-    DATASETS[name] = loader
+    """Add a data set loader under ``name`` (a taken name raises ``ValueError``)."""
+    DATASETS.register(name, loader)
 
 
 def dataset_names() -> list[str]:
-    return sorted(DATASETS)
+    """Registered data set names, sorted."""
+    return DATASETS.names()
 
 
 def load_dataset(cfg: DataConfig) -> NoisyDataset:
     """Load ``cfg.dataset`` with its label noise; bad input raises ``DeepCoreError``."""
-    if cfg.dataset not in DATASETS:
-        raise unknown_name("dataset", cfg.dataset, DATASETS)
+    load = DATASETS.get(cfg.dataset)
     check_rate(cfg.noise_rate)
-    return DATASETS[cfg.dataset](cfg)
+    return load(cfg)
 
 
 __all__ = [

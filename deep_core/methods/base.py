@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import inspect
 import typing
-import warnings
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
 from ..budget import budget_size, check_fraction, take_top
 from ..checks import describe_type, matches_type
-from ..errors import DeepCoreError, unknown_name
+from ..errors import DeepCoreError
+from ..registry import Registry
 from ..signals import Signals
 from ..subset import Subset
 from ._common import check_seed
@@ -173,15 +173,16 @@ class DynamicMethod(SelectionMethod):
 
 
 M = TypeVar("M", bound=type[SelectionMethod])
-_REGISTRY: dict[str, type[SelectionMethod]] = {}
+#: every selection method, by class name
+METHODS: Registry[type[SelectionMethod]] = Registry("selection method")
 
 
 def register(cls: M) -> M:
-    """Class decorator: register a method under its class name (case-sensitive)."""
-    name = cls.__name__
-    if name in _REGISTRY and _REGISTRY[name] is not cls:
-        warnings.warn(f"selection method {name!r} re-registered", stacklevel=2)
-    _REGISTRY[name] = cls
+    """Class decorator: register a method under its class name (case-sensitive).
+
+    Another class under a taken name raises ``ValueError``.
+    """
+    METHODS.register(cls.__name__, cls)
     return cls
 
 
@@ -191,17 +192,13 @@ def list_methods() -> dict[str, str]:
     A dynamic method's summary starts with ``[dynamic]``.
     """
     return {
-        name: ("[dynamic] " if _REGISTRY[name].dynamic else "") + _REGISTRY[name].summary
-        for name in sorted(_REGISTRY)
+        name: ("[dynamic] " if cls.dynamic else "") + cls.summary for name, cls in METHODS.items()
     }
 
 
 def get_method(name: str) -> type[SelectionMethod]:
     """The class registered as ``name``; an unknown name lists the valid ones."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise unknown_name("selection method", name, _REGISTRY) from None
+    return METHODS.get(name)
 
 
 def option_names(cls: type[SelectionMethod]) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DeepCoreError, unknown_name
+from ..registry import Registry
 from .base import FeatureNet
 from .cifar_resnet import CifarResNet
 from .inception_resnet import InceptionResNetV2
@@ -17,20 +18,24 @@ from .small import SmallCNN
 
 Builder = Callable[[int, tuple[int, int, int], bool], FeatureNet]
 
-MODELS: dict[str, Builder] = {
-    "SmallCNN": lambda c, shape, pre: SmallCNN(c, shape[0]),
-    "ResNet8": lambda c, shape, pre: CifarResNet(8, c, shape[0]),
-    "ResNet20": lambda c, shape, pre: CifarResNet(20, c, shape[0]),
-    "ResNet32": lambda c, shape, pre: CifarResNet(32, c, shape[0]),
-    "PreActResNet18": lambda c, shape, pre: preact_resnet18(c, shape[0]),
-    "PreActResNet34": lambda c, shape, pre: preact_resnet34(c, shape[0]),
-    "PreActResNet18He": lambda c, shape, pre: he_preact_resnet18(c, shape[0]),
-    "PreActResNet34He": lambda c, shape, pre: he_preact_resnet34(c, shape[0]),
-    "InceptionResNetV2": lambda c, shape, pre: InceptionResNetV2(c, shape[0], min(shape[1:])),
-    "ResNet18": lambda c, shape, pre: TorchvisionResNet("resnet18", c, shape[0], shape[1], pre),
-    "ResNet34": lambda c, shape, pre: TorchvisionResNet("resnet34", c, shape[0], shape[1], pre),
-    "ResNet50": lambda c, shape, pre: TorchvisionResNet("resnet50", c, shape[0], shape[1], pre),
-}
+#: every network, by name; a builder takes (num_classes, image_shape, pretrained)
+MODELS: Registry[Builder] = Registry(
+    "model",
+    {
+        "SmallCNN": lambda c, shape, pre: SmallCNN(c, shape[0]),
+        "ResNet8": lambda c, shape, pre: CifarResNet(8, c, shape[0]),
+        "ResNet20": lambda c, shape, pre: CifarResNet(20, c, shape[0]),
+        "ResNet32": lambda c, shape, pre: CifarResNet(32, c, shape[0]),
+        "PreActResNet18": lambda c, shape, pre: preact_resnet18(c, shape[0]),
+        "PreActResNet34": lambda c, shape, pre: preact_resnet34(c, shape[0]),
+        "PreActResNet18He": lambda c, shape, pre: he_preact_resnet18(c, shape[0]),
+        "PreActResNet34He": lambda c, shape, pre: he_preact_resnet34(c, shape[0]),
+        "InceptionResNetV2": lambda c, shape, pre: InceptionResNetV2(c, shape[0], min(shape[1:])),
+        "ResNet18": lambda c, shape, pre: TorchvisionResNet("resnet18", c, shape[0], shape[1], pre),
+        "ResNet34": lambda c, shape, pre: TorchvisionResNet("resnet34", c, shape[0], shape[1], pre),
+        "ResNet50": lambda c, shape, pre: TorchvisionResNet("resnet50", c, shape[0], shape[1], pre),
+    },
+)
 
 #: the reference's spelling of a model name → ours (so its scripts' ``--model`` works)
 ALIASES = {"Inception_ResNetv2": "InceptionResNetV2"}
@@ -50,12 +55,14 @@ def check_pretrained(name: str, pretrained: bool, model_path: str | Path | None)
 
 
 def model_names() -> list[str]:
-    return sorted(MODELS)
+    """Registered network names, sorted (the reference's aliases are not listed)."""
+    return MODELS.names()
 
 
 def check_model_name(name: str) -> None:
+    """An unknown network name (not an alias either) lists the valid ones."""
     if name not in MODELS and name not in ALIASES:
-        raise unknown_name("model", name, MODELS)
+        raise unknown_name(MODELS.kind, name, MODELS.names())
 
 
 def build_model(
@@ -78,7 +85,8 @@ def build_model(
     name = ALIASES.get(name, name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = MODELS[name](num_classes, tuple(image_shape), bool(pretrained) and model_path is None)
+        build = MODELS.get(name)
+        net = build(num_classes, tuple(image_shape), bool(pretrained) and model_path is None)
     if model_path is not None:
         load_weights(net, model_path)
     return net
