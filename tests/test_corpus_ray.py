@@ -1,5 +1,9 @@
 """The Ray engine gives the local engine's kept sets, with 1 and 2 workers.
 
+In the 2-worker session a worker is killed mid-run (after the first cluster of the first
+per-cluster task, through ``ray_engine``'s ``DEEPCORE_RAY_KILL_ONCE`` hook) in every run
+that de-duplicates: Ray retries the task and the result is still complete and identical.
+
 Kept keys, groups and kept flags must be identical; scores agree to float32 rounding
 (a BLAS product's last bit depends on its thread count, which differs between this
 process and a Ray worker).
@@ -14,6 +18,7 @@ import numpy as np
 import pytest
 
 from deep_core.cli.prune import main
+from deep_core.corpus.ray_engine import KILL_ONCE_ENV
 
 ray = pytest.importorskip("ray")
 
@@ -57,13 +62,19 @@ def _compare(tmp_path: Path, n: int, d: int, shards: int) -> None:
     local = [
         _run(folder, tmp_path / f"local-{i}", sel, opts) for i, (sel, opts) in enumerate(RUNS)
     ]
+    marker = tmp_path / "killed-worker.pid"
     for cpus in (1, 2):
-        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        kill = cpus == 2  # 2 workers: one is killed mid-run in every de-duplicating run
+        env = {"env_vars": {KILL_ONCE_ENV: str(marker)}} if kill else None
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, runtime_env=env)
         try:
             for i, (sel, opts) in enumerate(RUNS):
+                marker.unlink(missing_ok=True)
                 kept, rest, scores = _run(
                     folder, tmp_path / f"ray{cpus}-{i}", sel, opts, "--engine", "ray"
                 )
+                dedups = sel == "SemDeDup" or "--dedup-eps" in opts
+                assert marker.is_file() == (kill and dedups), (sel, opts, cpus)
                 assert kept == local[i][0] and rest == local[i][1], (sel, opts, cpus)
                 # BLAS rounds the last bit of a product by its thread count
                 np.testing.assert_allclose(scores, local[i][2], rtol=1e-6, atol=1e-7)

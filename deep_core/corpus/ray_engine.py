@@ -30,6 +30,7 @@ from the object store when the rows are an in-memory array.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,8 @@ from ..neighbors.kmeans import CHUNK_ROWS, Clustering
 
 #: task retries after a lost worker (tasks are pure, so a retry gives the same values)
 MAX_RETRIES = 3
+#: test hook (see the module docstring): a marker file; its absence kills one worker
+KILL_ONCE_ENV = "DEEPCORE_RAY_KILL_ONCE"
 
 
 def _rows(source: tuple) -> np.ndarray:
@@ -70,7 +73,22 @@ def _dedup(source: tuple, task: list[np.ndarray], block_rows: int) -> list[np.nd
     for idx in task:
         v = np.array(x[idx], dtype=np.float32, order="C")
         out.append(block_max_similarity(_normalise_chunk(v, 0, idx), block_rows=block_rows))
+        _kill_once()
     return out
+
+
+def _kill_once() -> None:
+    """The test hook: end this worker if ``DEEPCORE_RAY_KILL_ONCE`` names a new file."""
+    marker = os.environ.get(KILL_ONCE_ENV)
+    if not marker:
+        return
+    try:  # exclusive creation: exactly one attempt, among all workers, gets here first
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    os._exit(1)
 
 
 class RayEngine:
