@@ -26,6 +26,8 @@ ray = pytest.importorskip("ray")
 RUNS = [
     ("SemDeDup", ["--eps", 0.002]),
     ("SemDeDup", ["--fraction", 0.9]),
+    # k-means trained on a capped sample of 2,000 rows (of 40 x 256 = 10,240; 32 dims)
+    ("SemDeDup", ["--eps", 0.002, "--kmeans-max-memory-gb", 2_000 * (4 * 32 + 12) / 2**30]),
     ("DBP", ["--fraction", 0.5, "--dedup-eps", 0.002, "--num-nns", 5]),
     ("SSP", ["--fraction", 0.3]),
     ("ClusterSubsample", ["--fraction", 0.3, "--rank", "systematic"]),

@@ -37,7 +37,7 @@ import numpy as np
 
 from ..errors import DeepCoreError
 from ..neighbors.dedup import BLOCK_ROWS, _tasks, boundary_visitors, cluster_order
-from ..neighbors.kmeans import CHUNK_ROWS, Clustering
+from ..neighbors.kmeans import CHUNK_ROWS, MAX_MEMORY_GB, Clustering
 
 #: task retries after a lost worker (tasks are pure, so a retry gives the same values)
 MAX_RETRIES = 3
@@ -50,10 +50,14 @@ def _rows(source: tuple) -> np.ndarray:
     return np.load(value, mmap_mode="r") if kind == "npy" else value
 
 
-def _train(source: tuple, k: int, spherical: bool, niter: int, seed: int) -> np.ndarray:
+def _train(
+    source: tuple, k: int, spherical: bool, niter: int, seed: int, max_memory_gb: float | None
+) -> np.ndarray:
     from ..neighbors.kmeans import train_centroids
 
-    return train_centroids(_rows(source), k, spherical=spherical, niter=niter, seed=seed)
+    return train_centroids(
+        _rows(source), k, spherical=spherical, niter=niter, seed=seed, max_memory_gb=max_memory_gb
+    )
 
 
 def _assign(
@@ -175,7 +179,14 @@ class RayEngine:
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def kmeans(
-        self, x: np.ndarray, num_clusters: int, *, spherical: bool, niter: int, seed: int
+        self,
+        x: np.ndarray,
+        num_clusters: int,
+        *,
+        spherical: bool,
+        niter: int,
+        seed: int,
+        max_memory_gb: float | None = MAX_MEMORY_GB,
     ) -> Clustering:
         """:func:`~deep_core.neighbors.kmeans.kmeans`, trained in a task, assigned as a map."""
         # Training is one task: give it a whole node's CPUs (faiss threads over them).
@@ -184,7 +195,7 @@ class RayEngine:
         )
         train = self._train.options(num_cpus=cpus)
         centroids = self._ray.get(
-            train.remote(self.source(x), num_clusters, spherical, niter, seed)
+            train.remote(self.source(x), num_clusters, spherical, niter, seed, max_memory_gb)
         )
         ids, dist = self._map_assign(x, centroids, 1, spherical)
         return Clustering(centroids, ids[:, 0].copy(), dist[:, 0].copy(), spherical)
