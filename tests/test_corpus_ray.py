@@ -2,7 +2,8 @@
 
 In the 2-worker session a worker is killed mid-run (after the first cluster of the first
 per-cluster task, through ``ray_engine``'s ``DEEPCORE_RAY_KILL_ONCE`` hook) in every run
-that de-duplicates: Ray retries the task and the result is still complete and identical.
+that de-duplicates: Ray retries the task and the result is still complete and identical;
+without retries, the run fails with one ``error:`` line and writes no output.
 
 Kept keys, groups and kept flags must be identical; scores agree to float32 rounding
 (a BLAS product's last bit depends on its thread count, which differs between this
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 
 from deep_core.cli.prune import main
+from deep_core.corpus import ray_engine
 from deep_core.corpus.ray_engine import KILL_ONCE_ENV
 
 ray = pytest.importorskip("ray")
@@ -58,7 +60,7 @@ def _run(folder: Path, out: Path, selection: str, options: list, *engine: object
     return (out / "kept_keys.txt").read_text(), rest, scores
 
 
-def _compare(tmp_path: Path, n: int, d: int, shards: int) -> None:
+def _compare(tmp_path: Path, n: int, d: int, shards: int, monkeypatch, capsys) -> None:
     folder = tmp_path / "shards"
     _corpus(folder, n, d, shards)
     local = [
@@ -80,14 +82,24 @@ def _compare(tmp_path: Path, n: int, d: int, shards: int) -> None:
                 assert kept == local[i][0] and rest == local[i][1], (sel, opts, cpus)
                 # BLAS rounds the last bit of a product by its thread count
                 np.testing.assert_allclose(scores, local[i][2], rtol=1e-6, atol=1e-7)
+            if kill:  # without retries the lost worker fails the run with one error line
+                marker.unlink(missing_ok=True)
+                monkeypatch.setattr(ray_engine, "MAX_RETRIES", 0)
+                args = ["--features", folder, "--selection", "SemDeDup", "--eps", 0.002,
+                        "--num-clusters", 40, "--out-dir", tmp_path / "lost", "--quiet",
+                        "--engine", "ray"]  # fmt: skip
+                assert main([str(a) for a in args]) == 2
+                err = capsys.readouterr().err
+                assert "error: a Ray task failed after 0 retries: WorkerCrashedError" in err
+                assert not (tmp_path / "lost" / "kept_keys.txt").exists()
         finally:
             ray.shutdown()
 
 
-def test_ray_and_local_keep_the_same_sets(tmp_path) -> None:
-    _compare(tmp_path, 20_000, 32, 8)
+def test_ray_and_local_keep_the_same_sets(tmp_path, monkeypatch, capsys) -> None:
+    _compare(tmp_path, 20_000, 32, 8, monkeypatch, capsys)
 
 
 @pytest.mark.slow
-def test_ray_and_local_keep_the_same_sets_200k(tmp_path) -> None:
-    _compare(tmp_path, 200_000, 64, 8)
+def test_ray_and_local_keep_the_same_sets_200k(tmp_path, monkeypatch, capsys) -> None:
+    _compare(tmp_path, 200_000, 64, 8, monkeypatch, capsys)

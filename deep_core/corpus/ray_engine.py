@@ -132,6 +132,7 @@ class RayEngine:
             except (ConnectionError, RuntimeError) as e:
                 raise DeepCoreError(f"cannot start or reach Ray: {e}") from None
             self._started = True
+        self._retries = MAX_RETRIES
         self._train = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_train)
         self._assign = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_assign)
         self._dedup = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_dedup)
@@ -141,6 +142,18 @@ class RayEngine:
         if self._started:
             self._ray.shutdown()
         self._sources.clear()
+
+    def _get(self, futures: Any) -> Any:
+        """``ray.get``; a worker or node lost beyond the retries is a one-line error."""
+        ex = self._ray.exceptions
+        lost = (ex.WorkerCrashedError, ex.NodeDiedError, ex.OutOfMemoryError, ex.ObjectLostError)
+        try:
+            return self._ray.get(futures)
+        except lost as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise DeepCoreError(
+                f"a Ray task failed after {self._retries} retries: {type(e).__name__}: {first}"
+            ) from None
 
     @property
     def workers(self) -> int:
@@ -175,7 +188,7 @@ class RayEngine:
             self._assign.remote(src, ref, lo, min(n, lo + CHUNK_ROWS), k, spherical)
             for lo in range(0, n, CHUNK_ROWS)
         ]
-        parts = self._ray.get(futures)
+        parts = self._get(futures)
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def kmeans(
@@ -194,7 +207,7 @@ class RayEngine:
             (n["Resources"].get("CPU", 1) for n in self._ray.nodes() if n["Alive"]), default=1
         )
         train = self._train.options(num_cpus=cpus)
-        centroids = self._ray.get(
+        centroids = self._get(
             train.remote(self.source(x), num_clusters, spherical, niter, seed, max_memory_gb)
         )
         ids, dist = self._map_assign(x, centroids, 1, spherical)
@@ -232,7 +245,7 @@ class RayEngine:
         tasks = list(_tasks(order, offsets, chosen, rows_per_task))
         futures = [self._dedup.remote(src, task, BLOCK_ROWS) for task in tasks]
         m = np.full(x.shape[0], np.nan, dtype=np.float32)
-        for task, values in zip(tasks, self._ray.get(futures)):
+        for task, values in zip(tasks, self._get(futures)):
             for idx, v in zip(task, values):
                 m[idx] = np.fmax(m[idx], v)
         return m
