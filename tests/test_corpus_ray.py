@@ -1,5 +1,10 @@
 """The Ray engine gives the local engine's kept sets, with 1 and 2 workers.
 
+In the 2-worker session a worker is killed mid-run (after the first cluster of the first
+per-cluster task, through ``ray_engine``'s ``DEEPCORE_RAY_KILL_ONCE`` hook) in every run
+that de-duplicates: Ray retries the task and the result is still complete and identical;
+without retries, the run fails with one ``error:`` line and writes no output.
+
 Kept keys, groups and kept flags must be identical; scores agree to float32 rounding
 (a BLAS product's last bit depends on its thread count, which differs between this
 process and a Ray worker).
@@ -14,6 +19,8 @@ import numpy as np
 import pytest
 
 from deep_core.cli.prune import main
+from deep_core.corpus import ray_engine
+from deep_core.corpus.ray_engine import KILL_ONCE_ENV
 
 ray = pytest.importorskip("ray")
 
@@ -21,6 +28,8 @@ ray = pytest.importorskip("ray")
 RUNS = [
     ("SemDeDup", ["--eps", 0.002]),
     ("SemDeDup", ["--fraction", 0.9]),
+    # k-means trained on a capped sample of 2,000 rows (of 40 x 256 = 10,240; 32 dims)
+    ("SemDeDup", ["--eps", 0.002, "--kmeans-max-memory-gb", 2_000 * (4 * 32 + 12) / 2**30]),
     ("DBP", ["--fraction", 0.5, "--dedup-eps", 0.002, "--num-nns", 5]),
     ("SSP", ["--fraction", 0.3]),
     ("ClusterSubsample", ["--fraction", 0.3, "--rank", "systematic"]),
@@ -51,30 +60,46 @@ def _run(folder: Path, out: Path, selection: str, options: list, *engine: object
     return (out / "kept_keys.txt").read_text(), rest, scores
 
 
-def _compare(tmp_path: Path, n: int, d: int, shards: int) -> None:
+def _compare(tmp_path: Path, n: int, d: int, shards: int, monkeypatch, capsys) -> None:
     folder = tmp_path / "shards"
     _corpus(folder, n, d, shards)
     local = [
         _run(folder, tmp_path / f"local-{i}", sel, opts) for i, (sel, opts) in enumerate(RUNS)
     ]
+    marker = tmp_path / "killed-worker.pid"
     for cpus in (1, 2):
-        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        kill = cpus == 2  # 2 workers: one is killed mid-run in every de-duplicating run
+        env = {"env_vars": {KILL_ONCE_ENV: str(marker)}} if kill else None
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, runtime_env=env)
         try:
             for i, (sel, opts) in enumerate(RUNS):
+                marker.unlink(missing_ok=True)
                 kept, rest, scores = _run(
                     folder, tmp_path / f"ray{cpus}-{i}", sel, opts, "--engine", "ray"
                 )
+                dedups = sel == "SemDeDup" or "--dedup-eps" in opts
+                assert marker.is_file() == (kill and dedups), (sel, opts, cpus)
                 assert kept == local[i][0] and rest == local[i][1], (sel, opts, cpus)
                 # BLAS rounds the last bit of a product by its thread count
                 np.testing.assert_allclose(scores, local[i][2], rtol=1e-6, atol=1e-7)
+            if kill:  # without retries the lost worker fails the run with one error line
+                marker.unlink(missing_ok=True)
+                monkeypatch.setattr(ray_engine, "MAX_RETRIES", 0)
+                args = ["--features", folder, "--selection", "SemDeDup", "--eps", 0.002,
+                        "--num-clusters", 40, "--out-dir", tmp_path / "lost", "--quiet",
+                        "--engine", "ray"]  # fmt: skip
+                assert main([str(a) for a in args]) == 2
+                err = capsys.readouterr().err
+                assert "error: a Ray task failed after 0 retries: WorkerCrashedError" in err
+                assert not (tmp_path / "lost" / "kept_keys.txt").exists()
         finally:
             ray.shutdown()
 
 
-def test_ray_and_local_keep_the_same_sets(tmp_path) -> None:
-    _compare(tmp_path, 20_000, 32, 8)
+def test_ray_and_local_keep_the_same_sets(tmp_path, monkeypatch, capsys) -> None:
+    _compare(tmp_path, 20_000, 32, 8, monkeypatch, capsys)
 
 
 @pytest.mark.slow
-def test_ray_and_local_keep_the_same_sets_200k(tmp_path) -> None:
-    _compare(tmp_path, 200_000, 64, 8)
+def test_ray_and_local_keep_the_same_sets_200k(tmp_path, monkeypatch, capsys) -> None:
+    _compare(tmp_path, 200_000, 64, 8, monkeypatch, capsys)

@@ -155,6 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
         "or classes) one file each",
     )
     o.add_argument("--seed", type=int, default=0)
+    o.add_argument(
+        "--kmeans-max-memory-gb",
+        type=float,
+        default=2.0,
+        help="cap on the k-means training sample in GiB (float32 rows + 12 bytes each; "
+        "default 2): K x 256 rows when they fit, else a smaller seeded sample (logged)",
+    )
     o.add_argument("--quiet", action="store_true", help="no progress bars")
     r = p.add_argument_group("engine")
     r.add_argument(
@@ -202,6 +209,7 @@ def _main(argv: Sequence[str] | None) -> int:
         device=args.device,
         threads=args.threads,
         seed=args.seed,
+        kmeans_max_memory_gb=args.kmeans_max_memory_gb,
         copy=copy,
         draw_histogram=args.draw_histogram,
         engine=args.engine,

@@ -30,16 +30,19 @@ from the object store when the rows are an in-memory array.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numpy as np
 
 from ..errors import DeepCoreError
 from ..neighbors.dedup import BLOCK_ROWS, _tasks, boundary_visitors, cluster_order
-from ..neighbors.kmeans import CHUNK_ROWS, Clustering
+from ..neighbors.kmeans import CHUNK_ROWS, MAX_MEMORY_GB, Clustering
 
 #: task retries after a lost worker (tasks are pure, so a retry gives the same values)
 MAX_RETRIES = 3
+#: test hook (see the module docstring): a marker file; its absence kills one worker
+KILL_ONCE_ENV = "DEEPCORE_RAY_KILL_ONCE"
 
 
 def _rows(source: tuple) -> np.ndarray:
@@ -47,10 +50,14 @@ def _rows(source: tuple) -> np.ndarray:
     return np.load(value, mmap_mode="r") if kind == "npy" else value
 
 
-def _train(source: tuple, k: int, spherical: bool, niter: int, seed: int) -> np.ndarray:
+def _train(
+    source: tuple, k: int, spherical: bool, niter: int, seed: int, max_memory_gb: float | None
+) -> np.ndarray:
     from ..neighbors.kmeans import train_centroids
 
-    return train_centroids(_rows(source), k, spherical=spherical, niter=niter, seed=seed)
+    return train_centroids(
+        _rows(source), k, spherical=spherical, niter=niter, seed=seed, max_memory_gb=max_memory_gb
+    )
 
 
 def _assign(
@@ -70,7 +77,22 @@ def _dedup(source: tuple, task: list[np.ndarray], block_rows: int) -> list[np.nd
     for idx in task:
         v = np.array(x[idx], dtype=np.float32, order="C")
         out.append(block_max_similarity(_normalise_chunk(v, 0, idx), block_rows=block_rows))
+        _kill_once()
     return out
+
+
+def _kill_once() -> None:
+    """The test hook: end this worker if ``DEEPCORE_RAY_KILL_ONCE`` names a new file."""
+    marker = os.environ.get(KILL_ONCE_ENV)
+    if not marker:
+        return
+    try:  # exclusive creation: exactly one attempt, among all workers, gets here first
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    os._exit(1)
 
 
 class RayEngine:
@@ -110,6 +132,7 @@ class RayEngine:
             except (ConnectionError, RuntimeError) as e:
                 raise DeepCoreError(f"cannot start or reach Ray: {e}") from None
             self._started = True
+        self._retries = MAX_RETRIES
         self._train = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_train)
         self._assign = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_assign)
         self._dedup = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_dedup)
@@ -119,6 +142,18 @@ class RayEngine:
         if self._started:
             self._ray.shutdown()
         self._sources.clear()
+
+    def _get(self, futures: Any) -> Any:
+        """``ray.get``; a worker or node lost beyond the retries is a one-line error."""
+        ex = self._ray.exceptions
+        lost = (ex.WorkerCrashedError, ex.NodeDiedError, ex.OutOfMemoryError, ex.ObjectLostError)
+        try:
+            return self._ray.get(futures)
+        except lost as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise DeepCoreError(
+                f"a Ray task failed after {self._retries} retries: {type(e).__name__}: {first}"
+            ) from None
 
     @property
     def workers(self) -> int:
@@ -153,11 +188,18 @@ class RayEngine:
             self._assign.remote(src, ref, lo, min(n, lo + CHUNK_ROWS), k, spherical)
             for lo in range(0, n, CHUNK_ROWS)
         ]
-        parts = self._ray.get(futures)
+        parts = self._get(futures)
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def kmeans(
-        self, x: np.ndarray, num_clusters: int, *, spherical: bool, niter: int, seed: int
+        self,
+        x: np.ndarray,
+        num_clusters: int,
+        *,
+        spherical: bool,
+        niter: int,
+        seed: int,
+        max_memory_gb: float | None = MAX_MEMORY_GB,
     ) -> Clustering:
         """:func:`~deep_core.neighbors.kmeans.kmeans`, trained in a task, assigned as a map."""
         # Training is one task: give it a whole node's CPUs (faiss threads over them).
@@ -165,8 +207,8 @@ class RayEngine:
             (n["Resources"].get("CPU", 1) for n in self._ray.nodes() if n["Alive"]), default=1
         )
         train = self._train.options(num_cpus=cpus)
-        centroids = self._ray.get(
-            train.remote(self.source(x), num_clusters, spherical, niter, seed)
+        centroids = self._get(
+            train.remote(self.source(x), num_clusters, spherical, niter, seed, max_memory_gb)
         )
         ids, dist = self._map_assign(x, centroids, 1, spherical)
         return Clustering(centroids, ids[:, 0].copy(), dist[:, 0].copy(), spherical)
@@ -203,7 +245,7 @@ class RayEngine:
         tasks = list(_tasks(order, offsets, chosen, rows_per_task))
         futures = [self._dedup.remote(src, task, BLOCK_ROWS) for task in tasks]
         m = np.full(x.shape[0], np.nan, dtype=np.float32)
-        for task, values in zip(tasks, self._ray.get(futures)):
+        for task, values in zip(tasks, self._get(futures)):
             for idx, v in zip(task, values):
                 m[idx] = np.fmax(m[idx], v)
         return m

@@ -35,7 +35,7 @@ from ..methods import build_method, list_methods
 from ..methods._common import check_seed
 from ..methods._corpus import CorpusMethod, CorpusResult, Precomputed, Target
 from ..methods.base import get_method, option_names
-from ..neighbors.kmeans import Clustering
+from ..neighbors.kmeans import MAX_MEMORY_GB, Clustering, training_rows
 from ..signals import Signals
 from .embed import (
     ImageFolder,
@@ -90,6 +90,7 @@ class PruneConfig:
     device: str = "cpu"
     threads: int = 4
     seed: int = 0
+    kmeans_max_memory_gb: float = MAX_MEMORY_GB
     copy: bool | None = None
     draw_histogram: bool = False
     engine: str = "local"
@@ -178,6 +179,10 @@ def _validate(cfg: PruneConfig, method: CorpusMethod) -> None:
     if cfg.batch_size < 1:
         raise DeepCoreError(f"--batch-size must be positive, got {cfg.batch_size}")
     check_seed(cfg.seed)
+    if not 0 < cfg.kmeans_max_memory_gb < float("inf"):
+        raise DeepCoreError(
+            f"--kmeans-max-memory-gb must be positive, got {cfg.kmeans_max_memory_gb}"
+        )
 
 
 def _image_size(cfg: PruneConfig) -> int | None:
@@ -306,30 +311,42 @@ def _clustering(
     log: Callable[[str], None],
     target: Target | None = None,
     engine: RayEngine | None = None,
+    max_memory_gb: float = MAX_MEMORY_GB,
 ) -> Clustering:
+    k = min(method.clusters_for(target), data.shape[0])
+    n, d = data.shape
+    rows = training_rows(n, d, k, max_memory_gb=max_memory_gb)
     key = _hash(
-        "clustering-v1",
+        "clustering-v2",
         data_fp,
         data.shape,
         method.spherical,
         method.clusters_for(target),
         method.niter,  # type: ignore[attr-defined]
         seed,
+        rows,
     )
     path = cache / f"clustering-{key}.npz"
     if path.is_file():
         log(f"clustering from cache ({path.name})")
         return Clustering.load(path)
+    uncapped = training_rows(n, d, k, max_memory_gb=None)
+    if rows < uncapped:
+        log(
+            f"k-means: training sample capped at {rows:,} rows ({rows / k:.1f} per cluster; "
+            f"{uncapped:,} uncapped) by --kmeans-max-memory-gb {max_memory_gb:g}"
+        )
     t = time.perf_counter()
     if engine is None:
-        clustering = method.cluster(data, seed=seed, target=target)
+        clustering = method.cluster(data, seed=seed, target=target, max_memory_gb=max_memory_gb)
     else:
         clustering = engine.kmeans(
             data,
-            min(method.clusters_for(target), data.shape[0]),
+            k,
             spherical=method.spherical,
             niter=method.niter,  # type: ignore[attr-defined]
             seed=seed,
+            max_memory_gb=max_memory_gb,
         )
     clustering.save(path)
     log(
@@ -389,6 +406,7 @@ def _write_outputs(
         "options": method.options(),
         "seed": cfg.seed,
         "engine": cfg.engine,
+        "kmeans_max_memory_gb": cfg.kmeans_max_memory_gb,
         "fraction": cfg.fraction,
         "num_samples": int(kept.size),
         "num_kept": len(subset),
@@ -463,7 +481,9 @@ def run_prune(cfg: PruneConfig, *, log: Callable[[str], None] | None = None) -> 
             ref = target
             if method.uses_target and ref is None:  # the corpus is its own target
                 ref = Target(corpus.features, corpus.labels)
-            clustering = _clustering(method, data, fp, cache, cfg.seed, log, ref, ray)
+            clustering = _clustering(
+                method, data, fp, cache, cfg.seed, log, ref, ray, cfg.kmeans_max_memory_gb
+            )
         similarities = ray.max_similarities if ray is not None else None
         t = time.perf_counter()
         result = method.prune(

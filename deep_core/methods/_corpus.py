@@ -33,7 +33,7 @@ import numpy as np
 
 from ..budget import check_fraction
 from ..errors import DeepCoreError
-from ..neighbors.kmeans import Clustering, kmeans
+from ..neighbors.kmeans import MAX_MEMORY_GB, Clustering, kmeans
 from ..signals import Signals
 from ..subset import Subset
 from ._common import check_seed
@@ -231,11 +231,19 @@ class CorpusMethod(SelectionMethod):
         """The K of :meth:`cluster` (``num_clusters``; a method may derive it from ``target``)."""
         return int(self.num_clusters)  # type: ignore[attr-defined]
 
-    def cluster(self, x: np.ndarray, *, seed: int = 0, target: Target | None = None) -> Clustering:
+    def cluster(
+        self,
+        x: np.ndarray,
+        *,
+        seed: int = 0,
+        target: Target | None = None,
+        max_memory_gb: float | None = MAX_MEMORY_GB,
+    ) -> Clustering:
         """k-means with this method's options (K from :meth:`clusters_for`, ``niter``).
 
         With fewer rows than K, every row gets its own cluster (K = N);
-        ``info["num_clusters"]`` reports the K used.
+        ``info["num_clusters"]`` reports the K used. ``max_memory_gb`` caps the training
+        sample (:func:`~deep_core.neighbors.kmeans.training_rows`).
         """
         return kmeans(
             x,
@@ -243,6 +251,7 @@ class CorpusMethod(SelectionMethod):
             spherical=self.spherical,
             niter=self.niter,  # type: ignore[attr-defined]
             seed=seed,
+            max_memory_gb=max_memory_gb,
         )
 
     def _clustering(self, x: np.ndarray, seed: int, precomputed: Precomputed | None) -> Clustering:

@@ -3,7 +3,10 @@
 :func:`kmeans` trains faiss k-means on a seeded sample of at most
 ``num_clusters * max_points_per_centroid`` rows (faiss's own default cap, but drawn
 here from a numpy generator so the sample is reproducible and independent of faiss's
-internal sampling), then assigns every row to its nearest centroid in chunks, so the
+internal sampling), and of at most ``max_memory_gb`` GiB (:func:`training_rows`: the
+sample's float32 rows plus faiss's label and distance per row, so the training's memory
+stays bounded whatever K and N; 50,000 clusters of 512-d rows would otherwise sample
+12.8M rows, 26 GB), then assigns every row to its nearest centroid in chunks, so the
 only N-sized outputs are one label and one distance per row. :func:`train_centroids`
 stops after the training, for callers that assign the rows themselves.
 
@@ -35,6 +38,10 @@ from ..io import save_npz
 
 #: rows per chunk for normalisation and assignment (64k x 1024 float32 = 256 MiB max)
 CHUNK_ROWS = 1 << 16
+#: default cap on the k-means training sample, GiB (see :func:`training_rows`)
+MAX_MEMORY_GB = 2.0
+#: bytes faiss holds per training row besides the row itself (int64 label, float32 distance)
+_ROW_OVERHEAD = 12
 
 
 @dataclass(frozen=True)
@@ -231,6 +238,7 @@ def kmeans(
     niter: int = 20,
     seed: int = 0,
     max_points_per_centroid: int = 256,
+    max_memory_gb: float | None = MAX_MEMORY_GB,
     chunk_rows: int = CHUNK_ROWS,
 ) -> Clustering:
     """Cluster the rows of ``x`` with faiss k-means and assign every row.
@@ -251,6 +259,9 @@ def kmeans(
     max_points_per_centroid : int, default=256
         Training uses at most ``K * max_points_per_centroid`` rows, drawn without
         replacement by ``numpy.random.default_rng(seed)``; every row is assigned.
+    max_memory_gb : float or None, default=2.0
+        Caps the training sample further to this many GiB (see :func:`training_rows`);
+        None: no cap.
 
     Returns
     -------
@@ -263,6 +274,7 @@ def kmeans(
         niter=niter,
         seed=seed,
         max_points_per_centroid=max_points_per_centroid,
+        max_memory_gb=max_memory_gb,
     )
     ids, dist = assign(x, centroids, k=1, spherical=spherical, chunk_rows=chunk_rows)
     return Clustering(
@@ -281,6 +293,7 @@ def train_centroids(
     niter: int = 20,
     seed: int = 0,
     max_points_per_centroid: int = 256,
+    max_memory_gb: float | None = MAX_MEMORY_GB,
 ) -> np.ndarray:
     """The centroids of :func:`kmeans` without the assignment of every row.
 
@@ -301,7 +314,13 @@ def train_centroids(
         raise DeepCoreError(f"num_clusters={k} exceeds the {n:,} embeddings")
     if niter < 1:
         raise DeepCoreError(f"niter must be >= 1, got {niter}")
-    n_train = min(n, k * int(max_points_per_centroid))
+    n_train = training_rows(
+        n,
+        d,
+        k,
+        max_points_per_centroid=max_points_per_centroid,
+        max_memory_gb=max_memory_gb,
+    )
     if n_train < n:
         rng = np.random.default_rng(seed)
         rows = np.sort(rng.choice(n, size=n_train, replace=False))
@@ -326,3 +345,48 @@ def train_centroids(
     )
     km.train(train)
     return np.ascontiguousarray(km.centroids, dtype=np.float32)
+
+
+def training_rows(
+    n: int,
+    d: int,
+    num_clusters: int,
+    *,
+    max_points_per_centroid: int = 256,
+    max_memory_gb: float | None = MAX_MEMORY_GB,
+) -> int:
+    """Rows of the k-means training sample of :func:`train_centroids`.
+
+    ``min(N, K * max_points_per_centroid)``, then at most as many rows as fit in
+    ``max_memory_gb`` GiB at ``4 d + 12`` bytes a row (the float32 row, faiss's int64
+    label and float32 distance); the same number on either engine.
+
+    Parameters
+    ----------
+    n, d : int
+        Rows and dimensions of the embeddings.
+    num_clusters : int
+        K.
+    max_points_per_centroid : int, default=256
+        faiss's cap per centroid.
+    max_memory_gb : float or None, default=2.0
+        Memory cap in GiB; None: no cap.
+
+    Returns
+    -------
+    int
+    """
+    rows = min(int(n), int(num_clusters) * int(max_points_per_centroid))
+    if max_memory_gb is None:
+        return rows
+    if isinstance(max_memory_gb, bool) or not (
+        isinstance(max_memory_gb, (int, float)) and 0 < max_memory_gb < float("inf")
+    ):
+        raise DeepCoreError(f"max_memory_gb must be a positive number, got {max_memory_gb!r}")
+    fit = int(max_memory_gb * 2**30 // (4 * int(d) + _ROW_OVERHEAD))
+    if fit < num_clusters:
+        raise DeepCoreError(
+            f"a k-means memory cap of {max_memory_gb:g} GiB holds {fit:,} training rows of "
+            f"{d} dims, fewer than the {num_clusters:,} clusters"
+        )
+    return min(rows, fit)
