@@ -56,7 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="methods: " + "; ".join(f"{name}: {summary}" for name, summary in methods.items()),
     )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--corpus-path", type=Path, help="image folder (<class>/<image>)")
+    src.add_argument(
+        "--corpus-path",
+        type=Path,
+        help="image folder (<class>/<image>), or WebDataset tar shards: a .tar, a folder of "
+        ".tar or a quoted glob (image: first jpg/jpeg/png/webp member; label: .cls)",
+    )
     src.add_argument(
         "--features",
         help="N x d embeddings: a .npy (memory-mapped), or a folder or glob of .npy shards "
@@ -145,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--copy",
         action="store_true",
         default=None,
-        help="copy kept images (the default for --corpus-path)",
+        help="copy kept images (the default for an image folder; not for tar shards)",
     )
     out.add_argument("--keys-only", action="store_true", help="write keys and scores only")
     o.add_argument(

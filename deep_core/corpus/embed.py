@@ -2,7 +2,8 @@
 
 Image folders are ``ROOT/<class>/.../<image>`` (files directly under ``ROOT`` belong to
 the class ``""``); a sample's key is its path relative to ``ROOT`` (POSIX separators),
-and samples are in sorted key order.
+and samples are in sorted key order. WebDataset tar shards are the other image input
+(:mod:`deep_core.corpus.wds`).
 
 Embeddings:
 
@@ -24,15 +25,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from ..errors import DeepCoreError, unknown_name
 from ..locks import remove_stale_temp, temp_prefix
+from .wds import TarShards
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -65,6 +69,17 @@ class ImageFolder:
     def path(self, i: int) -> Path:
         return self.root / self.keys[i]
 
+    def fingerprint(self) -> Iterator[str]:
+        """Every image's key, size and modification time (the embedding cache key)."""
+        for key in self.keys:
+            st = (self.root / key).stat()
+            yield f"|{key}|{st.st_size}|{st.st_mtime_ns}"
+
+    def images(self) -> Iterator[tuple[Path, str]]:
+        """Each image's path and key, in key order."""
+        for i, key in enumerate(self.keys):
+            yield self.path(i), key
+
 
 def scan_folder(root: str | Path, *, what: str = "corpus") -> ImageFolder:
     """List the images under ``root`` (recursively); an empty folder is an error."""
@@ -90,7 +105,7 @@ def scan_folder(root: str | Path, *, what: str = "corpus") -> ImageFolder:
 
 
 def load_image(
-    path: Path,
+    path: Path | BinaryIO,
     size: int,
     key: str,
     mean: np.ndarray = IMAGENET_MEAN,
@@ -335,20 +350,22 @@ def _file_hash(path: Path) -> str:
 
 
 def embedding_key(
-    folder: ImageFolder, model_name: str, model_path: str | Path | None, image_size: int | None
+    folder: ImageFolder | TarShards,
+    model_name: str,
+    model_path: str | Path | None,
+    image_size: int | None,
 ) -> str:
-    """Cache name of a folder's embeddings: model, weights, size, and every file's stat."""
+    """Cache name of a corpus's embeddings: model, weights, size, and every file's stat."""
     h = hashlib.sha1(f"v1|{model_name}|{image_size}".encode())
     if model_path is not None and Path(model_path).is_file():
         h.update(_file_hash(Path(model_path)).encode())
-    for key in folder.keys:
-        st = (folder.root / key).stat()
-        h.update(f"|{key}|{st.st_size}|{st.st_mtime_ns}".encode())
+    for part in folder.fingerprint():
+        h.update(part.encode())
     return h.hexdigest()[:20]
 
 
 def embed_folder(
-    folder: ImageFolder,
+    folder: ImageFolder | TarShards,
     out_path: Path,
     *,
     model_name: str = "pixels",
@@ -360,13 +377,14 @@ def embed_folder(
     threads: int = 4,
     progress: bool = True,
 ) -> np.ndarray:
-    """Embed every image of ``folder`` into the ``.npy`` file ``out_path``.
+    """Embed every image of ``folder`` (or of tar shards) into the ``.npy`` file ``out_path``.
 
     The file is complete when this returns (written under a temporary name and renamed).
 
     Parameters
     ----------
-    folder : ImageFolder
+    folder : ImageFolder or TarShards
+        Images are read in key order, one batch at a time (tar shards streamed).
     out_path : Path
         Destination ``.npy`` (float32, N x d).
     model_name : str, default="pixels"
@@ -410,12 +428,13 @@ def embed_folder(
     try:
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
             bar = tqdm(total=n, unit="img", desc="embed", disable=not progress, leave=False)
+            sources = folder.images()
             for lo in range(0, n, batch_size):
                 hi = min(n, lo + batch_size)
                 imgs = list(
                     pool.map(
-                        lambda i: load_image(folder.path(i), size, folder.keys[i], mean, std),
-                        range(lo, hi),
+                        lambda src: load_image(src[0], size, src[1], mean, std),
+                        islice(sources, hi - lo),
                     )
                 )
                 batch = np.stack(imgs)

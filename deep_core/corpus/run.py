@@ -59,6 +59,7 @@ from .outputs import (
     write_scores_parquet,
 )
 from .shards import ShardSet, gather, resolve_shards
+from .wds import TarShards, is_tar_corpus, scan_tars
 
 if TYPE_CHECKING:
     from .ray_engine import RayEngine
@@ -110,7 +111,7 @@ class _Corpus:
     labels: np.ndarray
     classes: tuple[str, ...]
     fingerprint: str
-    folder: ImageFolder | None = None
+    folder: ImageFolder | TarShards | None = None
 
 
 def corpus_methods() -> dict[str, str]:
@@ -192,7 +193,9 @@ def _image_size(cfg: PruneConfig) -> int | None:
     return 32 if cfg.model_name == "pixels" else None
 
 
-def _embed(cfg: PruneConfig, folder: ImageFolder, cache: Path, log: Callable[[str], None]):
+def _embed(
+    cfg: PruneConfig, folder: ImageFolder | TarShards, cache: Path, log: Callable[[str], None]
+):
     size = _image_size(cfg)
     key = embedding_key(folder, cfg.model_name, cfg.model_path, size)
     path = cache / f"embeddings-{key}.npy"
@@ -221,7 +224,7 @@ def _embed(cfg: PruneConfig, folder: ImageFolder, cache: Path, log: Callable[[st
 
 def _load_corpus(
     cfg: PruneConfig,
-    folder: ImageFolder | None,
+    folder: ImageFolder | TarShards | None,
     cache: Path,
     log: Callable[[str], None],
     shards: ShardSet | None = None,
@@ -383,7 +386,7 @@ def _write_outputs(
     else:
         write_kept_keys(od.path("kept_keys.txt"), corpus.keys, subset.indices)
         write_scores(od.path("scores.csv"), corpus.keys, names, result.groups, subset.scores, kept)
-    if copy and corpus.folder is not None:
+    if copy and isinstance(corpus.folder, ImageFolder):
         copy_kept(
             od.path(f"{result.kind} samples"),
             corpus.folder.root,
@@ -432,7 +435,14 @@ def run_prune(cfg: PruneConfig, *, log: Callable[[str], None] | None = None) -> 
 
     method = _build(cfg, log)
     _validate(cfg, method)
-    folder = scan_folder(cfg.corpus_path) if cfg.corpus_path is not None else None
+    folder: ImageFolder | TarShards | None = None
+    if cfg.corpus_path is not None:
+        if is_tar_corpus(cfg.corpus_path):
+            if cfg.copy:
+                raise DeepCoreError("--copy is not supported for tar shards; use --keys-only")
+            folder = scan_tars(cfg.corpus_path)
+        else:
+            folder = scan_folder(cfg.corpus_path)
     target_folder = None
     if cfg.data_path is not None:
         if cfg.data_path.is_dir():
@@ -450,7 +460,7 @@ def run_prune(cfg: PruneConfig, *, log: Callable[[str], None] | None = None) -> 
     early = None
     if folder is None and shards is None:
         early = _load_corpus(cfg, None, cfg.out_dir, log)
-    copy = cfg.copy if cfg.copy is not None else folder is not None
+    copy = cfg.copy if cfg.copy is not None else isinstance(folder, ImageFolder)
 
     if cfg.engine == "ray":
         from .ray_engine import RayEngine
