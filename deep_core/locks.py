@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -130,3 +131,26 @@ class FolderLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+@contextlib.contextmanager
+def wait_for_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path``, waiting while another process holds it.
+
+    For work that several processes may need at once and only one should do (a signals
+    cache entry: the others wait, then find it done). The lock is dropped when its holder
+    ends, even on a crash (``flock``), and the lock file goes with its holder, so a failed
+    run leaves no file behind. A process that opened the old file meanwhile still
+    re-checks the shared state once it holds the lock; at worst two do the work (its result
+    is renamed in atomically).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -41,7 +41,6 @@ and recorded again).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -60,7 +59,7 @@ import torch.nn.functional as F
 from ..datasets import Batch, NoisyDataset
 from ..engine import Learner, OptimConfig, TrainConfig, TrainContext, Trainer, all_reduce_
 from ..fingerprint import hash_file
-from ..locks import remove_stale_temp, temp_prefix
+from ..locks import remove_stale_temp, temp_prefix, wait_for_lock
 from . import MEMBER_STACKED, SNAPSHOT_SIGNALS, Signals
 
 log = logging.getLogger("deep_core")
@@ -452,28 +451,6 @@ def record_member(
     return arrays, report
 
 
-@contextlib.contextmanager
-def _entry_lock(folder: Path) -> Iterator[None]:
-    """Hold an exclusive lock on cache entry ``folder`` (a ``.lock`` file next to it).
-
-    Runs that need the same entry wait here while one records it; the lock is released
-    when the holder ends, even if it crashes (``flock`` dies with the process).
-    """
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    path = folder.parent / f".{folder.name}.lock"
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            # The lock file goes with its holder, so a failed run leaves no file behind. A
-            # run that opened the old file meanwhile still re-checks the cache once it
-            # holds the lock; at worst two runs record the same entry (renamed in atomically).
-            with contextlib.suppress(OSError):
-                path.unlink()
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _save_member(
     folder: Path, arrays: dict[str, np.ndarray], report: dict[str, Any], *, tmp: Path | None = None
 ) -> None:
@@ -646,7 +623,11 @@ def warm_up_signals(
             log.info("signals of warm-up member %d loaded from cache %s", m, folder)
         else:
             # One process at a time records an entry (DDP ranks record together: no lock).
-            lock = _entry_lock(folder) if folder is not None and world_size == 1 else None
+            lock = (
+                wait_for_lock(folder.parent / f".{folder.name}.lock")
+                if folder is not None and world_size == 1
+                else None
+            )
             with lock or contextlib.nullcontext():
                 arrays, report = _record_or_load(
                     dataset, make_learner, cfg, m, folder, key, rank=rank, world_size=world_size
