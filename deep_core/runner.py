@@ -125,6 +125,11 @@ def validate(cfg: RunConfig) -> None:
     optim_config(cfg).validate()
     train_config(cfg, cfg.epochs, cfg.seed).validate()
     method, _ = build_selection(cfg)
+    if cfg.selection_epochs < method.min_warmup_epochs():
+        raise DeepCoreError(
+            f"{cfg.selection} needs at least {method.min_warmup_epochs()} warm-up epochs "
+            f"(-se), got {cfg.selection_epochs}"
+        )
     epoch = getattr(method, "signal_epoch", None)
     if epoch is not None and epoch > cfg.selection_epochs:
         raise DeepCoreError(

@@ -105,6 +105,8 @@ CASES = [
     ("run", ["--out-dir", "{T}/out", "--signals-cache", "{W}/afile"], 2,
      "--signals-cache {W}/afile is a file"),  # fmt: skip
     ("run", ["--out-dir", "{T}/out", "--config", "{W}/nothing.yaml"], 2, "config file not found"),
+    ("run", ["--out-dir", "{T}/out", "--selection", "DynUnc", "-se", "1"], 2,
+     "DynUnc needs at least 2 warm-up epochs (-se), got 1"),  # fmt: skip
     ("run", ["--out-dir", "{T}/out", "--config", "{W}/epochs_abc.yaml"], 2,
      "epochs must be an integer, got 'abc'"),  # fmt: skip
     ("run", ["--out-dir", "{T}/out", "--config", "{W}/fraction_str.yaml"], 2,

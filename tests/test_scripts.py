@@ -213,7 +213,8 @@ def test_quickstart_runs_reports_and_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_quickstart_every_method(tmp_path):
-    res = _quickstart(tmp_path, FRACTIONS="0.5", FULL="1")
+    # two warm-up epochs: DynUnc and DUAL need a window of at least two
+    res = _quickstart(tmp_path, FRACTIONS="0.5", FULL="1", WARMUP_EPOCHS="2")
     assert res.returncode == 0, res.stderr[-3000:]
     text = (tmp_path / "qs" / "report.md").read_text()
     from deep_core.methods import list_methods

@@ -55,6 +55,10 @@ class SelectionMethod:
         """Names of the signals :meth:`select` reads (besides ``labels``)."""
         return frozenset()
 
+    def min_warmup_epochs(self) -> int:
+        """Warm-up epochs (``-se``) the method needs at least; checked before any training."""
+        return 0
+
     @property
     def ensemble_size(self) -> int:
         """Independently seeded warm-up models the method needs (1 = the main one)."""

@@ -112,6 +112,11 @@ class DynUnc(SelectionMethod):
         )
         self.balance = balance
 
+    def min_warmup_epochs(self) -> int:
+        # a window of J epochs (at least 2 for a standard deviation); J = 10 by default,
+        # or every recorded epoch when fewer: so at least 2
+        return max(self.window or 2, 2)
+
     def required_signals(self) -> frozenset[str]:
         return frozenset({"label_probs"})
 
