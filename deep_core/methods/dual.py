@@ -42,9 +42,9 @@ from ..budget import budget_size, take_top
 from ..errors import DeepCoreError
 from ..signals import Signals
 from ..subset import Subset
-from ._common import check_choice, check_int, check_seed
-from .base import SelectionMethod, register
-from .dyn_unc import trajectory, window_stats
+from ._common import check_choice, check_seed
+from .base import register
+from .dyn_unc import TrajectoryMethod, window_stats
 
 #: the Beta distribution's concentration and the number of top samples that anchor it
 BETA_C = 15.0
@@ -76,7 +76,7 @@ def beta_weights(
 
 
 @register
-class DUAL(SelectionMethod):
+class DUAL(TrajectoryMethod):
     """Highest DUAL score (uncertainty x difficulty over early windows), or its Beta sampling.
 
     Parameters
@@ -111,27 +111,16 @@ class DUAL(SelectionMethod):
         c_d: float = 4.0,
         balance: bool = False,
     ) -> None:
-        self.window = None if window is None else check_int("window", window, low=2)
-        self.signal_epoch = None if signal_epoch is None else check_int(
-            "signal_epoch", signal_epoch, low=1
-        )
+        self._set_trajectory_options(window, signal_epoch)
         self.sampling = check_choice("DUAL sampling", sampling, ("top", "beta"))
         if not float(c_d) > 0.0:
             raise DeepCoreError(f"c_d must be positive, got {c_d!r}")
         self.c_d = float(c_d)
         self.balance = balance
 
-    def min_warmup_epochs(self) -> int:
-        # a window of J epochs (at least 2 for a standard deviation); J = 10 by default,
-        # or every recorded epoch when fewer: so at least 2
-        return max(self.window or 2, 2)
-
-    def required_signals(self) -> frozenset[str]:
-        return frozenset({"label_probs"})
-
     def select(self, signals: Signals, fraction: float, *, seed: int = 0) -> Subset:
         self.check(signals)
-        p, window = trajectory(signals, self.window, self.signal_epoch, who="DUAL")
+        p, window = self._trajectory(signals)
         scores = dual_scores(p, window)
         info = {"epochs": int(p.shape[1]), "window": window, "sampling": self.sampling}
         if self.sampling == "top":

@@ -80,8 +80,34 @@ def dyn_unc_scores(label_probs: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
+class TrajectoryMethod(SelectionMethod):
+    """What the scores of the warm-up's label-probability trajectory share (DynUnc, DUAL):
+    the ``window`` and ``signal_epoch`` options, the ``label_probs`` signal, the warm-up
+    they need, and reading the trajectory."""
+
+    window: int | None
+    signal_epoch: int | None
+
+    def _set_trajectory_options(self, window: int | None, signal_epoch: int | None) -> None:
+        self.window = None if window is None else check_int("window", window, low=2)
+        self.signal_epoch = None if signal_epoch is None else check_int(
+            "signal_epoch", signal_epoch, low=1
+        )
+
+    def min_warmup_epochs(self) -> int:
+        # a window of J epochs (at least 2 for a standard deviation); J = 10 by default,
+        # or every recorded epoch when fewer: so at least 2
+        return max(self.window or 2, 2)
+
+    def required_signals(self) -> frozenset[str]:
+        return frozenset({"label_probs"})
+
+    def _trajectory(self, signals: Signals) -> tuple[np.ndarray, int]:
+        return trajectory(signals, self.window, self.signal_epoch, who=type(self).__name__)
+
+
 @register
-class DynUnc(SelectionMethod):
+class DynUnc(TrajectoryMethod):
     """Highest dynamic uncertainty: std of the label's probability over sliding windows.
 
     Parameters
@@ -106,23 +132,12 @@ class DynUnc(SelectionMethod):
         signal_epoch: int | None = None,
         balance: bool = False,
     ) -> None:
-        self.window = None if window is None else check_int("window", window, low=2)
-        self.signal_epoch = None if signal_epoch is None else check_int(
-            "signal_epoch", signal_epoch, low=1
-        )
+        self._set_trajectory_options(window, signal_epoch)
         self.balance = balance
-
-    def min_warmup_epochs(self) -> int:
-        # a window of J epochs (at least 2 for a standard deviation); J = 10 by default,
-        # or every recorded epoch when fewer: so at least 2
-        return max(self.window or 2, 2)
-
-    def required_signals(self) -> frozenset[str]:
-        return frozenset({"label_probs"})
 
     def select(self, signals: Signals, fraction: float, *, seed: int = 0) -> Subset:
         self.check(signals)
-        p, window = trajectory(signals, self.window, self.signal_epoch, who="DynUnc")
+        p, window = self._trajectory(signals)
         scores = dyn_unc_scores(p, window)
         info = {"epochs": int(p.shape[1]), "window": window}
         return self.take(signals, scores, fraction, seed=seed, info=info)
