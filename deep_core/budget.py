@@ -96,6 +96,20 @@ def class_budgets(labels: np.ndarray, total: int, num_classes: int | None = None
 _TIE_STREAM = 0x7E5
 
 
+def greedy_groups(
+    labels: np.ndarray, total: int, num_classes: int, *, balance: bool
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Where a greedy selection runs and with what budget.
+
+    With ``balance``, one group per (noisy) class with :func:`class_budgets`; otherwise
+    the whole set with ``total``. Returns the groups' sample indices and their budgets.
+    """
+    if balance:
+        groups = [np.flatnonzero(labels == c) for c in range(num_classes)]
+        return groups, class_budgets(labels, total, num_classes)
+    return [np.arange(labels.size)], np.array([total])
+
+
 def tie_permutation(n: int, seed: int) -> np.ndarray:
     """The seeded random order that breaks ties among ``n`` scores (deterministic)."""
     return np.random.default_rng([_TIE_STREAM, int(seed)]).permutation(n)

@@ -67,7 +67,7 @@ import heapq
 
 import numpy as np
 
-from ..budget import budget_size, class_budgets, take_top
+from ..budget import budget_size, greedy_groups, take_top
 from ..errors import DeepCoreError
 from ..signals import Signals
 from ..subset import Subset
@@ -193,12 +193,7 @@ def glister_select(
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Glister's greedy (per class when ``balance``); sorted indices, scores and info."""
     n = labels.size
-    if balance:
-        groups = [np.flatnonzero(labels == c) for c in range(num_classes)]
-        budgets = class_budgets(labels, n_select, num_classes)
-    else:
-        groups = [np.arange(n)]
-        budgets = np.array([n_select])
+    groups, budgets = greedy_groups(labels, n_select, num_classes, balance=balance)
     scores = np.zeros(n, dtype=np.float64)
     before = after = 0.0
     for idx, k in zip(groups, budgets):

@@ -68,7 +68,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..budget import budget_size, class_budgets
+from ..budget import budget_size, greedy_groups
 from ..lazy import LazyModule
 from ..signals import Signals
 from ..subset import Subset
@@ -308,12 +308,7 @@ def kcenter_select(
     """Run the greedy (per class when ``balance``); sorted indices, scores and info."""
     n = features.shape[0]
     scores = np.zeros(n, dtype=np.float64)
-    if balance:
-        groups = [np.flatnonzero(labels == c) for c in range(num_classes)]
-        budgets = class_budgets(labels, n_select, num_classes)
-    else:
-        groups = [np.arange(n)]
-        budgets = np.array([n_select])
+    groups, budgets = greedy_groups(labels, n_select, num_classes, balance=balance)
     radius, computed, screened = 0.0, 0, 0
     x_all = as_float32_rows(features) if not balance else None
     for idx, k in zip(groups, budgets):
