@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,7 @@ def _cifar_warmup_setup(args: argparse.Namespace):
     import torch
 
     from deep_core.config import RunConfig
-    from deep_core.runner import build_learner, data_config, load_data, optim_config, train_config
+    from deep_core.runner import build_learner, load_data
     from deep_core.signals.recorder import WarmupConfig
 
     torch.set_num_threads(args.threads)
@@ -75,12 +76,12 @@ def _cifar_warmup_setup(args: argparse.Namespace):
     )
     ds = load_data(cfg, 0)
     wcfg = WarmupConfig(
-        data_key=data_config(cfg, 0).__dict__,
+        data_key=cfg.data.__dict__,
         learner="CE",
         model=args.model,
         epochs=args.epochs,
-        train=train_config(cfg, args.epochs, 0),
-        optim=optim_config(cfg),
+        train=replace(cfg.train, epochs=args.epochs),
+        optim=cfg.optim,
     )
     noisy = ds.labels != ds.clean_labels
     print(

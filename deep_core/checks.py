@@ -135,7 +135,7 @@ def check_run_config(cfg: Any) -> None:
     DeepCoreError
         The first wrong value, naming its flag, what it must be, and what it is.
     """
-    hints = typing.get_type_hints(type(cfg))
+    hints = type(cfg).field_types()  # flat: each part's fields by their flat names
     for name, hint in hints.items():
         value = getattr(cfg, name)
         if not matches_type(value, hint):

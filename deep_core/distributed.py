@@ -5,14 +5,22 @@ sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``. :func:`init` joins the process
 (gloo on CPU, NCCL on CUDA) *before* a run decides anything that depends on the rank:
 the run directory is created, and every file written, by rank 0 only. Outside
 ``torchrun`` every helper here is a no-op for one process (rank 0 of 1).
+
+The rank policy is spelled here and nowhere else: :func:`on_main` runs what only rank 0
+does (write a file, log an epoch), :func:`from_main` runs what rank 0 decides for every
+rank (claim the run folder, select the subset) and hands every rank its result, or its
+error.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import torch
+
+from .errors import DeepCoreError, one_line
 
 T = TypeVar("T")
 
@@ -54,6 +62,39 @@ def world_size() -> int:
 def is_main() -> bool:
     """True on rank 0, the only rank that writes files and logs."""
     return rank() == 0
+
+
+def on_main(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T | None:
+    """``fn(*args, **kwargs)`` on rank 0, the only rank that writes files and logs.
+
+    Returns its result on rank 0 and None on the other ranks, which do not wait (not a
+    collective: it may be called on rank 0 alone).
+    """
+    return fn(*args, **kwargs) if is_main() else None
+
+
+def from_main(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` computed once, on rank 0, with its result on every rank.
+
+    A collective: every rank calls it. An exception raised by ``fn`` is raised on every
+    rank (rank 0's own; on the others a :class:`~deep_core.errors.DeepCoreError` with its
+    message), so no rank waits for one that failed. The result must be picklable.
+    """
+    result: Any = None
+    failure: Exception | None = None
+    if is_main():
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - re-raised below, on every rank
+            failure = e
+    if world_size() > 1:
+        message = None if failure is None else one_line(str(failure)) or type(failure).__name__
+        message, result = broadcast_object((message, None if failure else result))
+        if message is not None and failure is None:
+            raise DeepCoreError(message)
+    if failure is not None:
+        raise failure
+    return result
 
 
 def barrier() -> None:

@@ -46,6 +46,13 @@ import torch
 from torch import nn
 
 from . import distributed
+from .config import (  # noqa: F401 (the engine's parts of a run's config, re-exported)
+    AMP_MODES,
+    OPTIMIZERS,
+    SCHEDULERS,
+    OptimConfig,
+    TrainConfig,
+)
 from .datasets import Batch, ImageSet, NoisyDataset
 from .datasets.base import stream_seed
 from .distributed import all_reduce_
@@ -53,94 +60,6 @@ from .errors import DeepCoreError, unknown_name
 from .nets import FeatureNet, build_model
 
 log = logging.getLogger("deep_core")
-
-OPTIMIZERS = ("SGD", "Adam", "AdamW")
-SCHEDULERS = ("CosineAnnealingLR", "StepLR", "MultiStepLR", "none")
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    """Optimizer and learning-rate schedule (flags of the reference, same defaults).
-
-    The schedule steps once per epoch, as in the reference. ``milestones`` default to
-    half the epochs for MultiStepLR (what the reference effectively used).
-    """
-
-    optimizer: str = "SGD"
-    lr: float = 0.02
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    nesterov: bool = True
-    scheduler: str = "CosineAnnealingLR"
-    min_lr: float = 1e-4
-    milestones: tuple[int, ...] | None = None
-    gamma: float = 0.1
-    step_size: int = 100
-
-    def validate(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise unknown_name("optimizer", self.optimizer, OPTIMIZERS)
-        if self.scheduler not in SCHEDULERS:
-            raise unknown_name("scheduler", self.scheduler, SCHEDULERS)
-        if not self.lr > 0:
-            raise DeepCoreError(f"--lr must be positive, got {self.lr}")
-        if self.step_size < 1:
-            raise DeepCoreError(f"--step_size must be at least 1, got {self.step_size}")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How a learner is trained.
-
-    Attributes
-    ----------
-    epochs : int
-    batch_size : int
-    test_batch_size : int
-    seed : int
-        Root of every random stream of the run.
-    device : str
-        ``cpu``, ``cuda``, ``cuda:1``...
-    workers : int
-        DataLoader workers for file-backed data sets.
-    amp : {True, False, "bf16", "fp16"}
-        Mixed precision (autocast). ``True``: on CUDA, bfloat16 where the GPU supports
-        it, else float16 with loss scaling; off on CPU. ``"bf16"``: bfloat16 autocast on
-        CUDA *and on CPU* (see :func:`amp_dtype`). ``"fp16"``: float16 + loss scaling,
-        CUDA only. ``False``: float32.
-    channels_last : bool
-        Channels-last memory format for convolutional networks (faster on CPU and GPU).
-    deterministic : bool
-        ``torch.use_deterministic_algorithms`` (slower on GPU).
-    progress : bool
-        Progress bars over batches.
-    """
-
-    epochs: int
-    batch_size: int = 128
-    test_batch_size: int = 256
-    seed: int = 0
-    device: str = "cpu"
-    workers: int = 0
-    amp: bool | str = True
-    channels_last: bool = True
-    deterministic: bool = False
-    progress: bool = True
-
-    def validate(self) -> None:
-        if self.amp not in AMP_MODES:
-            raise DeepCoreError(f"--amp must be True, False, bf16 or fp16, got {self.amp!r}")
-        if self.epochs < 0:
-            raise DeepCoreError(f"--epochs must be >= 0, got {self.epochs}")
-        if self.batch_size < 1 or self.test_batch_size < 1:
-            raise DeepCoreError("batch sizes must be at least 1")
-        if self.workers < 0:
-            raise DeepCoreError(f"--workers must be >= 0, got {self.workers}")
-        amp_dtype(self.amp, resolve_device(self.device))
-
-
-#: values of ``--amp``
-AMP_MODES = (True, False, "bf16", "fp16")
 
 
 def amp_dtype(amp: bool | str, device: torch.device) -> torch.dtype | None:
@@ -618,13 +537,20 @@ class Learner(abc.ABC):
     """A training recipe on the shared engine.
 
     Subclasses build their networks and optimizers in :meth:`setup`, train one epoch
-    in :meth:`train_epoch` (returning metrics to log), and keep every piece of state
-    that a resumed run needs in :meth:`state_dict`.
+    in :meth:`train_epoch` (returning metrics to log), and declare in
+    :attr:`checkpointed` the attributes that hold what a resumed run needs; the engine
+    saves and restores them (:meth:`state_dict`, :meth:`load_state_dict`).
     """
 
     name: ClassVar[str] = ""
     #: network updates per training batch (a step budget's epoch horizon; DivideMix: 2)
     updates_per_batch: ClassVar[int] = 1
+    #: attributes (set in :meth:`setup`) that a resumed run needs, each saved under its own
+    #: name: networks (saved without their DDP wrapper), optimizers, LR schedulers, anything
+    #: else with ``state_dict``/``load_state_dict``, tensors (copied), or lists of these
+    checkpointed: ClassVar[tuple[str, ...]] = ()
+    #: checkpoint keys that differ from the attribute's name (kept as earlier versions wrote)
+    checkpoint_keys: ClassVar[dict[str, str]] = {}
 
     def options(self) -> dict[str, Any]:
         """The learner's settings (keyed like its keyword arguments); none by default."""
@@ -673,10 +599,16 @@ class Learner(abc.ABC):
         return net.forward_features(ctx.to_input(x))
 
     def state_dict(self) -> dict[str, Any]:
-        return {}
+        """The state of every :attr:`checkpointed` attribute, keyed by its checkpoint key."""
+        return {
+            self.checkpoint_keys.get(name, name): _state_of(getattr(self, name))
+            for name in self.checkpointed
+        }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
-        """Restore what :meth:`state_dict` returned (default: nothing to restore)."""
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned into the objects :meth:`setup` built."""
+        for name in self.checkpointed:
+            _restore(getattr(self, name), state[self.checkpoint_keys.get(name, name)], name)
 
     def extra_metrics(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
         """Per-epoch diagnostics computed after training (e.g. DivideMix's split AUROC)."""
@@ -685,6 +617,35 @@ class Learner(abc.ABC):
 
 def unwrap(net: nn.Module) -> FeatureNet:
     return net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net  # type: ignore[return-value]
+
+
+def _state_of(obj: Any) -> Any:
+    """The checkpoint form of a declared attribute (see :attr:`Learner.checkpointed`)."""
+    if isinstance(obj, list | tuple):
+        return [_state_of(o) for o in obj]
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, nn.Module):
+        return unwrap(obj).state_dict()
+    return obj.state_dict()
+
+
+@torch.no_grad()
+def _restore(obj: Any, state: Any, name: str) -> None:
+    """Load ``state`` (from :func:`_state_of`) into ``obj`` in place."""
+    if isinstance(obj, list | tuple):
+        if len(state) != len(obj):
+            raise DeepCoreError(
+                f"checkpoint holds {len(state)} entries of {name}, the learner has {len(obj)}"
+            )
+        for o, s in zip(obj, state, strict=True):
+            _restore(o, s, name)
+    elif isinstance(obj, torch.Tensor):
+        obj.copy_(state)
+    elif isinstance(obj, nn.Module):
+        unwrap(obj).load_state_dict(state)
+    else:
+        obj.load_state_dict(state)
 
 
 # ----------------------------------------------------------------------------------
@@ -794,20 +755,10 @@ class Trainer:
             row["seconds"] = round(time.time() - t0, 3)
             seconds += row["seconds"]
             history.append(row)
-            if self.checkpoint is not None and ctx.rank == 0:
-                save_checkpoint(
-                    self.checkpoint,
-                    {
-                        "epoch": epoch,
-                        "learner": learner.state_dict(),
-                        "scaler": ctx.scaler.state_dict(),
-                        "history": history,
-                        "seconds": seconds,
-                        "dynamic": _to_tensors(ctx.dynamic.state_dict()) if ctx.dynamic else {},
-                    },
-                )
-            if self.on_epoch is not None and ctx.rank == 0:
-                self.on_epoch(row)
+            if self.checkpoint is not None:
+                distributed.on_main(self._save, epoch, history, seconds)
+            if self.on_epoch is not None:
+                distributed.on_main(self.on_epoch, row)
             log.info(
                 "epoch %d: %s",
                 epoch,
@@ -818,6 +769,21 @@ class Trainer:
                 ),
             )
         return summarise(history, has_val, seconds)
+
+    def _save(self, epoch: int, history: list[dict[str, Any]], seconds: float) -> None:
+        """Write the checkpoint of ``epoch`` (everything :meth:`fit` needs to resume)."""
+        ctx = self.ctx
+        save_checkpoint(
+            self.checkpoint,
+            {
+                "epoch": epoch,
+                "learner": self.learner.state_dict(),
+                "scaler": ctx.scaler.state_dict(),
+                "history": history,
+                "seconds": seconds,
+                "dynamic": _to_tensors(ctx.dynamic.state_dict()) if ctx.dynamic else {},
+            },
+        )
 
 
 def summarise(history: list[dict[str, Any]], has_val: bool, seconds: float) -> FitResult:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch.nn.functional as F
 
 from deep_core.datasets import Batch
-from deep_core.engine import EpochSums, Learner, TrainContext, unwrap
+from deep_core.engine import EpochSums, Learner, TrainContext
 
 from .base import register_learner
 
@@ -17,6 +15,7 @@ class CE(Learner):
     """Standard training with cross-entropy on the (noisy) labels of the subset."""
 
     name = "CE"
+    checkpointed = ("net", "optimizer", "scheduler")
 
     def setup(self, ctx: TrainContext) -> None:
         self.net = ctx.build_network(0)
@@ -46,18 +45,6 @@ class CE(Learner):
         ctx.record(batch.positions, logits)
         ctx.observe(batch.positions, losses)
         sums.add(loss, logits, y)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "net": unwrap(self.net).state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        unwrap(self.net).load_state_dict(state["net"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
 
     def warmup(self) -> Learner:
         """The learner that trains the selection warm-up (CE itself)."""

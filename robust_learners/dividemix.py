@@ -68,7 +68,7 @@ import torch.nn.functional as F
 
 from deep_core.datasets import Batch
 from deep_core.distributed import all_reduce_, broadcast_
-from deep_core.engine import EpochSums, Learner, TrainContext, unwrap
+from deep_core.engine import EpochSums, Learner, TrainContext
 from deep_core.errors import DeepCoreError
 
 from .base import register_learner
@@ -177,6 +177,8 @@ class DivideMix(Learner):
 
     name = "DivideMix"
     updates_per_batch = 2
+    checkpointed = ("nets", "optimizers", "scheds")
+    checkpoint_keys = {"scheds": "schedulers"}
 
     def __init__(
         self,
@@ -459,21 +461,6 @@ class DivideMix(Learner):
         ctx.step(loss, self.optimizers[k])
         sums[:3] += torch.stack([loss.detach(), lx.detach(), lu.detach()]).double()
         sums[3] += 1
-
-    # -- state ---------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "nets": [unwrap(n).state_dict() for n in self.nets],
-            "optimizers": [o.state_dict() for o in self.optimizers],
-            "schedulers": [s.state_dict() for s in self.scheds],
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for obj, sd in zip(
-            [*map(unwrap, self.nets), *self.optimizers, *self.scheds],
-            [*state["nets"], *state["optimizers"], *state["schedulers"]],
-        ):
-            obj.load_state_dict(sd)
 
     def warmup(self) -> Learner:
         """The selection warm-up: plain CE on both networks (signals from network 1).

@@ -42,14 +42,12 @@ starts the next epoch with the same ``u`` and ``v``.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
 from deep_core.datasets import Batch
 from deep_core.distributed import all_reduce_
-from deep_core.engine import EpochSums, Learner, TrainContext, unwrap
+from deep_core.engine import EpochSums, Learner, TrainContext
 from deep_core.errors import DeepCoreError
 
 from .base import register_learner
@@ -131,6 +129,7 @@ class SOP(Learner):
     """
 
     name = "SOP"
+    checkpointed = ("net", "optimizer", "scheduler", "u", "v", "optimizer_u", "optimizer_v")
 
     def __init__(
         self,
@@ -240,27 +239,6 @@ class SOP(Learner):
         if not flipped.all():
             out["u_clean"] = float(big_u[~flipped].mean())
         return out
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "net": unwrap(self.net).state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "u": self.u.detach().clone(),
-            "v": self.v.detach().clone(),
-            "optimizer_u": self.optimizer_u.state_dict(),
-            "optimizer_v": self.optimizer_v.state_dict(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        unwrap(self.net).load_state_dict(state["net"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        with torch.no_grad():
-            self.u.copy_(state["u"])
-            self.v.copy_(state["v"])
-        self.optimizer_u.load_state_dict(state["optimizer_u"])
-        self.optimizer_v.load_state_dict(state["optimizer_v"])
 
     def warmup(self) -> Learner:
         """The selection warm-up trains the SOP(+) loss itself, with the same options."""

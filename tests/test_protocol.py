@@ -17,8 +17,8 @@ from deep_core.config import RunConfig
 from deep_core.datasets.noise import CIFAR10_ASYM, DIGITS_ASYM, make_noisy_labels
 from deep_core.errors import DeepCoreError
 from deep_core.methods import get_method
+from deep_core.recipe import build_recipe
 from deep_core.runner import (
-    _reference_log,
     load_data,
     run_experiment,
     select_subset,
@@ -27,6 +27,7 @@ from deep_core.runner import (
     warmup_config,
 )
 from deep_core.signals import recorder
+from deep_core.steps import reference_log
 
 FAST = dict(n_train=300, selection_epochs=2, epochs=6, progress=False, batch_size=64)
 
@@ -250,7 +251,7 @@ def test_save_log_files_of_a_tau_sweep_do_not_overwrite_each_other(tmp_path):
             selection="Prune4Rel",
             method_options={"tau": tau, "eta": 1.0, "balance": True},
         )
-        _reference_log(cfg, summary)
+        reference_log(build_recipe(cfg), summary)
     files = sorted(tmp_path.glob("logs/Digits/CE/Prune4Rel/*/*.txt"))
     assert [f.parent.name for f in files] == ["tau0.95_eta1.0_balance", "tau0.9_eta1.0_balance"]
     assert files[0].name.startswith("sym_r0.4_PreActResNet18_fr0.2_trial0_date")

@@ -8,50 +8,12 @@ ones. ``Digits`` (inside scikit-learn) is the embedded default.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from ..config import DEFAULT_DATASET, DataConfig  # noqa: F401 (defined with the run's config)
 from ..errors import DeepCoreError
 from ..registry import Registry
 from .base import Batch, FileImageSet, ImageSet, NoisyDataset, TensorImageSet
 from .noise import check_rate
-
-DEFAULT_DATASET = "Digits"
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """What data to load and how to corrupt its labels.
-
-    Attributes
-    ----------
-    dataset : str
-        A registered name (see :func:`dataset_names`).
-    data_path : str, optional
-        Root folder of the data (not needed for ``Digits``).
-    noise_type : str
-        ``clean``, ``sym``, ``sym-all``, ``asym``, ``idn``, or a real-noise name
-        (CIFAR-10N ``real1 real2 real3 realA realW``, CIFAR-100N ``real``).
-    noise_rate : float
-        In [0, 1); synthetic noise only.
-    seed : int
-        Seed of the synthetic noise.
-    n_train : int, optional
-        Keep only the first ``n_train`` training samples.
-    download : bool
-        Let torchvision download CIFAR when it is missing.
-    image_size : int, optional
-        Side of the images for file-based data sets; default 32 for ``ImageFolder`` and
-        224 for ``WebVision`` and ``Clothing1M``. CIFAR and Digits ignore it.
-    """
-
-    dataset: str = DEFAULT_DATASET
-    data_path: str | None = None
-    noise_type: str = "sym"
-    noise_rate: float = 0.0
-    seed: int = 0
-    n_train: int | None = None
-    download: bool = False
-    image_size: int | None = None
 
 
 def _digits(cfg: DataConfig) -> NoisyDataset:
