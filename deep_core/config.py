@@ -59,7 +59,7 @@ PROTOCOLS = ("reference", "clean")
 WARMUP_SCHEDULES = ("run", "warmup")
 #: ``--signal-view``: the view probabilities and embeddings are read from
 SIGNAL_VIEWS = ("auto", "clean", "strong")
-#: ``--budget``: what ``--budget-value`` counts (see :func:`deep_core.runner.training_budget`)
+#: ``--budget``: what ``--budget-value`` counts (see :func:`deep_core.recipe.training_budget`)
 BUDGETS = ("epochs", "steps", "samples")
 
 #: The Prune4ReL reference's defaults (its ``arguments.py``) for the settings a command line

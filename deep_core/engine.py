@@ -512,7 +512,7 @@ class TrainContext:
         return self._progress(it, idx.size, self.config.test_batch_size, desc)
 
     def _progress(self, it: Iterator[Batch], n: int, bs: int, desc: str) -> Iterator[Batch]:
-        if not self.config.progress or self.rank != 0:
+        if not self.config.progress or not distributed.is_main():
             return it
         from tqdm import tqdm
 
