@@ -230,10 +230,10 @@ FLAT_ALIASES: dict[str, str] = {"milestone": "milestones"}
 def _part_fields() -> dict[str, list[tuple[str, str]]]:
     """Flat name -> the ``(part, field)`` pairs it stands for (``seed``: two)."""
     out: dict[str, list[tuple[str, str]]] = {}
-    own = {v: k for k, v in FLAT_ALIASES.items()}
+    flat_name = {field: name for name, field in FLAT_ALIASES.items()}
     for part, cls in PARTS.items():
         for f in dataclasses.fields(cls):
-            out.setdefault(own.get(f.name, f.name), []).append((part, f.name))
+            out.setdefault(flat_name.get(f.name, f.name), []).append((part, f.name))
     return out
 
 
@@ -303,6 +303,8 @@ class RunConfig:
         train: TrainConfig | None = None,
         **settings: Any,
     ) -> None:
+        # ``settings``: flat names only, checked here (an unknown one is a TypeError, as a
+        # dataclass's own __init__ raises), so a misspelled setting is never swallowed
         own = {f.name: f for f in dataclasses.fields(self) if f.name not in PARTS}
         unknown = sorted(k for k in settings if k not in own and k not in self._PART_FIELDS)
         if unknown:
