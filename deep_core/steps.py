@@ -29,6 +29,7 @@ from .io import write_text
 from .methods.base import SelectionMethod
 from .recipe import (
     Recipe,
+    build_learner,
     build_recipe,
     check_learner_warmup,
     settings_without_effect,
@@ -113,7 +114,7 @@ def warmup_config(
     (``--signal-epoch``); the warm-up then records every epoch's. ``learner``: the run's
     robust learner (built from ``cfg`` when not given), whose warm-up is recorded.
     """
-    learner = learner if learner is not None else build_recipe(cfg).learner
+    learner = learner if learner is not None else build_learner(cfg)
     epochs = 0 if use_warm_model else cfg.selection_epochs
     data = replace(cfg.data, seed=seed)
     return WarmupConfig(
