@@ -4,7 +4,12 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
+import textwrap
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import yaml
@@ -171,3 +176,44 @@ def test_rank_policy_on_one_process():
 
     with pytest.raises(DeepCoreError, match="taken"):
         distributed.from_main(fail)
+
+
+RANKS_SCRIPT = textwrap.dedent("""
+    import sys
+    import torch
+    from deep_core import distributed
+    from deep_core.errors import DeepCoreError
+
+    distributed.init(torch.device("cpu"))
+    rank = distributed.rank()
+    ran = []
+    distributed.on_main(ran.append, rank)
+    shared = distributed.from_main(lambda: {"chosen_by": distributed.rank()})
+
+    def fail():
+        raise DeepCoreError("run directory taken")
+
+    try:
+        distributed.from_main(fail)
+        outcome = "no error"
+    except DeepCoreError as e:
+        outcome = str(e)
+    print(f"rank {rank}: ran {ran} shared {shared['chosen_by']} error {outcome}", flush=True)
+    distributed.finish()
+""")
+
+
+def test_rank_policy_under_two_processes(tmp_path):
+    """on_main runs on rank 0 only; from_main hands rank 0's result, or its error, to all."""
+    script = tmp_path / "ranks.py"
+    script.write_text(RANKS_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--standalone", str(script)]  # fmt: skip
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = sorted(line for line in out.stdout.splitlines() if line.startswith("rank "))
+    assert lines == [
+        "rank 0: ran [0] shared 0 error run directory taken",
+        "rank 1: ran [] shared 0 error run directory taken",
+    ]
