@@ -31,7 +31,6 @@ of epoch k therefore continues exactly as the uninterrupted run did.
 
 from __future__ import annotations
 
-import abc
 import contextlib
 import logging
 import math
@@ -39,7 +38,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,7 +49,8 @@ from .datasets import Batch, ImageSet, NoisyDataset
 from .datasets.base import stream_seed
 from .distributed import all_reduce_
 from .errors import DeepCoreError, unknown_name
-from .nets import FeatureNet, build_model
+from .learner import Learner, unwrap  # noqa: F401 (unwrap re-exported)
+from .nets import build_model
 
 log = logging.getLogger("deep_core")
 
@@ -612,79 +612,6 @@ class TrainContext:
             keep = positions.shape[0] - self._padded[1]
             positions, logits = positions[:keep], logits[:keep]
         self.recorder(positions, logits.detach(), self.epoch)
-
-
-class Learner(abc.ABC):
-    """A training recipe on the shared engine.
-
-    Subclasses build their networks and optimizers in :meth:`setup`, train one epoch
-    in :meth:`train_epoch` (returning metrics to log), and keep every piece of state
-    that a resumed run needs in :meth:`state_dict`.
-    """
-
-    name: ClassVar[str] = ""
-    #: network updates per training batch (a step budget's epoch horizon; DivideMix: 2)
-    updates_per_batch: ClassVar[int] = 1
-
-    def options(self) -> dict[str, Any]:
-        """The learner's settings (keyed like its keyword arguments); none by default."""
-        return {}
-
-    def warmup(self) -> Learner:
-        """The learner that trains the selection warm-up of a run with this recipe.
-
-        Its recorded signals feed the selection method; its name and options are part of
-        the warm-up's cache key, so runs with the same warm-up share it. The default is this
-        recipe itself with the same options; a recipe whose warm-up differs overrides it
-        (CE: plain CE; DivideMix: CE on both networks).
-        """
-        return type(self)(**self.options())
-
-    @abc.abstractmethod
-    def setup(self, ctx: TrainContext) -> None: ...
-
-    @abc.abstractmethod
-    def train_epoch(self, ctx: TrainContext, epoch: int) -> dict[str, float]: ...
-
-    @abc.abstractmethod
-    def networks(self) -> list[nn.Module]: ...
-
-    def schedulers(self) -> list[Any]:
-        return []
-
-    def end_epoch(self, ctx: TrainContext, epoch: int) -> None:
-        """Called after evaluation; steps the LR schedulers by default."""
-        for s in self.schedulers():
-            s.step()
-
-    def lr(self) -> float:
-        sch = self.schedulers()
-        return float(sch[0].get_last_lr()[0]) if sch else float("nan")
-
-    @torch.no_grad()
-    def predict(self, ctx: TrainContext, x: torch.Tensor) -> torch.Tensor:
-        """Logits for evaluation (default: the first network)."""
-        return self.networks()[0](ctx.to_input(x))
-
-    @torch.no_grad()
-    def embed(self, ctx: TrainContext, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and penultimate features of the main network (signal recording)."""
-        net = unwrap(self.networks()[0])
-        return net.forward_features(ctx.to_input(x))
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
-        """Restore what :meth:`state_dict` returned (default: nothing to restore)."""
-
-    def extra_metrics(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
-        """Per-epoch diagnostics computed after training (e.g. DivideMix's split AUROC)."""
-        return {}
-
-
-def unwrap(net: nn.Module) -> FeatureNet:
-    return net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------------

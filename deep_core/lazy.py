@@ -23,7 +23,9 @@ class LazyModule:
         return importlib.import_module(self.__dict__["_name"])
 
     def __getattr__(self, attr: str) -> Any:
-        return getattr(self._module(), attr)
+        # kept: later reads are plain attribute reads (hot loops touch torch.* per step)
+        value = self.__dict__[attr] = getattr(self._module(), attr)
+        return value
 
     def __repr__(self) -> str:
         return f"<lazy module {self.__dict__['_name']!r}>"

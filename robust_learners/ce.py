@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch.nn.functional as F
-
-from deep_core.datasets import Batch
-from deep_core.engine import EpochSums, Learner, TrainContext, unwrap
+from deep_core.lazy import LazyModule
+from deep_core.learner import Learner, unwrap
 
 from .base import register_learner
+
+if TYPE_CHECKING:
+    from deep_core.datasets import Batch
+    from deep_core.engine import EpochSums, TrainContext
+
+F = LazyModule("torch.nn.functional")
 
 
 @register_learner
