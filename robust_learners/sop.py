@@ -129,9 +129,9 @@ class SOP(Learner):
     lr_v : float, default=100
         Learning rate of ``v``.
     ratio_consistency : float, default=0
-        SOP+: weight of the weak/strong consistency term (0.9 for SOP+).
+        Weight of the weak/strong consistency term (SOP+: 0.9).
     ratio_balance : float, default=0
-        SOP+: weight of the class-balance term (0.1 for SOP+).
+        Weight of the class-balance term (SOP+: 0.1).
     """
 
     name = "SOP"
