@@ -22,8 +22,8 @@ of its ``__init__``, and nowhere else::
 
 :func:`option_specs` reads that declaration. Every instance of a :class:`Configurable`
 class is checked against it when it is created (:func:`check_options`: type, range,
-choices; a one-line :class:`~deep_core.errors.DeepCoreError` naming the option, its
-flag, what it must be and the value), so a bad option fails before any training; the
+choices; a one-line :class:`~deep_core.errors.DeepCoreError` naming the option, what
+it must be, the value and the flag), so a bad option fails before any training; the
 command lines build their flags from it (:mod:`deep_core.cli.method_args`).
 """
 
@@ -96,22 +96,22 @@ class OptionSpec:
         return (*self.aliases, self.flag)
 
     @property
-    def label(self) -> str:
-        """``lr_u (--lr-u)``: the option as messages name it."""
-        return f"{self.name} ({'/'.join(self.flags)})"
+    def spelled(self) -> str:
+        """``(-rc/--ratio-consistency)``: the flags, for messages after the option's name."""
+        return f"({'/'.join(self.flags)})"
 
     def check(self, value: Any, *, owner: str) -> None:
         """Raise a one-line :class:`DeepCoreError` unless ``value`` fits the declaration."""
         if not matches_type(value, self.hint):
             raise DeepCoreError(
-                f"{owner} option {self.label} must be {self.describe()}, got {value!r}"
+                f"{owner}: {self.name} must be {self.describe()}, got {value!r} {self.spelled}"
             )
         if self.interval is None or value is None or isinstance(value, str | bool):
             return
         x = float(value)
         if not (math.isfinite(x) and x in self.interval):
             raise DeepCoreError(
-                f"{owner} option {self.label} must be in {self.interval}, got {value!r}"
+                f"{owner}: {self.name} must be in {self.interval}, got {value!r} {self.spelled}"
             )
 
     def describe(self) -> str:
