@@ -238,7 +238,7 @@ def _doc_line(cls: type, name: str) -> str | None:
     for klass in cls.__mro__:
         lines = (klass.__doc__ or "").splitlines()
         for i, line in enumerate(lines):
-            if not re.match(rf"\s*(\w+\s*,\s*)*{re.escape(name)}\s*(,\s*\w+\s*)*:", line):
+            if not re.match(rf"\s*{re.escape(name)}\s*:", line):
                 continue
             indent = len(line) - len(line.lstrip())
             body = []
