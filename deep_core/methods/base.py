@@ -17,10 +17,10 @@ A method is a small class registered by its class name::
             scores = ...                      # higher = kept first
             return self.take(signals, scores, fraction, seed=seed)
 
-``__init__`` declares its keyword options (type, range, choices: :mod:`deep_core.options`)
-and stores them and does nothing else: creating a method checks every option against
-that declaration first. ``select`` is deterministic for a given ``seed``; budgeting goes
-through :mod:`deep_core.budget`.
+``__init__`` declares its keyword options in its signature (type, range, choices:
+:mod:`deep_core.options`) and only stores them; creating a method checks every option
+against that declaration first. ``select`` is deterministic for a given ``seed``;
+budgeting goes through :mod:`deep_core.budget`.
 """
 
 from __future__ import annotations
