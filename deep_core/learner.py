@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .engine import TrainContext
     from .nets import FeatureNet
 
-torch = LazyModule("torch")
+torch = LazyModule("torch", globals())
 F = TypeVar("F", bound=Callable[..., Any])
 
 

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from deep_core.datasets import Batch
     from deep_core.engine import EpochSums, TrainContext
 
-F = LazyModule("torch.nn.functional")
+F = LazyModule("torch.nn.functional", globals())
 
 
 @register_learner

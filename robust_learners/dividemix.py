@@ -74,9 +74,9 @@ if TYPE_CHECKING:
     from deep_core.datasets import Batch
     from deep_core.engine import EpochSums, TrainContext
 
-torch = LazyModule("torch")
-F = LazyModule("torch.nn.functional")
-distributed = LazyModule("deep_core.distributed")
+torch = LazyModule("torch", globals())
+F = LazyModule("torch.nn.functional", globals())
+distributed = LazyModule("deep_core.distributed", globals())
 
 #: epochs over which lambda_u ramps up after the warm-up (authors' CIFAR code)
 RAMPUP_EPOCHS = 16

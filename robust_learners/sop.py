@@ -54,9 +54,9 @@ if TYPE_CHECKING:
     from deep_core.datasets import Batch
     from deep_core.engine import EpochSums, TrainContext
 
-torch = LazyModule("torch")
-F = LazyModule("torch.nn.functional")
-distributed = LazyModule("deep_core.distributed")
+torch = LazyModule("torch", globals())
+F = LazyModule("torch.nn.functional", globals())
+distributed = LazyModule("deep_core.distributed", globals())
 
 #: standard deviation of the initial u and v
 INIT_STD = 1e-8

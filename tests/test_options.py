@@ -7,6 +7,7 @@ build must fail before anything runs, with one line naming the option and its fl
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Annotated, Any, Literal
 
@@ -16,6 +17,7 @@ import robust_learners.base as learner_base
 from deep_core.checks import Interval
 from deep_core.cli import run as run_cli
 from deep_core.errors import DeepCoreError
+from deep_core.lazy import LazyModule
 from deep_core.learner import Learner
 from deep_core.methods import build_method, get_method, list_methods
 from deep_core.options import Aliases, OptionSpec, check_options, option_specs
@@ -144,6 +146,15 @@ def test_direct_construction_is_checked_too():
     with pytest.raises(DeepCoreError, match=r"^DUAL: window must be in \[2, inf\), got 1"):
         get_method("DUAL")(window=1)
     assert get_method("DUAL")(window=None).window is None  # None where the type allows it
+
+
+def test_a_lazy_module_puts_the_module_in_its_place_on_first_use():
+    # the learners' modules import torch this way: --help reads their declarations
+    # without torch, and a training step reads torch.x directly once it is loaded
+    namespace: dict[str, Any] = {}
+    namespace["json"] = LazyModule("json", namespace)
+    assert namespace["json"].dumps([1]) == "[1]"
+    assert namespace["json"] is json
 
 
 # ---------------------------------------------------------------------------------------
