@@ -46,22 +46,10 @@ class Recipe:
 
 
 def build_learner(cfg: RunConfig):
-    """The robust learner of ``cfg`` with its options; unknown options are errors."""
-    import inspect
+    """The robust learner of ``cfg`` with its options; unknown or bad options are errors."""
+    from robust_learners import build_learner as build
 
-    from robust_learners import get_learner
-
-    cls = get_learner(cfg.robust_learner)
-    params = inspect.signature(cls.__init__).parameters
-    accepted = {p for p in params if p != "self"}
-    wrong = sorted(set(cfg.learner_options) - accepted)
-    if wrong:
-        flags = ", ".join("--" + w.replace("_", "-") for w in wrong)
-        raise DeepCoreError(f"{flags} not used by robust learner {cfg.robust_learner}")
-    try:
-        return cls(**cfg.learner_options)
-    except (TypeError, ValueError) as e:
-        raise DeepCoreError(f"{cfg.robust_learner}: {e}") from None
+    return build(cfg.robust_learner, cfg.learner_options)
 
 
 def build_selection(cfg: RunConfig) -> tuple[SelectionMethod, dict[str, Any]]:

@@ -7,6 +7,6 @@ trains its selection warm-up (:meth:`warmup`), as the Prune4ReL reference does.
 from __future__ import annotations
 
 from . import ce, dividemix, sop  # noqa: F401  (register CE, DivideMix, SOP)
-from .base import get_learner, learner_names, register_learner
+from .base import build_learner, get_learner, learner_names, register_learner
 
-__all__ = ["get_learner", "learner_names", "register_learner"]
+__all__ = ["build_learner", "get_learner", "learner_names", "register_learner"]

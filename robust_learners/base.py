@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
-from deep_core.engine import Learner
+from deep_core.errors import DeepCoreError
+from deep_core.learner import Learner
+from deep_core.options import option_flag, option_specs
 from deep_core.registry import Registry
 
 L = TypeVar("L", bound=type[Learner])
@@ -26,3 +29,20 @@ def learner_names() -> list[str]:
 def get_learner(name: str) -> type[Learner]:
     """The learner class registered as ``name``; an unknown name lists the valid ones."""
     return LEARNERS.get(name)
+
+
+def build_learner(name: str, options: Mapping[str, Any]) -> Learner:
+    """Learner ``name`` with ``options``, every option checked before anything is built.
+
+    Raises
+    ------
+    DeepCoreError
+        An unknown learner, an option it does not take (named by its flag: the command
+        line accepts every learner's flags), or a value outside its declaration.
+    """
+    cls = get_learner(name)
+    wrong = sorted(set(options) - set(option_specs(cls)))
+    if wrong:
+        flags = ", ".join(option_flag(w) for w in wrong)
+        raise DeepCoreError(f"{flags} not used by robust learner {name}")
+    return cls(**options)  # creating it checks every value (deep_core.options.Configurable)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
-from deep_core.datasets import Batch
-from deep_core.engine import EpochSums, Learner, TrainContext
+from deep_core.lazy import LazyModule
+from deep_core.learner import Learner
 
 from .base import register_learner
+
+if TYPE_CHECKING:
+    from deep_core.datasets import Batch
+    from deep_core.engine import EpochSums, TrainContext
+
+F = LazyModule("torch.nn.functional", globals())
 
 
 @register_learner

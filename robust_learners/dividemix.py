@@ -60,18 +60,23 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from deep_core.datasets import Batch
-from deep_core.distributed import all_reduce_, broadcast_
-from deep_core.engine import EpochSums, Learner, TrainContext
-from deep_core.errors import DeepCoreError
+from deep_core.lazy import LazyModule
+from deep_core.learner import Learner, no_grad
+from deep_core.options import Interval
 
 from .base import register_learner
+
+if TYPE_CHECKING:
+    from deep_core.datasets import Batch
+    from deep_core.engine import EpochSums, TrainContext
+
+torch = LazyModule("torch", globals())
+F = LazyModule("torch.nn.functional", globals())
+distributed = LazyModule("deep_core.distributed", globals())
 
 #: epochs over which lambda_u ramps up after the warm-up (authors' CIFAR code)
 RAMPUP_EPOCHS = 16
@@ -156,23 +161,23 @@ class DivideMix(Learner):
     Parameters
     ----------
     lambda_u : float, default=25
-        Weight of the unlabeled loss (``--lambda-u``). The authors' CIFAR-10 settings:
-        0 for 20% symmetric and 40% asymmetric noise, 25 for 50%, 50 for 80%, 150 for
-        90%. Prune4ReL's default is 1 with the ramp-up disabled.
+        Weight of the unlabeled loss. The authors' CIFAR-10 settings: 0 for 20%
+        symmetric and 40% asymmetric noise, 25 for 50%, 50 for 80%, 150 for 90%.
+        Prune4ReL's default is 1 with the ramp-up disabled.
     p_threshold : float, default=0.5
-        Clean-probability threshold for the labeled set (``--p-threshold``).
+        Clean-probability threshold for the labeled set.
     T : float, default=0.5
-        Sharpening temperature (``--T``).
+        Sharpening temperature.
     alpha : float, default=4
-        Mixup's Beta(alpha, alpha) (``--alpha``).
+        Mixup's Beta(alpha, alpha).
     warmup_epochs : int, optional
-        CE warm-up epochs at the start of training (``--warmup-epochs``); default 10,
-        30 when the data has 100 or more classes, 1 on Clothing-1M (the authors').
+        CE warm-up epochs at the start of training (default 10, 30 when the data has
+        100 or more classes, 1 on Clothing-1M: the authors').
     reference_rampup : bool, default=False
-        Use ``lambda_u`` from the first epoch, as Prune4ReL does (``--reference-rampup``).
+        Use ``lambda_u`` from the first epoch, as Prune4ReL does (no ramp-up).
     confidence_penalty : bool, optional
-        Add the confidence penalty to the warm-up loss (``--confidence-penalty``);
-        default: for asymmetric synthetic noise and on Clothing-1M, as the authors do.
+        Add the confidence penalty to the warm-up loss (default: for asymmetric
+        synthetic noise and on Clothing-1M, as the authors do).
     """
 
     name = "DivideMix"
@@ -183,24 +188,14 @@ class DivideMix(Learner):
     def __init__(
         self,
         *,
-        lambda_u: float = 25.0,
-        p_threshold: float = 0.5,
-        T: float = 0.5,
-        alpha: float = 4.0,
-        warmup_epochs: int | None = None,
+        lambda_u: Annotated[float, Interval(0)] = 25.0,
+        p_threshold: Annotated[float, Interval(0, 1)] = 0.5,
+        T: Annotated[float, Interval(0, lo_open=True)] = 0.5,
+        alpha: Annotated[float, Interval(0, lo_open=True)] = 4.0,
+        warmup_epochs: Annotated[int, Interval(0)] | None = None,
         reference_rampup: bool = False,
         confidence_penalty: bool | None = None,
     ) -> None:
-        if lambda_u < 0:
-            raise DeepCoreError(f"--lambda-u must be >= 0, got {lambda_u}")
-        if not 0.0 <= p_threshold <= 1.0:
-            raise DeepCoreError(f"--p-threshold must be in [0, 1], got {p_threshold}")
-        if not T > 0:
-            raise DeepCoreError(f"--T must be positive, got {T}")
-        if not alpha > 0:
-            raise DeepCoreError(f"--alpha must be positive, got {alpha}")
-        if warmup_epochs is not None and warmup_epochs < 0:
-            raise DeepCoreError(f"--warmup-epochs must be >= 0, got {warmup_epochs}")
         self.lambda_u = float(lambda_u)
         self.p_threshold = float(p_threshold)
         self.T = float(T)
@@ -208,17 +203,6 @@ class DivideMix(Learner):
         self.warmup_epochs = warmup_epochs
         self.reference_rampup = bool(reference_rampup)
         self.confidence_penalty = confidence_penalty
-
-    def options(self) -> dict[str, Any]:
-        return {
-            "lambda_u": self.lambda_u,
-            "p_threshold": self.p_threshold,
-            "T": self.T,
-            "alpha": self.alpha,
-            "warmup_epochs": self.warmup_epochs,
-            "reference_rampup": self.reference_rampup,
-            "confidence_penalty": self.confidence_penalty,
-        }
 
     # -- engine hooks --------------------------------------------------------------------
     def setup(self, ctx: TrainContext) -> None:
@@ -248,7 +232,7 @@ class DivideMix(Learner):
     def schedulers(self):
         return list(self.scheds)
 
-    @torch.no_grad()
+    @no_grad
     def predict(self, ctx: TrainContext, x: torch.Tensor) -> torch.Tensor:
         """The sum of both networks' logits."""
         x = ctx.to_input(x)
@@ -263,7 +247,7 @@ class DivideMix(Learner):
         sums = torch.zeros(4, dtype=torch.float64, device=ctx.device)  # loss, Lx, Lu, steps
         for k in (0, 1):
             sums += self._mixmatch(ctx, epoch, k, probs[1 - k], pool)
-        loss, lx, lu, steps = all_reduce_(sums).tolist()
+        loss, lx, lu, steps = distributed.all_reduce_(sums).tolist()
         steps = max(steps, 1.0)
         row.update(
             train_loss=loss / steps,
@@ -300,7 +284,7 @@ class DivideMix(Learner):
         sums.add(ce, logits, y)
 
     # -- co-divide -----------------------------------------------------------------------
-    @torch.no_grad()
+    @no_grad
     def per_sample_losses(self, ctx: TrainContext, k: int, pool: np.ndarray) -> np.ndarray:
         """Cross-entropy of network ``k`` on the clean view of ``pool`` (all ranks)."""
         net = self.nets[k]
@@ -312,7 +296,7 @@ class DivideMix(Learner):
             losses[batch.positions] = F.cross_entropy(
                 logits.float(), ctx.labels[batch.positions], reduction="none"
             )
-        all_reduce_(losses)  # each rank filled its shard; the rest are zeros
+        distributed.all_reduce_(losses)  # each rank filled its shard; the rest are zeros
         return losses[torch.as_tensor(pool, device=ctx.device)].cpu().numpy()
 
     def co_divide(self, ctx: TrainContext, k: int, epoch: int, pool: np.ndarray) -> np.ndarray:
@@ -323,7 +307,7 @@ class DivideMix(Learner):
             ctx.observe(torch.as_tensor(pool, device=dev), torch.as_tensor(losses, device=dev))
         prob = clean_probability(losses, seed=ctx.seed_for(4000 + epoch, k))
         if ctx.world_size > 1:  # one split for every rank, whatever the float details
-            prob = broadcast_(torch.as_tensor(prob)).numpy()
+            prob = distributed.broadcast_(torch.as_tensor(prob)).numpy()
         return prob
 
     def split_metrics(
@@ -476,16 +460,15 @@ class DivideMixWarmup(DivideMix):
     """DivideMix's CE warm-up of both networks for every epoch (the selection warm-up).
 
     Signals come from network 1 (:meth:`ctx.record` in its training step and
-    :meth:`embed`); evaluation sums both networks' logits.
+    :meth:`embed`); evaluation sums both networks' logits. Its one option is
+    ``confidence_penalty``, so its :meth:`options` (part of the warm-up's cache key)
+    leave out DivideMix's training options (see :meth:`DivideMix.warmup`).
     """
 
     name = "DivideMixWarmup"
 
     def __init__(self, *, confidence_penalty: bool | None = None) -> None:
         super().__init__(confidence_penalty=confidence_penalty)
-
-    def options(self) -> dict[str, Any]:
-        return {"confidence_penalty": self.confidence_penalty}
 
     def train_epoch(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
         return self.warmup_epoch(ctx, epoch)

@@ -42,15 +42,21 @@ starts the next epoch with the same ``u`` and ``v``.
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Annotated
 
-from deep_core.datasets import Batch
-from deep_core.distributed import all_reduce_
-from deep_core.engine import EpochSums, Learner, TrainContext
-from deep_core.errors import DeepCoreError
+from deep_core.lazy import LazyModule
+from deep_core.learner import Learner, no_grad
+from deep_core.options import Aliases, Interval
 
 from .base import register_learner
+
+if TYPE_CHECKING:
+    from deep_core.datasets import Batch
+    from deep_core.engine import EpochSums, TrainContext
+
+torch = LazyModule("torch", globals())
+F = LazyModule("torch.nn.functional", globals())
+distributed = LazyModule("deep_core.distributed", globals())
 
 #: standard deviation of the initial u and v
 INIT_STD = 1e-8
@@ -119,13 +125,13 @@ class SOP(Learner):
     Parameters
     ----------
     lr_u : float, default=10
-        Learning rate of ``u`` (``--lr-u``).
+        Learning rate of ``u``.
     lr_v : float, default=100
-        Learning rate of ``v`` (``--lr-v``).
+        Learning rate of ``v``.
     ratio_consistency : float, default=0
-        Weight of the weak/strong consistency term (``-rc``; 0.9 for SOP+).
+        Weight of the weak/strong consistency term (SOP+: 0.9).
     ratio_balance : float, default=0
-        Weight of the class-balance term (``-rb``; 0.1 for SOP+).
+        Weight of the class-balance term (SOP+: 0.1).
     """
 
     name = "SOP"
@@ -134,29 +140,15 @@ class SOP(Learner):
     def __init__(
         self,
         *,
-        lr_u: float = 10.0,
-        lr_v: float = 100.0,
-        ratio_consistency: float = 0.0,
-        ratio_balance: float = 0.0,
+        lr_u: Annotated[float, Interval(0, lo_open=True)] = 10.0,
+        lr_v: Annotated[float, Interval(0, lo_open=True)] = 100.0,
+        ratio_consistency: Annotated[float, Interval(0), Aliases("-rc")] = 0.0,
+        ratio_balance: Annotated[float, Interval(0), Aliases("-rb")] = 0.0,
     ) -> None:
-        for flag, value in (("--lr-u", lr_u), ("--lr-v", lr_v)):
-            if not value > 0:
-                raise DeepCoreError(f"{flag} must be positive, got {value}")
-        for flag, value in (("-rc", ratio_consistency), ("-rb", ratio_balance)):
-            if value < 0:
-                raise DeepCoreError(f"{flag} must be >= 0, got {value}")
         self.lr_u = float(lr_u)
         self.lr_v = float(lr_v)
         self.ratio_consistency = float(ratio_consistency)
         self.ratio_balance = float(ratio_balance)
-
-    def options(self) -> dict[str, float]:
-        return {
-            "lr_u": self.lr_u,
-            "lr_v": self.lr_v,
-            "ratio_consistency": self.ratio_consistency,
-            "ratio_balance": self.ratio_balance,
-        }
 
     # -- engine hooks --------------------------------------------------------------------
     def setup(self, ctx: TrainContext) -> None:
@@ -217,14 +209,14 @@ class SOP(Learner):
             ctx.observe(pos, F.cross_entropy(logits.detach().float(), y, reduction="none"))
         sums.add(loss, logits, y)
 
-    @torch.no_grad()
+    @no_grad
     def _merge_ranks(self, u0: torch.Tensor, v0: torch.Tensor) -> None:
         """Sum every rank's epoch update of u and v (their shards are disjoint)."""
         for p, p0 in ((self.u, u0), (self.v, v0)):
-            delta = all_reduce_(p.detach() - p0)
+            delta = distributed.all_reduce_(p.detach() - p0)
             p.copy_(p0 + delta)
 
-    @torch.no_grad()
+    @no_grad
     def extra_metrics(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
         """Mean ``clamp(u², 0, 1)`` of the subset's mislabeled and clean samples (when known)."""
         clean = ctx.dataset.clean_labels

@@ -138,9 +138,9 @@ CASES = [
      "milestone must be in [1, inf)"),  # fmt: skip
     ("run", ["--out-dir", "{T}/out", "--fraction", "0.0001"], 2, "keeps none"),
     ("run", ["--out-dir", "{T}/out", "--selection", "Prune4Rel", "--eta", "inf"], 2,
-     "--eta must be a positive finite number, got inf"),  # fmt: skip
+     "Prune4Rel: eta must be in (0, inf), got inf (--eta)"),  # fmt: skip
     ("run", ["--out-dir", "{T}/out", "--selection", "Prune4Rel", "--tau", "2"], 2,
-     "--tau must be in [0, 1]"),  # fmt: skip
+     "Prune4Rel: tau must be in [0, 1], got 2.0 (--tau)"),  # fmt: skip
     ("run", ["--out-dir", "{T}/out", "--dataset", "ImageFolder", "--data_path", "{W}/images",
              "--image-size", "100000"], 2, "image size must be in [8, 1,024]"),  # fmt: skip
     # -- deepcore-run: data
@@ -586,7 +586,7 @@ def test_a_run_folder_without_selection_json_selects_again_on_resume(finished_ru
     "call, message",
     [
         (lambda: _method("Uniform", balance="maybe"), "balance must be True/False, got 'maybe'"),
-        (lambda: _method("Prune4Rel", eta=float("inf")), "--eta must be a positive finite"),
+        (lambda: _method("Prune4Rel", eta=float("inf")), "eta must be in (0, inf), got inf"),
         (lambda: _method("Uncertainty", uncertainty="Bogus"), "uncertainty must be one of"),
         (lambda: _signals(probs=np.full((4, 2), 0.7)), "summing to 1"),
         (lambda: _signals(clean_labels=np.array([0.0, 1.0, 1.0, 0.0])), "must be integers"),

@@ -1,11 +1,14 @@
-"""Selection-method options on the command line and in config files: the one mapping.
+"""Method (and learner) options on the command line and in config files: the one mapping.
 
-Every keyword option of every registered method (``SelectionMethod.__init__``) becomes a
-flag: option ``ccs_beta`` is ``--ccs-beta`` (underscores become hyphens), its type and
-allowed values come from the annotation (``bool`` takes ``True/False`` like the
-reference scripts, a bare ``--balance`` means True; ``Literal[...]`` gives choices).
-So ``--uncertainty --balance --tau --eta --repeat`` keep their reference names, and a
-method registered later gets its flags without editing this file.
+Every option a registered method declares in its ``__init__`` (:mod:`deep_core.options`)
+becomes a flag: option ``ccs_beta`` is ``--ccs-beta`` (underscores become hyphens, plus
+any declared :class:`~deep_core.options.Aliases`), its type and allowed values come from
+the annotation (``bool`` takes ``True/False`` like the reference scripts, a bare
+``--balance`` means True; ``Literal[...]`` gives choices), its help from the method's
+docstring. So ``--uncertainty --balance --tau --eta --repeat`` keep their reference
+names, and a method registered later gets its flags without editing this file. Ranges
+are checked when the method is built, against its own declaration. ``deepcore-run``
+builds the robust learners' flags the same way (:func:`flag_specs`).
 
 Flags have no argparse default (``argparse.SUPPRESS``): :func:`method_options_from_args`
 returns only the options the user typed, so a caller can layer them over a config file
@@ -23,18 +26,15 @@ and the method's own defaults fill the rest. Typical use::
 from __future__ import annotations
 
 import argparse
-import inspect
-import re
-import types
-import typing
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import DeepCoreError
-from ..methods import get_method, list_methods
-from ..methods.base import SelectionMethod, option_names
+from ..methods import get_method
+from ..methods.base import METHODS
+from ..options import option_flag, option_specs
 from .common import str_to_bool
 
 #: Help for options shared by several methods or passed by the reference scripts.
@@ -63,16 +63,25 @@ OPTION_HELP: dict[str, str] = {
 
 
 @dataclass
-class OptionSpec:
-    """How one method option is spelled and parsed on the command line."""
+class FlagSpec:
+    """One command-line flag: an option of every class that declares one of that name.
+
+    The classes' declarations (:func:`deep_core.options.option_specs`) give its type,
+    choices (their union; each class checks its own when it is built), aliases and help.
+    """
 
     name: str
     flag: str
     kind: str  # "bool", "int", "float" or "str"
     choices: tuple[str, ...] | None = None
     optional: bool = False  # the annotation allows None (spelled "none")
-    used_by: dict[str, Any] = field(default_factory=dict)  # method name -> its default
-    doc: str | None = None  # first sentence of the option in a method's docstring
+    aliases: tuple[str, ...] = ()
+    used_by: dict[str, Any] = field(default_factory=dict)  # class name -> its default
+    doc: str | None = None  # first sentence of the option in a class's docstring
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        return (*self.aliases, self.flag)
 
     def parse(self, text: str) -> Any:
         """Turn command-line text into a value of this option's type."""
@@ -112,6 +121,8 @@ class OptionSpec:
     def help(self) -> str:
         text = OPTION_HELP.get(self.name) or self.doc or f"option of {', '.join(self.used_by)}"
         defaults = {repr(v) for v in self.used_by.values()}
+        if defaults == {"None"} and "default" in text:  # the doc says what None means
+            return f"{text} (used by {', '.join(self.used_by)})"
         if len(defaults) == 1:
             shown = f"default {defaults.pop()}"
         else:
@@ -119,52 +130,88 @@ class OptionSpec:
         return f"{text} ({shown}; used by {', '.join(self.used_by)})"
 
 
-def option_flag(name: str) -> str:
-    """The command-line flag of option ``name`` (``ccs_beta`` -> ``--ccs-beta``)."""
-    return "--" + name.replace("_", "-")
-
-
-def method_option_specs(*, strict: bool = False) -> dict[str, OptionSpec]:
-    """Specs of every option of every registered method, by option name (sorted).
+def flag_specs(
+    classes: Iterable[tuple[str, type]], *, strict: bool = False
+) -> dict[str, FlagSpec]:
+    """Flags of every option of ``classes`` (``(name, class)`` pairs), by option name (sorted).
 
     Parameters
     ----------
+    classes : iterable of (str, type)
+        Registered classes (methods, learners) and their names.
     strict : bool, default=False
         Raise ``TypeError`` for an option whose annotation has no command-line form or
-        whose type differs between methods; otherwise such an option is skipped with a
+        whose type differs between classes; otherwise such an option is skipped with a
         warning (it can still be set from the Python API).
     """
-    specs: dict[str, OptionSpec] = {}
-    for method_name in list_methods():
-        cls = get_method(method_name)
-        hints = _init_hints(cls)
-        params = inspect.signature(cls.__init__).parameters
-        for name in option_names(cls):
+    specs: dict[str, FlagSpec] = {}
+    for owner, cls in classes:
+        for name, option in option_specs(cls).items():
             try:
-                kind, choices, optional = _kind_of(hints.get(name, params[name].default))
+                kind, choices, optional = option.kind()
                 spec = specs.get(name)
                 if spec is None:
-                    spec = specs[name] = OptionSpec(
-                        name, option_flag(name), kind, choices, optional
-                    )
+                    spec = specs[name] = FlagSpec(name, option.flag, kind, choices, optional)
                 elif spec.kind != kind:
                     raise TypeError(
-                        f"option {name!r} is {kind} in {method_name} but {spec.kind} elsewhere"
+                        f"option {name!r} is {kind} in {owner} but {spec.kind} elsewhere"
                     )
                 elif spec.choices is None or choices is None:
-                    spec.choices = None  # free text for one method: it validates its own
+                    spec.choices = None  # free text for one class: it validates its own
                 else:
                     spec.choices = tuple(dict.fromkeys((*spec.choices, *choices)))
                 spec.optional = spec.optional or optional
-                if spec.doc is None and (line := _doc_line(cls, name)):
-                    spec.doc = f"{method_name}: {line}"
-                default = params[name].default
-                spec.used_by[method_name] = None if default is inspect.Parameter.empty else default
+                spec.aliases = tuple(dict.fromkeys((*spec.aliases, *option.aliases)))
+                if spec.doc is None and option.doc:
+                    spec.doc = f"{owner}: {option.doc}"
+                spec.used_by[owner] = option.default
             except TypeError as e:
                 if strict:
-                    raise TypeError(f"{method_name}.{name}: {e}") from None
-                warnings.warn(f"{method_name}.{name} has no command-line flag: {e}", stacklevel=2)
+                    raise TypeError(f"{owner}.{name}: {e}") from None
+                warnings.warn(f"{owner}.{name} has no command-line flag: {e}", stacklevel=2)
     return dict(sorted(specs.items()))
+
+
+def add_flag_arguments(
+    group: argparse._ArgumentGroup, specs: Iterable[FlagSpec]
+) -> argparse._ArgumentGroup:
+    """Add one flag per spec to ``group`` (``dest`` = the option name, no default)."""
+    for spec in specs:
+        kwargs: dict[str, Any] = {
+            "dest": spec.name,
+            "default": argparse.SUPPRESS,
+            "type": _named(spec.parse, spec.kind),
+            "help": spec.help(),
+        }
+        if spec.kind == "bool":
+            kwargs.update(nargs="?", const=True, metavar="True|False")
+        elif spec.choices is not None:
+            kwargs["metavar"] = "{" + ",".join(spec.choices) + "}"
+        group.add_argument(*spec.flags, **kwargs)
+    return group
+
+
+def options_from_mapping(
+    specs: Mapping[str, FlagSpec], mapping: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The options of ``specs`` in a config mapping (keys may use ``-`` or ``_``), checked.
+
+    Keys that are not among ``specs`` are ignored (a config holds other settings too).
+    """
+    out = {}
+    for key, value in mapping.items():
+        name = str(key).lstrip("-").replace("-", "_")
+        if name in specs:
+            out[name] = specs[name].coerce(value)
+    return out
+
+
+def method_option_specs(*, strict: bool = False) -> dict[str, FlagSpec]:
+    """Flags of every option of every registered method, by option name (sorted).
+
+    ``strict``: see :func:`flag_specs`.
+    """
+    return flag_specs(METHODS.items(), strict=strict)
 
 
 def add_method_arguments(
@@ -187,21 +234,8 @@ def add_method_arguments(
         "selection method options",
         "Passed to the --selection method; a flag the method does not take is reported.",
     )
-    for spec in method_option_specs().values():
-        if spec.name in skip:
-            continue
-        kwargs: dict[str, Any] = {
-            "dest": spec.name,
-            "default": argparse.SUPPRESS,
-            "type": _named(spec.parse, spec.kind),
-            "help": spec.help(),
-        }
-        if spec.kind == "bool":
-            kwargs.update(nargs="?", const=True, metavar="True|False")
-        elif spec.choices is not None:
-            kwargs["metavar"] = "{" + ",".join(spec.choices) + "}"
-        group.add_argument(spec.flag, **kwargs)
-    return group
+    specs = [spec for spec in method_option_specs().values() if spec.name not in skip]
+    return add_flag_arguments(group, specs)
 
 
 def method_options_from_args(
@@ -218,13 +252,7 @@ def method_options_from_mapping(mapping: Mapping[str, Any]) -> dict[str, Any]:
 
     Keys that are not method options are ignored (a config holds other settings too).
     """
-    specs = method_option_specs()
-    out = {}
-    for key, value in mapping.items():
-        name = str(key).lstrip("-").replace("-", "_")
-        if name in specs:
-            out[name] = specs[name].coerce(value)
-    return out
+    return options_from_mapping(method_option_specs(), mapping)
 
 
 def unused_option_warnings(selection: str, unused: Mapping[str, Any]) -> list[str]:
@@ -237,64 +265,10 @@ def unused_option_warnings(selection: str, unused: Mapping[str, Any]) -> list[st
 
 def method_defaults(selection: str) -> dict[str, Any]:
     """The default of every option of method ``selection`` (for logs and configs)."""
-    params = inspect.signature(get_method(selection).__init__).parameters
-    return {n: params[n].default for n in option_names(get_method(selection))}
+    return {n: o.default for n, o in option_specs(get_method(selection)).items()}
 
 
 # -- helpers ----------------------------------------------------------------------------
-def _doc_line(cls: type[SelectionMethod], name: str) -> str | None:
-    """First sentence of option ``name`` in the numpydoc Parameters of ``cls`` (or None).
-
-    The method's docstring is where each option is described; the flag's help reads it
-    from there instead of repeating it.
-    """
-    lines = (cls.__doc__ or "").splitlines()
-    for i, line in enumerate(lines):
-        if re.match(rf"\s*{re.escape(name)}\s*:", line):
-            indent = len(line) - len(line.lstrip())
-            body = []
-            for nxt in lines[i + 1 :]:
-                if not nxt.strip() or len(nxt) - len(nxt.lstrip()) <= indent:
-                    break
-                body.append(nxt.strip())
-            text = re.sub(r"``?([^`]+)``?", r"\1", " ".join(body))
-            text = re.sub(r":\w+:", "", text)
-            sentence = re.split(r"(?<=[.;])\s", text, maxsplit=1)[0].rstrip(".;")
-            return sentence or None
-    return None
-
-
-def _init_hints(cls: type[SelectionMethod]) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(cls.__init__)
-    except Exception:  # unresolvable annotation: fall back to the defaults' types
-        return {}
-
-
-def _kind_of(annotation: Any) -> tuple[str, tuple[str, ...] | None, bool]:
-    """(kind, choices, optional) of an annotation, or of a default value's type."""
-    optional = False
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        optional = len(args) < len(typing.get_args(annotation))
-        if len(args) != 1:
-            raise TypeError(f"unsupported union annotation {annotation!r}")
-        annotation = args[0]
-        origin = typing.get_origin(annotation)
-    if origin is typing.Literal:
-        values = typing.get_args(annotation)
-        if not all(isinstance(v, str) for v in values):
-            raise TypeError(f"only string Literal choices are supported, got {annotation!r}")
-        return "str", tuple(values), optional
-    if not isinstance(annotation, type):  # no annotation: use the default's type
-        annotation = type(annotation)
-    for kind, tp in (("bool", bool), ("int", int), ("float", float), ("str", str)):
-        if issubclass(annotation, tp):
-            return kind, None, optional
-    raise TypeError(f"unsupported annotation {annotation!r}")
-
-
 def _named(parse: Callable[[str], Any], kind: str) -> Callable[[str], Any]:
     """Wrap ``parse`` so argparse's messages name the type ("invalid float value")."""
 

@@ -45,59 +45,17 @@ from ..errors import DeepCoreError
 from ..locks import FolderLocked
 from .common import ArgParser, run_cli, str_to_bool
 from .method_args import (
+    FlagSpec,
+    add_flag_arguments,
     add_method_arguments,
+    flag_specs,
     method_option_specs,
     method_options_from_args,
     method_options_from_mapping,
+    options_from_mapping,
 )
 
 S = argparse.SUPPRESS
-
-#: learner options: flag(s), dest (= the learner's keyword), type, help
-LEARNER_FLAGS: list[tuple[tuple[str, ...], str, Any, str]] = [
-    (("--lr-u",), "lr_u", float, "SOP: learning rate of u (default 10)"),
-    (("--lr-v",), "lr_v", float, "SOP: learning rate of v (default 100)"),
-    (
-        ("-rc", "--ratio-consistency"),
-        "ratio_consistency",
-        float,
-        "SOP+: weak/strong consistency weight (default 0; SOP+ uses 0.9)",
-    ),
-    (
-        ("-rb", "--ratio-balance"),
-        "ratio_balance",
-        float,
-        "SOP+: class-balance weight (default 0; SOP+ uses 0.1)",
-    ),
-    (("--lambda-u",), "lambda_u", float, "DivideMix: unlabeled loss weight (default 25)"),
-    (
-        ("--p-threshold",),
-        "p_threshold",
-        float,
-        "DivideMix: clean probability threshold (default 0.5)",
-    ),
-    (("--T",), "T", float, "DivideMix: sharpening temperature (default 0.5)"),
-    (("--alpha",), "alpha", float, "DivideMix: Beta(alpha, alpha) of mixup (default 4)"),
-    (
-        ("--warmup-epochs",),
-        "warmup_epochs",
-        int,
-        "DivideMix: CE warm-up epochs (default 10; 30 with 100+ classes)",
-    ),
-    (
-        ("--reference-rampup",),
-        "reference_rampup",
-        str_to_bool,
-        "DivideMix: disable the lambda-u ramp-up as the Prune4ReL code does (default False)",
-    ),
-    (
-        ("--confidence-penalty",),
-        "confidence_penalty",
-        str_to_bool,
-        "DivideMix: confidence penalty in the warm-up (default: only for asym noise)",
-    ),
-]
-LEARNER_DESTS = {dest for _, dest, _, _ in LEARNER_FLAGS}
 
 #: Flags of the reference's ``arguments.py`` that change nothing here (its ELR learners,
 #: one-shot and submodular settings, print and test intervals, the ``-s*`` warm-up
@@ -144,6 +102,13 @@ REFERENCE_ONLY_FLAGS: list[tuple[tuple[str, ...], Any, dict[str, Any]]] = [
 ]
 #: prefix of the argparse ``dest`` of a :data:`REFERENCE_ONLY_FLAGS` flag
 REF = "reference:"
+
+
+def learner_option_specs() -> dict[str, FlagSpec]:
+    """Flags of every option of every registered robust learner, from their declarations."""
+    from robust_learners.base import LEARNERS  # no torch: the learners import it lazily
+
+    return flag_specs(LEARNERS.items(), strict=True)
 
 
 def noise_type_arg(text: str) -> str:
@@ -340,17 +305,21 @@ def build_parser() -> argparse.ArgumentParser:
             "--metric", dest="metric", help="Prune4Rel: cossim or euclidean (reference flag)"
         )
 
-    g = p.add_argument_group("robust learner")
-    g.add_argument("--robust-learner", dest="robust_learner", help="CE, SOP, DivideMix")
-    for flags, dest, typ, help_ in LEARNER_FLAGS:
-        g.add_argument(*flags, dest=dest, type=typ, help=help_)
+    from robust_learners import learner_names
+
+    g = p.add_argument_group(
+        "robust learner", "Options of the --robust-learner; one it does not take is an error."
+    )
+    g.add_argument("--robust-learner", dest="robust_learner", help=", ".join(learner_names()))
+    learner_specs = learner_option_specs()
+    add_flag_arguments(g, learner_specs.values())
 
     g = p.add_argument_group(
         "reference flags that change nothing here (reported in ignored_options)"
     )
     for flags, typ, extra in REFERENCE_ONLY_FLAGS:
         name = flags[0].lstrip("-")
-        if name.replace("-", "_") in specs:
+        if name.replace("-", "_") in specs or name.replace("-", "_") in learner_specs:
             continue
         g.add_argument(*flags, dest=REF + name, type=typ, help=S, **extra)
     return p
@@ -387,9 +356,10 @@ def config_from_args(ns: argparse.Namespace) -> RunConfig:
             method_opts["metric"] = source.pop("metric")
     for k in SHARED_METHOD_OPTIONS:
         method_opts.pop(k, None)
+    learner_specs = learner_option_specs()
     learner_opts = dict(file_values.get("learner_options", {}) or {})
-    learner_opts.update({k: v for k, v in file_values.items() if k in LEARNER_DESTS})
-    learner_opts.update({k: given[k] for k in LEARNER_DESTS if k in given})
+    learner_opts.update(options_from_mapping(learner_specs, file_values))
+    learner_opts.update({k: given[k] for k in learner_specs if k in given})
     specs = method_option_specs()
     settings: dict[str, Any] = {}
     for source in (file_values, given):
@@ -398,7 +368,7 @@ def config_from_args(ns: argparse.Namespace) -> RunConfig:
                 settings[k] = v
             elif (
                 k not in specs
-                and k not in LEARNER_DESTS
+                and k not in learner_specs
                 and k not in ("method_options", "learner_options", "gpu", "multi_gpu")
             ):
                 raise DeepCoreError(f"unknown setting {k!r} in the config file")
@@ -457,12 +427,11 @@ def _reference_defaults(
     settings: dict[str, Any], method_opts: dict[str, Any], learner_opts: dict[str, Any]
 ) -> None:
     """Fill what the command line left out with the reference's defaults (in place)."""
-    import inspect
-
     from robust_learners import learner_names
 
     from ..methods import get_method, list_methods
     from ..methods.base import option_names
+    from ..options import option_specs
 
     for k, v in REFERENCE_DEFAULTS.items():
         settings.setdefault(k, v)
@@ -471,7 +440,7 @@ def _reference_defaults(
         from robust_learners import get_learner
 
         learner = get_learner(settings["robust_learner"])
-        takes = set(inspect.signature(learner.__init__).parameters)
+        takes = set(option_specs(learner))
         for k, v in REFERENCE_LEARNER_DEFAULTS.items():
             if k in takes:
                 learner_opts.setdefault(k, v)

@@ -2,18 +2,23 @@
 
 Scores are computed block by block so a method's extra memory stays bounded whatever
 N is (1M samples x 100 classes in float64 would otherwise be 800 MB per temporary).
-Option checks raise :class:`~deep_core.errors.DeepCoreError` from ``__init__`` so a bad
-option fails before a warm-up is paid for, not after.
+Options are checked by their declarations (:mod:`deep_core.options`) when a method is
+created, so a bad option fails before a warm-up is paid for, not after.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from typing import Annotated
 
-from ..errors import DeepCoreError, unknown_name
+from ..errors import DeepCoreError
+from ..options import Interval
 
 #: about this many float64 values per temporary (32 MiB)
 BLOCK_VALUES = 1 << 22
+
+#: the ``window_start`` option: share of the ranking skipped before the budget is taken
+WindowStart = Annotated[float, Interval(0, 1, hi_open=True)]
 
 
 def row_blocks(n: int, width: int, *, values: int = BLOCK_VALUES) -> Iterator[slice]:
@@ -21,31 +26,6 @@ def row_blocks(n: int, width: int, *, values: int = BLOCK_VALUES) -> Iterator[sl
     rows = max(1, values // max(1, int(width)))
     for lo in range(0, n, rows):
         yield slice(lo, min(n, lo + rows))
-
-
-def check_choice(kind: str, value: str, valid: Iterable[str]) -> str:
-    """``value`` if it is one of ``valid`` (case-sensitive), else the unknown-name error."""
-    valid = tuple(valid)
-    if value not in valid:
-        raise unknown_name(kind, value, valid)
-    return value
-
-
-def check_int(name: str, value: int, *, low: int) -> int:
-    """``value`` as an int if it is an integer ``>= low``."""
-    if isinstance(value, bool) or int(value) != value or value < low:
-        raise DeepCoreError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def check_unit(name: str, value: float, *, closed_high: bool = False) -> float:
-    """``value`` as a float in ``[0, 1)`` (``[0, 1]`` with ``closed_high``)."""
-    v = float(value)
-    ok = 0.0 <= v <= 1.0 if closed_high else 0.0 <= v < 1.0
-    if not ok:
-        high = "1]" if closed_high else "1)"
-        raise DeepCoreError(f"{name} must be in [0, {high}, got {value!r}")
-    return v
 
 
 def check_seed(seed: int) -> int:

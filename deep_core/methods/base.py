@@ -17,28 +17,28 @@ A method is a small class registered by its class name::
             scores = ...                      # higher = kept first
             return self.take(signals, scores, fraction, seed=seed)
 
-``__init__`` stores explicit keyword options and does nothing else; ``select`` is
-deterministic for a given ``seed``; budgeting goes through :mod:`deep_core.budget`.
+``__init__`` declares its keyword options in its signature (type, range, choices:
+:mod:`deep_core.options`) and only stores them; creating a method checks every option
+against that declaration first. ``select`` is deterministic for a given ``seed``;
+budgeting goes through :mod:`deep_core.budget`.
 """
 
 from __future__ import annotations
 
-import inspect
-import typing
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
 from ..budget import budget_size, check_fraction, take_top
-from ..checks import describe_type, matches_type
 from ..errors import DeepCoreError
+from ..options import Configurable, option_specs
 from ..registry import Registry
 from ..signals import Signals
 from ..subset import Subset
 from ._common import check_seed
 
 
-class SelectionMethod:
+class SelectionMethod(Configurable):
     """Base class: chooses ``round(fraction * N)`` samples from :class:`Signals`."""
 
     #: one line for ``--list`` and the docs
@@ -97,10 +97,6 @@ class SelectionMethod:
             seed=check_seed(seed),
         )
         return Subset(indices=idx, scores=scores, info=dict(info or {}))
-
-    def options(self) -> dict[str, Any]:
-        """The keyword options this instance was built with (for logs and configs)."""
-        return {k: getattr(self, k) for k in option_names(type(self))}
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
@@ -207,14 +203,13 @@ def get_method(name: str) -> type[SelectionMethod]:
 
 def option_names(cls: type[SelectionMethod]) -> tuple[str, ...]:
     """Keyword options accepted by a method's ``__init__``."""
-    params = inspect.signature(cls.__init__).parameters
-    return tuple(p for p in params if p != "self")
+    return tuple(option_specs(cls))
 
 
 def build_method(
     name: str, options: dict[str, Any], *, strict: bool = True
 ) -> tuple[SelectionMethod, dict[str, Any]]:
-    """Instantiate ``name`` with ``options``, checked against its ``__init__``.
+    """Instantiate ``name`` with ``options``, each checked against its declaration.
 
     Parameters
     ----------
@@ -233,6 +228,12 @@ def build_method(
     method : SelectionMethod
     unused : dict
         The options the method did not take (empty when ``strict``).
+
+    Raises
+    ------
+    DeepCoreError
+        An unknown method, an option it does not take (``strict``), or a value of the
+        wrong type, outside its range or its choices (:mod:`deep_core.options`).
     """
     cls = get_method(name)
     accepted = set(option_names(cls))
@@ -243,15 +244,4 @@ def build_method(
             f"{name} does not take option(s) {', '.join(sorted(unused))}; "
             f"its options: {', '.join(sorted(accepted)) or 'none'}"
         )
-    try:
-        hints = typing.get_type_hints(cls.__init__)
-    except Exception:  # noqa: BLE001 - unresolvable annotation: the method checks itself
-        hints = {}
-    for k, v in used.items():
-        if k in hints and not matches_type(v, hints[k]):
-            raise DeepCoreError(f"{name}: {k} must be {describe_type(hints[k])}, got {v!r}")
-    try:
-        method = cls(**used)
-    except (TypeError, ValueError) as e:
-        raise DeepCoreError(f"{name}: {e}") from None
-    return method, unused
+    return cls(**used), unused  # creating it checks every value

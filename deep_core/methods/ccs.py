@@ -79,14 +79,15 @@ Reference, choice by choice (authors' code vs here)
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 
 from ..budget import budget_size, class_budgets, rank, take_per_group
+from ..options import Interval
 from ..signals import Signals
 from ..subset import Subset
-from ._common import check_choice, check_int, check_seed, check_unit, row_blocks
+from ._common import check_seed, row_blocks
 from .base import SelectionMethod, register
 from .el2n import el2n_of
 from .forgetting import forgetting_counts
@@ -98,11 +99,7 @@ from .uncertainty import uncertainty_scores
 CcsScore = Literal[
     "aum", "forgetting", "el2n", "loss", "grand", "uncertainty", "moderate", "pred_sum"
 ]
-CCS_SCORES: tuple[str, ...] = (
-    "aum", "forgetting", "el2n", "loss", "grand", "uncertainty", "moderate", "pred_sum"
-)  # fmt: skip
 CcsAum = Literal["prob_sum", "logit_mean"]
-CCS_AUMS: tuple[str, ...] = ("prob_sum", "logit_mean")
 _SIGNAL = {
     "forgetting": "correct",
     "el2n": "probs",
@@ -269,16 +266,16 @@ class CCS(SelectionMethod):
     def __init__(
         self,
         *,
-        ccs_beta: float | None = None,
+        ccs_beta: Annotated[float, Interval(0, 1, hi_open=True)] | None = None,
         ccs_score: CcsScore = "aum",
         ccs_aum: CcsAum = "prob_sum",
-        num_bins: int = 50,
+        num_bins: Annotated[int, Interval(1)] = 50,
         balance: bool = False,
     ) -> None:
-        self.ccs_beta = None if ccs_beta is None else check_unit("ccs_beta", ccs_beta)
-        self.ccs_score = check_choice("CCS base score", ccs_score, CCS_SCORES)
-        self.ccs_aum = check_choice("CCS AUM variant", ccs_aum, CCS_AUMS)
-        self.num_bins = check_int("num_bins", num_bins, low=1)
+        self.ccs_beta = None if ccs_beta is None else float(ccs_beta)
+        self.ccs_score = ccs_score
+        self.ccs_aum = ccs_aum
+        self.num_bins = num_bins
         self.balance = balance
 
     def required_signals(self) -> frozenset[str]:

@@ -35,6 +35,8 @@ Budget
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import numpy as np
 
 from ..budget import (
@@ -46,13 +48,13 @@ from ..budget import (
 )
 from ..errors import DeepCoreError
 from ..neighbors.kmeans import Clustering
+from ..options import Interval
 from ..signals import Signals
 from ..subset import Subset
-from ._common import check_choice, check_int
 from ._corpus import CorpusMethod, CorpusResult, Precomputed, Target
 from .base import register
 
-RANKS = ("cossim", "random", "stratified", "systematic")
+Rank = Literal["cossim", "random", "stratified", "systematic"]
 
 
 @register
@@ -81,17 +83,17 @@ class ClusterSubsample(CorpusMethod):
     def __init__(
         self,
         *,
-        num_clusters: int = 100,
-        rank: str = "cossim",
-        prune_type: str = "diverse",
+        num_clusters: Annotated[int, Interval(1)] = 100,
+        rank: Rank = "cossim",
+        prune_type: Literal["diverse", "common"] = "diverse",
         skip_singletons: bool = False,
-        niter: int = 20,
+        niter: Annotated[int, Interval(1)] = 20,
     ) -> None:
-        self.num_clusters = check_int("num_clusters", num_clusters, low=1)
-        self.rank = check_choice("rank", rank, RANKS)
-        self.prune_type = check_choice("prune_type", prune_type, ("diverse", "common"))
+        self.num_clusters = num_clusters
+        self.rank = rank
+        self.prune_type = prune_type
         self.skip_singletons = bool(skip_singletons)
-        self.niter = check_int("niter", niter, low=1)
+        self.niter = niter
 
     @property
     def kind(self) -> str:

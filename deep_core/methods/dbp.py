@@ -50,18 +50,20 @@ Reference quirks
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import numpy as np
 
 from ..budget import budget_size, take_per_group
 from ..errors import DeepCoreError
-from ..neighbors.dedup import WHICH_TO_KEEP, boundary_band
+from ..neighbors.dedup import WhichToKeep, boundary_band
 from ..neighbors.kmeans import Clustering
+from ..options import Interval
 from ..signals import Signals
 from ..subset import Subset
-from ._common import check_choice, check_int, check_unit
 from ._corpus import CorpusMethod, CorpusResult, Precomputed, Target
 from .base import register
-from .semdedup import check_eps, max_similarities
+from .semdedup import CosineEps, max_similarities
 
 
 def cluster_complexity(
@@ -102,7 +104,7 @@ def complexity_probs(d_intra: np.ndarray, d_inter: np.ndarray, temperature: floa
     return p
 
 
-DENSITIES = ("complexity", "clustersize", "uniform")
+Density = Literal["complexity", "clustersize", "uniform"]
 
 
 def density_probs(
@@ -213,30 +215,27 @@ class DBP(CorpusMethod):
     def __init__(
         self,
         *,
-        num_clusters: int = 100,
-        num_nns: int = 20,
-        temperature: float = 0.5,
-        cls_bal_ratio: float = 0.5,
-        which_to_keep: str = "hard",
-        density: str = "complexity",
-        dedup_eps: float | None = None,
+        num_clusters: Annotated[int, Interval(2)] = 100,
+        num_nns: Annotated[int, Interval(1)] = 20,
+        temperature: Annotated[float, Interval(0, lo_open=True)] = 0.5,
+        cls_bal_ratio: Annotated[float, Interval(0, 1)] = 0.5,
+        which_to_keep: WhichToKeep = "hard",
+        density: Density = "complexity",
+        dedup_eps: CosineEps | None = None,
         within_cluster_only: bool = False,
-        niter: int = 20,
-        workers: int = 1,
+        niter: Annotated[int, Interval(1)] = 20,
+        workers: Annotated[int, Interval(1)] = 1,
     ) -> None:
-        self.num_clusters = check_int("num_clusters", num_clusters, low=2)
-        self.num_nns = check_int("num_nns", num_nns, low=1)
-        t = float(temperature)
-        if not t > 0.0:
-            raise DeepCoreError(f"temperature must be > 0, got {temperature!r}")
-        self.temperature = t
-        self.cls_bal_ratio = check_unit("cls_bal_ratio", cls_bal_ratio, closed_high=True)
-        self.which_to_keep = check_choice("which_to_keep", which_to_keep, WHICH_TO_KEEP)
-        self.density = check_choice("density", density, DENSITIES)
-        self.dedup_eps = check_eps(dedup_eps, "dedup_eps")
+        self.num_clusters = num_clusters
+        self.num_nns = num_nns
+        self.temperature = float(temperature)
+        self.cls_bal_ratio = float(cls_bal_ratio)
+        self.which_to_keep = which_to_keep
+        self.density = density
+        self.dedup_eps = None if dedup_eps is None else float(dedup_eps)
         self.within_cluster_only = bool(within_cluster_only)
-        self.niter = check_int("niter", niter, low=1)
-        self.workers = check_int("workers", workers, low=1)
+        self.niter = niter
+        self.workers = workers
 
     @property
     def kind(self) -> str:

@@ -34,17 +34,17 @@ Reference
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 
 from ..budget import budget_size, take_top
-from ..errors import DeepCoreError
+from ..options import Interval
 from ..signals import Signals
 from ..subset import Subset
-from ._common import check_choice, check_seed
+from ._common import check_seed
 from .base import register
-from .dyn_unc import TrajectoryMethod, window_stats
+from .dyn_unc import TrajectoryEpochs, TrajectoryMethod, Window, window_stats
 
 #: the Beta distribution's concentration and the number of top samples that anchor it
 BETA_C = 15.0
@@ -105,16 +105,15 @@ class DUAL(TrajectoryMethod):
     def __init__(
         self,
         *,
-        window: int | None = None,
-        signal_epoch: int | None = None,
+        window: Window | None = None,
+        signal_epoch: TrajectoryEpochs | None = None,
         sampling: Literal["top", "beta"] = "top",
-        c_d: float = 4.0,
+        c_d: Annotated[float, Interval(0, lo_open=True)] = 4.0,
         balance: bool = False,
     ) -> None:
-        self._set_trajectory_options(window, signal_epoch)
-        self.sampling = check_choice("DUAL sampling", sampling, ("top", "beta"))
-        if not float(c_d) > 0.0:
-            raise DeepCoreError(f"c_d must be positive, got {c_d!r}")
+        self.window = window
+        self.signal_epoch = signal_epoch
+        self.sampling = sampling
         self.c_d = float(c_d)
         self.balance = balance
 

@@ -25,17 +25,23 @@ Reference
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Annotated
 
 import numpy as np
 
 from ..errors import DeepCoreError
+from ..options import Interval
 from ..signals import Signals
 from ..subset import Subset
-from ._common import check_int, row_blocks
+from ._common import row_blocks
 from .base import SelectionMethod, register
 
 #: the papers' window length J (Dyn-Unc and DUAL)
 DEFAULT_WINDOW = 10
+#: the ``window`` option of DynUnc and DUAL: at least 2 epochs (a standard deviation)
+Window = Annotated[int, Interval(2)]
+#: the ``signal_epoch`` option of DynUnc and DUAL: read the first K >= 1 warm-up epochs
+TrajectoryEpochs = Annotated[int, Interval(1)]
 
 
 def trajectory(
@@ -88,12 +94,6 @@ class TrajectoryMethod(SelectionMethod):
     window: int | None
     signal_epoch: int | None
 
-    def _set_trajectory_options(self, window: int | None, signal_epoch: int | None) -> None:
-        self.window = None if window is None else check_int("window", window, low=2)
-        self.signal_epoch = None if signal_epoch is None else check_int(
-            "signal_epoch", signal_epoch, low=1
-        )
-
     def min_warmup_epochs(self) -> int:
         # a window of J epochs (at least 2 for a standard deviation); J = 10 by default,
         # or every recorded epoch when fewer: so at least 2
@@ -128,11 +128,12 @@ class DynUnc(TrajectoryMethod):
     def __init__(
         self,
         *,
-        window: int | None = None,
-        signal_epoch: int | None = None,
+        window: Window | None = None,
+        signal_epoch: TrajectoryEpochs | None = None,
         balance: bool = False,
     ) -> None:
-        self._set_trajectory_options(window, signal_epoch)
+        self.window = window
+        self.signal_epoch = signal_epoch
         self.balance = balance
 
     def select(self, signals: Signals, fraction: float, *, seed: int = 0) -> Subset:

@@ -22,12 +22,15 @@ Reference
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 
 from ..errors import DeepCoreError
+from ..options import Interval
 from ..signals import Signals
 from ..subset import Subset
-from ._common import check_int, check_unit, members, row_blocks
+from ._common import WindowStart, members, row_blocks
 from .base import SelectionMethod, register
 
 
@@ -100,17 +103,15 @@ class EL2N(SelectionMethod):
     def __init__(
         self,
         *,
-        ensemble: int = 1,
+        ensemble: Annotated[int, Interval(1)] = 1,
         balance: bool = False,
-        window_start: float = 0.0,
-        signal_epoch: int | None = None,
+        window_start: WindowStart = 0.0,
+        signal_epoch: Annotated[int, Interval(0)] | None = None,
     ) -> None:
-        self.ensemble = check_int("ensemble", ensemble, low=1)
+        self.ensemble = ensemble
         self.balance = balance
-        self.window_start = check_unit("window_start", window_start)
-        self.signal_epoch = None if signal_epoch is None else check_int(
-            "signal_epoch", signal_epoch, low=0
-        )
+        self.window_start = float(window_start)
+        self.signal_epoch = signal_epoch
 
     @property
     def ensemble_size(self) -> int:

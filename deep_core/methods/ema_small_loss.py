@@ -29,12 +29,12 @@ method's state (kept in the training checkpoint).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
 from ..budget import class_budgets
-from ..errors import DeepCoreError
+from ..options import Interval
 from .base import DynamicMethod, register
 from .rs2 import RS2
 
@@ -56,14 +56,14 @@ class EMASmallLoss(DynamicMethod):
     summary = "smallest moving-average training loss each epoch + exploration (noise-robust)"
 
     def __init__(
-        self, *, ema_gamma: float = 0.5, explore: float = 0.1, balance: bool = False
+        self,
+        *,
+        ema_gamma: Annotated[float, Interval(0, 1, lo_open=True)] = 0.5,
+        explore: Annotated[float, Interval(0, 1)] = 0.1,
+        balance: bool = False,
     ) -> None:
-        if not 0.0 < ema_gamma <= 1.0:
-            raise DeepCoreError(f"EMASmallLoss: ema_gamma must be in (0, 1], got {ema_gamma}")
-        if not 0.0 <= explore <= 1.0:
-            raise DeepCoreError(f"EMASmallLoss: explore must be in [0, 1], got {explore}")
-        self.ema_gamma = ema_gamma
-        self.explore = explore
+        self.ema_gamma = float(ema_gamma)
+        self.explore = float(explore)
         self.balance = balance
 
     def start(self, **kwargs: Any) -> None:

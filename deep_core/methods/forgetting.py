@@ -25,12 +25,15 @@ Reference (Prune4ReL / DeepCore ``Forgetting``)
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 
 from ..errors import DeepCoreError
+from ..options import Interval
 from ..signals import Signals
 from ..subset import Subset
-from ._common import check_int, check_unit, row_blocks
+from ._common import WindowStart, row_blocks
 from .base import SelectionMethod, register
 
 
@@ -71,13 +74,15 @@ class Forgetting(SelectionMethod):
     summary = "most forgetting events during warm-up; never-learned count as most forgotten"
 
     def __init__(
-        self, *, balance: bool = False, window_start: float = 0.0, signal_epoch: int | None = None
+        self,
+        *,
+        balance: bool = False,
+        window_start: WindowStart = 0.0,
+        signal_epoch: Annotated[int, Interval(1)] | None = None,
     ) -> None:
         self.balance = balance
-        self.window_start = check_unit("window_start", window_start)
-        self.signal_epoch = None if signal_epoch is None else check_int(
-            "signal_epoch", signal_epoch, low=1
-        )
+        self.window_start = float(window_start)
+        self.signal_epoch = signal_epoch
 
     def required_signals(self) -> frozenset[str]:
         return frozenset({"correct"})

@@ -64,11 +64,12 @@ one exact (not Taylor) step ``theta - eta * mean_S g`` of the last layer.
 from __future__ import annotations
 
 import heapq
+from typing import Annotated
 
 import numpy as np
 
 from ..budget import budget_size, greedy_groups, take_top
-from ..errors import DeepCoreError
+from ..options import Interval
 from ..signals import Signals
 from ..subset import Subset
 from ._common import row_blocks
@@ -253,10 +254,12 @@ class Glister(SelectionMethod):
     summary = "greedy last-layer gradient matching to the (training = validation) loss"
 
     def __init__(
-        self, *, glister_eta: float = 0.02, taylor_update: bool = True, balance: bool = False
+        self,
+        *,
+        glister_eta: Annotated[float, Interval(0, lo_open=True)] = 0.02,
+        taylor_update: bool = True,
+        balance: bool = False,
     ) -> None:
-        if not float(glister_eta) > 0:
-            raise DeepCoreError(f"--glister-eta must be positive, got {glister_eta!r}")
         self.glister_eta = float(glister_eta)
         self.taylor_update = taylor_update
         self.balance = balance

@@ -23,11 +23,14 @@ Reference (Prune4ReL / DeepCore ``GraNd``)
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 
+from ..options import Interval
 from ..signals import Signals
 from ..subset import Subset
-from ._common import check_int, check_unit, members
+from ._common import WindowStart, members
 from .base import SelectionMethod, register
 from .el2n import snapshot_scores
 
@@ -62,17 +65,15 @@ class GraNd(SelectionMethod):
     def __init__(
         self,
         *,
-        repeat: int = 1,
+        repeat: Annotated[int, Interval(1)] = 1,
         balance: bool = False,
-        window_start: float = 0.0,
-        signal_epoch: int | None = None,
+        window_start: WindowStart = 0.0,
+        signal_epoch: Annotated[int, Interval(0)] | None = None,
     ) -> None:
-        self.repeat = check_int("repeat", repeat, low=1)
+        self.repeat = repeat
         self.balance = balance
-        self.window_start = check_unit("window_start", window_start)
-        self.signal_epoch = None if signal_epoch is None else check_int(
-            "signal_epoch", signal_epoch, low=0
-        )
+        self.window_start = float(window_start)
+        self.signal_epoch = signal_epoch
 
     @property
     def ensemble_size(self) -> int:

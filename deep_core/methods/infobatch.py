@@ -29,11 +29,11 @@ epoch test: the reference's sampler counts ``iterations`` from 1 for the first e
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
-from ..errors import DeepCoreError
+from ..options import Interval
 from .base import DynamicMethod, register
 
 #: the reference's initial score of every sample
@@ -69,11 +69,12 @@ class InfoBatch(DynamicMethod):
 
     summary = "prune below-mean-loss samples at random, rescale the rest, anneal (ICLR'24)"
 
-    def __init__(self, *, ratio: float | None = None, delta: float = 0.875) -> None:
-        if ratio is not None and not 0.0 <= ratio < 1.0:
-            raise DeepCoreError(f"InfoBatch: ratio must be in [0, 1), got {ratio}")
-        if not 0.0 <= delta <= 1.0:
-            raise DeepCoreError(f"InfoBatch: delta must be in [0, 1], got {delta}")
+    def __init__(
+        self,
+        *,
+        ratio: Annotated[float, Interval(0, 1, hi_open=True)] | None = None,
+        delta: Annotated[float, Interval(0, 1)] = 0.875,
+    ) -> None:
         self.ratio = ratio
         self.delta = delta
 

@@ -48,15 +48,17 @@ Speed and precision
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import numpy as np
 import scipy.sparse as sp
 
 from ..budget import budget_size, proportional_budgets, quantile_mask, take_per_group
 from ..errors import DeepCoreError
 from ..neighbors.kmeans import CHUNK_ROWS, Clustering, assign, train_centroids
+from ..options import Interval
 from ..signals import Signals
 from ..subset import Subset
-from ._common import check_choice, check_int, check_unit
 from ._corpus import CorpusMethod, CorpusResult, Precomputed, Target, features_of
 from .base import register
 
@@ -108,19 +110,19 @@ class KMeansQuantile(CorpusMethod):
     def __init__(
         self,
         *,
-        num_clusters: int = 10,
-        centroids: str = "kmeans",
+        num_clusters: Annotated[int, Interval(0)] = 10,
+        centroids: Literal["kmeans", "class_means"] = "kmeans",
         supervised: bool = False,
-        difficulty: str = "hard",
-        quantile: float = 0.9,
-        niter: int = 20,
+        difficulty: Literal["hard", "easy"] = "hard",
+        quantile: Annotated[float, Interval(0, 1, hi_open=True)] = 0.9,
+        niter: Annotated[int, Interval(1)] = 20,
     ) -> None:
-        self.num_clusters = check_int("num_clusters", num_clusters, low=0)
-        self.centroids = check_choice("centroids", centroids, ("kmeans", "class_means"))
+        self.num_clusters = num_clusters
+        self.centroids = centroids
         self.supervised = bool(supervised)
-        self.difficulty = check_choice("difficulty", difficulty, ("hard", "easy"))
-        self.quantile = check_unit("quantile", quantile)
-        self.niter = check_int("niter", niter, low=1)
+        self.difficulty = difficulty
+        self.quantile = float(quantile)
+        self.niter = niter
         if not self.supervised and self.difficulty == "hard" and 0 < self.num_clusters < 3:
             raise DeepCoreError("KMeansQuantile hard scores need num_clusters >= 3")
         if self.supervised and self.centroids != "kmeans":

@@ -17,13 +17,14 @@ Reference
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 
+from ..options import Interval
 from ..signals import Signals
 from ..subset import Subset
-from ._common import check_choice, check_int, check_unit
+from ._common import WindowStart
 from .base import SelectionMethod, register
 from .el2n import ensemble_probs, ensemble_signal
 
@@ -61,15 +62,15 @@ class PredSum(SelectionMethod):
     def __init__(
         self,
         *,
-        ensemble: int = 1,
+        ensemble: Annotated[int, Interval(1)] = 1,
         keep: Keep = "hard",
         balance: bool = False,
-        window_start: float = 0.0,
+        window_start: WindowStart = 0.0,
     ) -> None:
-        self.ensemble = check_int("ensemble", ensemble, low=1)
-        self.keep = check_choice("keep mode", keep, ("hard", "easy"))
+        self.ensemble = ensemble
+        self.keep = keep
         self.balance = balance
-        self.window_start = check_unit("window_start", window_start)
+        self.window_start = float(window_start)
 
     @property
     def ensemble_size(self) -> int:

@@ -102,7 +102,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 
@@ -122,6 +122,7 @@ from ..neighbors.search import (
     range_search,
     similarity_error,
 )
+from ..options import Interval
 from ..signals import Signals
 from ..subset import Subset
 from .base import SelectionMethod, register
@@ -132,10 +133,11 @@ log = logging.getLogger("deep_core")
 torch = LazyModule("torch")
 
 Uncertainty = Literal["LeastConfidence", "Margin", "Entropy"]
-UNCERTAINTIES: tuple[str, ...] = ("LeastConfidence", "Margin", "Entropy")
+UNCERTAINTIES: tuple[str, ...] = get_args(Uncertainty)
 Metric = Literal["cossim", "euclidean"]
-METRICS: tuple[str, ...] = ("cossim", "euclidean")
-INDEXES = ("auto", "range", "flat", "ivf")
+METRICS: tuple[str, ...] = get_args(Metric)
+Index = Literal["auto", "range", "flat", "ivf"]
+INDEXES: tuple[str, ...] = get_args(Index)
 #: share of the machine's RAM that the exact neighbourhood graph may take by default
 EXACT_MEMORY_SHARE = 0.25
 #: ``index="auto"`` caps the exact threshold graph up to this many samples, IVF above
@@ -482,32 +484,18 @@ class Prune4Rel(SelectionMethod):
         *,
         balance: bool = False,
         uncertainty: Uncertainty = "LeastConfidence",
-        tau: float = 0.95,
-        eta: float = 100.0,
+        tau: Annotated[float, Interval(0, 1)] = 0.95,
+        eta: Annotated[float, Interval(0, lo_open=True)] = 100.0,
         metric: Metric = "cossim",
-        neighbors: int | None = None,
-        index: Literal["auto", "range", "flat", "ivf"] = "auto",
-        exact_memory_gb: float | None = None,
-        n_threads: int | None = None,
+        neighbors: Annotated[int, Interval(1)] | None = None,
+        index: Index = "auto",
+        exact_memory_gb: Annotated[float, Interval(0, lo_open=True)] | None = None,
+        n_threads: Annotated[int, Interval(1)] | None = None,
         device: str = "cpu",
     ) -> None:
-        # bad options fail here, before any warm-up is paid for
-        if uncertainty not in UNCERTAINTIES:
-            raise unknown_name("uncertainty", uncertainty, UNCERTAINTIES)
-        if metric not in METRICS:
-            raise unknown_name("metric", metric, METRICS)
-        if index not in INDEXES:
-            raise unknown_name("neighbour index", index, INDEXES)
-        if not 0.0 <= tau <= 1.0:
-            raise DeepCoreError(f"--tau must be in [0, 1], got {tau}")
-        if not (eta > 0 and math.isfinite(eta)):
-            raise DeepCoreError(f"--eta must be a positive finite number, got {eta}")
-        if neighbors is not None and neighbors < 1:
-            raise DeepCoreError(f"--neighbors must be at least 1, got {neighbors}")
+        # the declaration checks each option on its own; this pair, before any warm-up
         if neighbors is not None and metric != "cossim":
             raise DeepCoreError("--neighbors (the scalable mode) needs --metric cossim")
-        if exact_memory_gb is not None and not exact_memory_gb > 0:
-            raise DeepCoreError(f"--exact-memory-gb must be positive, got {exact_memory_gb}")
         self.balance = balance
         self.uncertainty = uncertainty
         self.tau = tau

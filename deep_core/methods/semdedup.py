@@ -50,35 +50,29 @@ Reference quirks
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
 import numpy as np
 
 from ..budget import budget_size, take_top
 from ..errors import DeepCoreError
 from ..neighbors.dedup import (
-    WHICH_TO_KEEP,
     SharedRows,
+    WhichToKeep,
     boundary_band,
     boundary_visitors,
     cluster_order,
     earlier_max_similarity,
 )
 from ..neighbors.kmeans import Clustering, unit_rows
+from ..options import Interval
 from ..signals import Signals
 from ..subset import Subset
-from ._common import check_choice, check_int
 from ._corpus import CorpusMethod, CorpusResult, Precomputed, Target
 from .base import register
 
-
-def check_eps(eps: float | None, name: str = "eps") -> float | None:
-    """``eps`` as a float in ``[0, 2)`` (cosine distances), or None."""
-    if eps is None:
-        return None
-    v = float(eps)
-    if not 0.0 <= v < 2.0:
-        raise DeepCoreError(f"{name} must be in [0, 2), got {eps!r}")
-    return v
+#: a de-duplication threshold: a cosine distance in ``[0, 2)``
+CosineEps = Annotated[float, Interval(0, 2, hi_open=True)]
 
 
 def max_similarities(
@@ -154,19 +148,19 @@ class SemDeDup(CorpusMethod):
     def __init__(
         self,
         *,
-        num_clusters: int = 100,
-        eps: float | None = None,
-        which_to_keep: str = "hard",
+        num_clusters: Annotated[int, Interval(1)] = 100,
+        eps: CosineEps | None = None,
+        which_to_keep: WhichToKeep = "hard",
         within_cluster_only: bool = False,
-        niter: int = 20,
-        workers: int = 1,
+        niter: Annotated[int, Interval(1)] = 20,
+        workers: Annotated[int, Interval(1)] = 1,
     ) -> None:
-        self.num_clusters = check_int("num_clusters", num_clusters, low=1)
-        self.eps = check_eps(eps)
-        self.which_to_keep = check_choice("which_to_keep", which_to_keep, WHICH_TO_KEEP)
+        self.num_clusters = num_clusters
+        self.eps = None if eps is None else float(eps)
+        self.which_to_keep = which_to_keep
         self.within_cluster_only = bool(within_cluster_only)
-        self.niter = check_int("niter", niter, low=1)
-        self.workers = check_int("workers", workers, low=1)
+        self.niter = niter
+        self.workers = workers
 
     @property
     def kind(self) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..signals import Signals
 from ..subset import Subset
-from ._common import check_unit
+from ._common import WindowStart
 from .base import SelectionMethod, register
 
 _TINY = np.finfo(np.float64).tiny
@@ -47,9 +47,9 @@ class SmallLoss(SelectionMethod):
 
     summary = "lowest warm-up loss on the clean view (likely clean samples)"
 
-    def __init__(self, *, balance: bool = False, window_start: float = 0.0) -> None:
+    def __init__(self, *, balance: bool = False, window_start: WindowStart = 0.0) -> None:
         self.balance = balance
-        self.window_start = check_unit("window_start", window_start)
+        self.window_start = float(window_start)
 
     def required_signals(self) -> frozenset[str]:
         return frozenset({"probs"})

@@ -24,13 +24,15 @@ Reference quirks
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import numpy as np
 
 from ..budget import budget_size, quantile_mask, take_top
 from ..neighbors.kmeans import Clustering
+from ..options import Interval
 from ..signals import Signals
 from ..subset import Subset
-from ._common import check_choice, check_int, check_unit
 from ._corpus import CorpusMethod, CorpusResult, Precomputed, Target
 from .base import register
 
@@ -59,15 +61,15 @@ class SSP(CorpusMethod):
     def __init__(
         self,
         *,
-        num_clusters: int = 100,
-        keep: str = "hard",
-        quantile: float | None = None,
-        niter: int = 20,
+        num_clusters: Annotated[int, Interval(1)] = 100,
+        keep: Literal["hard", "easy"] = "hard",
+        quantile: Annotated[float, Interval(0, 1, hi_open=True)] | None = None,
+        niter: Annotated[int, Interval(1)] = 20,
     ) -> None:
-        self.num_clusters = check_int("num_clusters", num_clusters, low=1)
-        self.keep = check_choice("keep", keep, ("hard", "easy"))
-        self.quantile = None if quantile is None else check_unit("quantile", quantile)
-        self.niter = check_int("niter", niter, low=1)
+        self.num_clusters = num_clusters
+        self.keep = keep
+        self.quantile = None if quantile is None else float(quantile)
+        self.niter = niter
 
     @property
     def kind(self) -> str:

@@ -27,11 +27,10 @@ import numpy as np
 
 from ..signals import Signals
 from ..subset import Subset
-from ._common import check_choice, check_unit, row_blocks
+from ._common import WindowStart, row_blocks
 from .base import SelectionMethod, register
 
 UncertaintyScore = Literal["LeastConfidence", "Margin", "Entropy"]
-UNCERTAINTY_SCORES: tuple[str, ...] = ("LeastConfidence", "Margin", "Entropy")
 
 
 def uncertainty_scores(probs: np.ndarray, kind: str) -> np.ndarray:
@@ -90,11 +89,11 @@ class Uncertainty(SelectionMethod):
         *,
         uncertainty: UncertaintyScore = "Margin",
         balance: bool = False,
-        window_start: float = 0.0,
+        window_start: WindowStart = 0.0,
     ) -> None:
-        self.uncertainty = check_choice("uncertainty score", uncertainty, UNCERTAINTY_SCORES)
+        self.uncertainty = uncertainty
         self.balance = balance
-        self.window_start = check_unit("window_start", window_start)
+        self.window_start = float(window_start)
 
     def required_signals(self) -> frozenset[str]:
         return frozenset({"probs"})

@@ -43,6 +43,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from multiprocessing.shared_memory import SharedMemory
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -57,7 +58,8 @@ NO_EARLIER = -1.0
 BLOCK_ROWS = 2048
 CHUNK_VALUES = 1 << 24
 
-WHICH_TO_KEEP = ("hard", "easy", "random")
+WhichToKeep = Literal["hard", "easy", "random"]
+WHICH_TO_KEEP: tuple[str, ...] = get_args(WhichToKeep)
 
 
 def boundary_band(eps: float) -> float:
