@@ -40,7 +40,7 @@ def test_group_rankings_are_the_global_ranking_with_ties() -> None:
         order, parts = np.argsort(groups, kind="stable"), []
         for j in range(g):
             rows = order[groups[order] == j]
-            pos = ranked(rows, scores[rows], ties[rows])
+            pos = ranked(scores[rows], ties[rows])
             parts.append(ClusterPart(j, rows[pos], scores[rows][pos], np.zeros(0)))
         merged = ClusterParts(parts[::-1], n, g)
         np.testing.assert_array_equal(

@@ -274,8 +274,8 @@ def tie_keys(n: int, seed: int) -> np.ndarray:
     return keys
 
 
-def ranked(rows: np.ndarray, scores: np.ndarray, ties: np.ndarray) -> np.ndarray:
-    """Positions of ``rows`` by descending ``scores``, ties by ``ties`` (see :func:`tie_keys`)."""
+def ranked(scores: np.ndarray, ties: np.ndarray) -> np.ndarray:
+    """Positions by descending ``scores``, equal scores by ascending ``ties`` (:func:`tie_keys`)."""
     return np.lexsort((ties, -np.asarray(scores, dtype=np.float64)))
 
 

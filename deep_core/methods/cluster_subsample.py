@@ -183,7 +183,7 @@ class ClusterSubsample(CorpusMethod):
             scores = columns["draw"].astype(np.float64)
         else:
             scores = -cos if self.prune_type == "diverse" else cos
-        pos = ranked(rows, scores, columns["tie"])
+        pos = ranked(scores, columns["tie"])
         return ClusterPart(group, rows[pos], scores[pos], np.zeros(0))
 
 

@@ -363,5 +363,5 @@ class DBP(CorpusMethod):
         ones = np.zeros(int(alive.sum()), dtype=np.intp)
         total = np.bincount(ones, weights=dist[alive], minlength=1)[0]
         stats = np.array([ones.size, total, scores[alive].min(initial=np.inf)])
-        pos = ranked(rows, np.where(alive, scores, -np.inf), columns["tie"])
+        pos = ranked(np.where(alive, scores, -np.inf), columns["tie"])
         return ClusterPart(group, rows[pos], scores[pos], stats)

@@ -211,7 +211,7 @@ class KMeansQuantile(CorpusMethod):
         Columns: ``score`` (from the row map) and ``tie``.
         """
         scores = columns["score"]
-        pos = ranked(rows, scores, columns["tie"])
+        pos = ranked(scores, columns["tie"])
         above = np.array([above_quantile(scores, self.quantile)], dtype=np.float64)
         return ClusterPart(group, rows[pos], scores[pos], above)
 

@@ -128,5 +128,5 @@ class SSP(CorpusMethod):
         dist = columns["distance"].astype(np.float64)
         scores = dist if self.keep == "hard" else -dist
         above = 0 if self.quantile is None else above_quantile(scores, self.quantile)
-        pos = ranked(rows, scores, columns["tie"])
+        pos = ranked(scores, columns["tie"])
         return ClusterPart(group, rows[pos], scores[pos], np.array([above], dtype=np.float64))
