@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deep_core.budget import take_per_group
+from deep_core.budget import quantile_mask, take_per_group
 from deep_core.methods import build_method
 from deep_core.methods._corpus import (
     ClusterPart,
@@ -19,6 +19,7 @@ from deep_core.methods._corpus import (
     LocalTasks,
     Precomputed,
     Target,
+    above_quantile,
     ranked,
     slice_columns,
     tie_keys,
@@ -103,3 +104,13 @@ def test_results_do_not_depend_on_the_engine_order(name, options, fraction) -> N
     np.testing.assert_array_equal(a.subset.indices, b.subset.indices)
     np.testing.assert_array_equal(a.subset.scores, b.subset.scores)
     np.testing.assert_array_equal(a.groups, b.groups)
+
+
+def test_above_quantile_is_quantile_mask_on_one_group() -> None:
+    rng = np.random.default_rng(2)
+    for n in (1, 2, 3, 10, 101):
+        for scores in (rng.random(n), rng.integers(0, 3, n).astype(np.float64)):
+            for q in (0.0, 0.1, 0.5, 0.9, 0.999):
+                want = quantile_mask(scores, np.zeros(n, dtype=np.int64), q).sum()
+                assert above_quantile(scores, q) == want, (n, q)
+    assert above_quantile(np.zeros(0), 0.5) == 0

@@ -49,13 +49,14 @@ The per-cluster split
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from ..budget import check_fraction, quantile_mask, tie_permutation
+from ..budget import check_fraction, tie_permutation
 from ..errors import DeepCoreError
 from ..neighbors.kmeans import CHUNK_ROWS, MAX_MEMORY_GB, Clustering, kmeans
 from ..signals import Signals
@@ -488,9 +489,19 @@ class CorpusMethod(SelectionMethod):
 def above_quantile(scores: np.ndarray, quantile: float) -> int:
     """How many of one group's ``scores`` are strictly above the group's ``quantile``.
 
-    :func:`~deep_core.budget.quantile_mask` on a single group (the same arithmetic).
+    :func:`~deep_core.budget.quantile_mask` on a single group, with the same float64
+    arithmetic (linear interpolation as ``numpy.quantile``); ``quantile`` in ``[0, 1)``.
     """
-    return int(quantile_mask(scores, np.zeros(scores.size, dtype=np.int64), quantile).sum())
+    n = scores.size
+    if n == 0:
+        return 0
+    s = np.sort(np.asarray(scores, dtype=np.float64))
+    h = (n - 1) * float(quantile)
+    lo = math.floor(h)
+    frac = h - lo
+    a, b = s[lo], s[min(lo + 1, n - 1)]
+    threshold = a if frac == 0.0 else a + (b - a) * frac
+    return int(n - np.searchsorted(s, threshold, side="right"))
 
 
 def tasks_of(precomputed: Precomputed | None) -> Tasks:
