@@ -22,8 +22,10 @@ engines share one implementation of every rule:
   ranking) runs on the driver from those. KMeansQuantile's scores, which need the
   embeddings, are a map over row chunks (:meth:`RayEngine.map_rows`).
 
-A per-cluster task holds at most :data:`TASK_ROWS` rows, or one cluster when a cluster
-is larger, so a worker's memory is bounded by the largest cluster and not by N.
+A per-cluster task takes clusters, largest first, until it holds :func:`task_rows` rows
+(at most :data:`TASK_ROWS`), so it holds fewer than ``TASK_ROWS`` rows plus one
+cluster's (SemDeDup's with that cluster's boundary visitors): a worker's memory is
+bounded by that cap and the largest cluster, not by N.
 
 Every task is a pure function of its inputs, so a task that Ray retries after losing
 its worker (``max_retries``) returns the same values, and the same input gives the
@@ -304,7 +306,7 @@ class RayEngine:
         """:meth:`~deep_core.methods._corpus.Tasks.map_clusters` as tasks grouped by cluster.
 
         Largest clusters first; a task takes clusters until it holds :func:`task_rows`
-        rows. Empty clusters ride along with the last task.
+        rows (see the module docstring). Empty clusters ride along with the last task.
         """
         order, offsets = group_members(groups, num_groups)
         sizes = np.diff(offsets)
