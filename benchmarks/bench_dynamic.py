@@ -113,7 +113,7 @@ def table(rows: list[dict]) -> str:
         groups.setdefault((r["learner"], r["method"]), []).append(r)
 
     def stat(vals, fmt):
-        if len(set(vals)) == 1:
+        if len({fmt(v) for v in vals}) == 1:  # the same for every seed, as printed
             return fmt(vals[0])
         return f"{fmt(np.mean(vals))} ± {fmt(np.std(vals, ddof=1))}"
 
