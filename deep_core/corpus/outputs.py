@@ -13,6 +13,8 @@ Files:
 - with ``--output-format parquet``, ``kept_keys.parquet`` (column ``key``) and
   ``scores.parquet`` (``key``, ``group``, ``score`` float64, ``kept`` bool) instead,
   written in row groups so that no text copy of a large corpus is built;
+  both kinds are written one part of the keys at a time (:func:`write_key_outputs`),
+  the kept keys sorted by merging each part's sorted run;
 - ``<kind> samples/<key>``: copies of the kept images (``kind`` = hard, easy or kept);
 - ``histograms/``: score histograms, all samples and per group (``--draw-histogram``);
 - ``summary.json``: the method, its options and what it kept.
@@ -20,11 +22,14 @@ Files:
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import heapq
+import itertools
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -33,6 +38,7 @@ import numpy as np
 from ..errors import DeepCoreError
 from ..io import atomic_open
 from ..locks import remove_stale_temp, temp_prefix
+from .keys import KeySource
 
 #: outputs of an earlier run that a new run replaces (the cache and shards stay)
 OUTPUT_NAMES = (
@@ -50,6 +56,8 @@ OUTPUT_NAMES = (
 OUTPUT_FORMATS = ("text", "parquet")
 #: rows per Parquet row group
 PARQUET_ROWS = 1 << 20
+#: kept keys joined per write of ``kept_keys.txt``
+KEY_BATCH = 1 << 16
 #: per-group histograms drawn at most (the largest groups)
 MAX_GROUP_HISTOGRAMS = 50
 
@@ -82,6 +90,12 @@ class OutputDir:
     def cache_dir(self) -> Path:
         assert self.root is not None
         return self.root / "cache"
+
+    @property
+    def stage_dir(self) -> Path:
+        """The staging folder the outputs are written to."""
+        assert self.stage is not None
+        return self.stage
 
     def path(self, name: str) -> Path:
         """Where to write output ``name`` (inside the stage)."""
@@ -121,48 +135,97 @@ class OutputDir:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-def write_kept_keys(path: Path, keys: Sequence[str], indices: np.ndarray) -> None:
-    kept = sorted(keys[i] for i in indices)
-    with atomic_open(path, "w") as f:
-        for k in kept:
-            f.write(k + "\n")
-
-
-def write_scores(
-    path: Path,
-    keys: Sequence[str],
+def write_key_outputs(
+    stage: Path,
+    keys: KeySource,
+    *,
+    output_format: str,
     group_names: Sequence[str],
     groups: np.ndarray,
     scores: np.ndarray,
     kept: np.ndarray,
 ) -> None:
-    """``key,group,score,kept`` per sample (scores with 9 significant digits)."""
+    """The kept keys and the per-sample scores, written one part of ``keys`` at a time.
+
+    Each part's keys are read once: its rows of the scores file are appended (input
+    order) and its kept keys, sorted, go to a run file; the runs are then merged into
+    the sorted kept-keys file. Memory: one part's keys and one merge buffer per part.
+
+    Parameters
+    ----------
+    stage : Path
+        Folder the files are written to (:meth:`OutputDir.path`'s staging folder).
+    keys : KeySource
+        Each row's key (N rows in ``keys.num_parts`` parts).
+    output_format : {"text", "parquet"}
+        ``kept_keys.txt`` and ``scores.csv``, or ``kept_keys.parquet`` and ``scores.parquet``.
+    group_names : sequence of str
+        Name of every group id.
+    groups, scores, kept : ndarray, shape (N,)
+        Each row's group id, score and whether it is kept.
+    """
+    runs = Path(tempfile.mkdtemp(prefix=temp_prefix("kept-runs"), dir=stage))
+    try:
+        if output_format == "parquet":
+            scores_file = _parquet_scores(stage / "scores.parquet")
+        else:
+            scores_file = _csv_scores(stage / "scores.csv")
+        names = np.asarray(group_names, dtype=object)
+        sorted_runs: list[Path | list[str]] = []
+        with scores_file as write_scores:
+            for part in range(keys.num_parts):
+                lo, hi = int(keys.offsets[part]), int(keys.offsets[part + 1])
+                part_keys = keys.read(part)
+                write_scores(part_keys, names[groups[lo:hi]], scores[lo:hi], kept[lo:hi])
+                run = sorted(part_keys[i] for i in np.flatnonzero(kept[lo:hi]).tolist())
+                del part_keys
+                if keys.num_parts == 1:
+                    sorted_runs.append(run)
+                else:
+                    sorted_runs.append(_write_run(runs / f"{part}.txt", run))
+        merged = heapq.merge(*(r if isinstance(r, list) else _read_run(r) for r in sorted_runs))
+        if output_format == "parquet":
+            _write_kept_parquet(stage / "kept_keys.parquet", merged)
+        else:
+            with atomic_open(stage / "kept_keys.txt", "w") as f:
+                while chunk := list(itertools.islice(merged, KEY_BATCH)):
+                    f.write("\n".join(chunk) + "\n")
+    finally:
+        shutil.rmtree(runs, ignore_errors=True)
+
+
+def _write_run(path: Path, keys: list[str]) -> Path:
+    if any("\n" in k for k in keys):
+        bad = next(k for k in keys if "\n" in k)
+        raise DeepCoreError(f"the key {bad!r} has a line break")
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.writelines(k + "\n" for k in keys)
+    return path
+
+
+def _read_run(path: Path) -> Iterator[str]:
+    with open(path, encoding="utf-8", newline="\n") as f:
+        for line in f:
+            yield line[:-1]
+
+
+@contextlib.contextmanager
+def _csv_scores(path: Path) -> Iterator[Callable[..., None]]:
+    """``scores.csv``: ``key,group,score,kept`` (scores with 9 significant digits)."""
     with atomic_open(path, "w") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["key", "group", "score", "kept"])
-        for k, g, s, m in zip(keys, groups.tolist(), scores.tolist(), kept.tolist()):
-            w.writerow([k, group_names[g], f"{s:.9g}", int(m)])
+
+        def write(keys: list[str], groups: np.ndarray, scores: np.ndarray, kept: np.ndarray):
+            for k, g, s, m in zip(keys, groups.tolist(), scores.tolist(), kept.tolist()):
+                w.writerow([k, g, f"{s:.9g}", int(m)])
+
+        yield write
 
 
-def write_kept_keys_parquet(path: Path, keys: Sequence[str], indices: np.ndarray) -> None:
-    """The kept keys, sorted, as a one-column (``key``) Parquet file."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    kept = sorted(keys[i] for i in indices)
-    with atomic_open(path, "wb") as f:
-        pq.write_table(pa.table({"key": pa.array(kept, pa.string())}), f)
-
-
-def write_scores_parquet(
-    path: Path,
-    keys: Sequence[str],
-    group_names: Sequence[str],
-    groups: np.ndarray,
-    scores: np.ndarray,
-    kept: np.ndarray,
-) -> None:
-    """``key, group, score, kept`` per sample, in input order, one row group at a time."""
+@contextlib.contextmanager
+def _parquet_scores(path: Path) -> Iterator[Callable[..., None]]:
+    """``scores.parquet``: ``key, group, score`` (float64), ``kept`` (bool)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -174,21 +237,29 @@ def write_scores_parquet(
             ("kept", pa.bool_()),
         ]
     )
-    names = np.asarray(group_names, dtype=object)
     with atomic_open(path, "wb") as f, pq.ParquetWriter(f, schema) as w:
-        for lo in range(0, len(keys), PARQUET_ROWS):
-            hi = min(len(keys), lo + PARQUET_ROWS)
-            w.write_table(
-                pa.table(
-                    {
-                        "key": pa.array(keys[lo:hi], pa.string()),
-                        "group": pa.array(names[groups[lo:hi]], pa.string()),
-                        "score": pa.array(np.asarray(scores[lo:hi], dtype=np.float64)),
-                        "kept": pa.array(np.asarray(kept[lo:hi], dtype=bool)),
-                    },
-                    schema=schema,
-                )
-            )
+
+        def write(keys: list[str], groups: np.ndarray, scores: np.ndarray, kept: np.ndarray):
+            columns = {
+                "key": pa.array(keys, pa.string()),
+                "group": pa.array(groups, pa.string()),
+                "score": pa.array(np.asarray(scores, dtype=np.float64)),
+                "kept": pa.array(np.asarray(kept, dtype=bool)),
+            }
+            w.write_table(pa.table(columns, schema=schema), row_group_size=PARQUET_ROWS)
+
+        yield write
+
+
+def _write_kept_parquet(path: Path, keys: Iterator[str]) -> None:
+    """The kept keys, sorted, as a one-column (``key``) Parquet file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("key", pa.string())])
+    with atomic_open(path, "wb") as f, pq.ParquetWriter(f, schema) as w:
+        while chunk := list(itertools.islice(keys, PARQUET_ROWS)):
+            w.write_table(pa.table({"key": pa.array(chunk, pa.string())}, schema=schema))
 
 
 def copy_kept(
