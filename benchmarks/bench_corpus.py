@@ -365,18 +365,21 @@ def ray_mode(a: argparse.Namespace) -> None:
     out = a.workdir / f"ray-out-{a.n}-{a.d}-{a.shards}"
     runs = [("SemDeDup", ["--eps", a.eps]), ("DBP", ["--fraction", 0.5, "--dedup-eps", a.eps])]
     for selection, options in runs:
+        if selection not in a.ray_runs:
+            continue
         cmd = [sys.executable, "-m", "deep_core.cli.prune", "--features", str(folder),
                "--selection", selection, "--num-clusters", str(a.k), *map(str, options),
                "--engine", "ray", "--ray-cpus", str(a.workers), "--keys-only", "--quiet",
                "--output-format", "parquet", "--out-dir", str(out)]  # fmt: skip
         seen: dict[int, dict[str, float]] = {}
         t = time.perf_counter()
-        with open(a.workdir / "ray-stderr.txt", "w") as log:
+        log_path = a.workdir / f"ray-stderr-{selection}.txt"
+        with open(log_path, "w") as log:
             proc = subprocess.Popen(cmd, stderr=log)
             while proc.poll() is None:
                 _peaks(seen, proc.pid)
                 time.sleep(0.25)
-        err = (a.workdir / "ray-stderr.txt").read_text()
+        err = log_path.read_text()
         if proc.returncode:
             raise SystemExit(f"{selection} failed:\n{err}")
         workers = [r for r in seen.values() if r["worker"]]
@@ -389,7 +392,8 @@ def ray_mode(a: argparse.Namespace) -> None:
             "max_worker_peak_rss_mib": round(max((r["hwm"] for r in workers), default=0), 1),
             "max_worker_peak_anon_mib": round(max((r["anon"] for r in workers), default=0), 1),
             "workers_seen": len(workers),
-            "log": [line for line in err.splitlines() if "Ray" not in line][-4:],
+            "kept": json.loads((out / "summary.json").read_text())["num_kept"],
+            "log": [line for line in err.splitlines() if "Ray" not in line][-6:],
         }), flush=True)  # fmt: skip
 
 
@@ -423,6 +427,13 @@ def main() -> None:
         "--workers", type=int, default=1, help="DBP de-duplication workers; ray: Ray CPUs"
     )
     p.add_argument("--shards", type=int, default=8, help="ray mode: .npy shards written")
+    p.add_argument(
+        "--ray-runs",
+        nargs="+",
+        choices=["SemDeDup", "DBP"],
+        default=["SemDeDup", "DBP"],
+        help="ray mode: the runs, in this order (DBP reuses SemDeDup's cached clustering)",
+    )
     p.add_argument("--semdedup-workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/bench_corpus"))
