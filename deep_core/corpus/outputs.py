@@ -29,9 +29,10 @@ import itertools
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
@@ -39,6 +40,9 @@ from ..errors import DeepCoreError
 from ..io import atomic_open
 from ..locks import remove_stale_temp, temp_prefix
 from .keys import KeySource
+
+if TYPE_CHECKING:
+    from .ray_engine import RayEngine
 
 #: outputs of an earlier run that a new run replaces (the cache and shards stay)
 OUTPUT_NAMES = (
@@ -144,17 +148,20 @@ def write_key_outputs(
     groups: np.ndarray,
     scores: np.ndarray,
     kept: np.ndarray,
+    engine: RayEngine | None = None,
 ) -> None:
     """The kept keys and the per-sample scores, written one part of ``keys`` at a time.
 
-    Each part's keys are read once: its rows of the scores file are appended (input
-    order) and its kept keys, sorted, go to a run file; the runs are then merged into
-    the sorted kept-keys file. Memory: one part's keys and one merge buffer per part.
+    Each part's keys are read once, by :func:`write_key_part`: its rows of the scores
+    file go to a part file and its kept keys, sorted, to a run file. The driver then
+    joins the part files in order and merges the runs into the sorted kept-keys file
+    (:func:`join_key_parts`). Memory: one part's keys, then one read buffer per part.
 
     Parameters
     ----------
     stage : Path
-        Folder the files are written to (:meth:`OutputDir.path`'s staging folder).
+        Folder the files are written to (:attr:`OutputDir.stage_dir`); the part files
+        live in a temporary folder inside it.
     keys : KeySource
         Each row's key (N rows in ``keys.num_parts`` parts).
     output_format : {"text", "parquet"}
@@ -163,73 +170,111 @@ def write_key_outputs(
         Name of every group id.
     groups, scores, kept : ndarray, shape (N,)
         Each row's group id, score and whether it is kept.
+    engine : RayEngine, optional
+        Write the parts as Ray tasks (:func:`deep_core.corpus.ray_outputs.write_parts`);
+        the stage must then be on a file system the workers share. None: in this process.
     """
-    runs = Path(tempfile.mkdtemp(prefix=temp_prefix("kept-runs"), dir=stage))
+    folder = Path(tempfile.mkdtemp(prefix=temp_prefix("key-parts"), dir=stage))
     try:
-        if output_format == "parquet":
-            scores_file = _parquet_scores(stage / "scores.parquet")
-        else:
-            scores_file = _csv_scores(stage / "scores.csv")
         names = np.asarray(group_names, dtype=object)
-        sorted_runs: list[Path | list[str]] = []
-        with scores_file as write_scores:
+        if engine is None:
             for part in range(keys.num_parts):
                 lo, hi = int(keys.offsets[part]), int(keys.offsets[part + 1])
-                part_keys = keys.read(part)
-                write_scores(part_keys, names[groups[lo:hi]], scores[lo:hi], kept[lo:hi])
-                run = sorted(part_keys[i] for i in np.flatnonzero(kept[lo:hi]).tolist())
-                del part_keys
-                if keys.num_parts == 1:
-                    sorted_runs.append(run)
-                else:
-                    sorted_runs.append(_write_run(runs / f"{part}.txt", run))
-        merged = heapq.merge(*(r if isinstance(r, list) else _read_run(r) for r in sorted_runs))
+                write_key_part(
+                    keys, part, folder, output_format, names, groups[lo:hi], scores[lo:hi],
+                    kept[lo:hi],
+                )  # fmt: skip
+        else:
+            from .ray_outputs import write_parts
+
+            write_parts(engine, keys, folder, output_format, names, groups, scores, kept)
+        join_key_parts(stage, folder, keys.num_parts, output_format)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _part_names(folder: Path, part: int, output_format: str) -> tuple[Path, Path]:
+    ext = "parquet" if output_format == "parquet" else "csv"
+    return folder / f"scores-{part}.{ext}", folder / f"kept-{part}.txt"
+
+
+def write_key_part(
+    keys: KeySource,
+    part: int,
+    folder: Path,
+    output_format: str,
+    group_names: np.ndarray,
+    groups: np.ndarray,
+    scores: np.ndarray,
+    kept: np.ndarray,
+) -> None:
+    """Part ``part``'s rows of the scores file and its kept keys, sorted, in ``folder``.
+
+    ``group_names`` is every group id's name (an object array); ``groups`` (ids),
+    ``scores`` and ``kept`` are the part's rows. Both files are written atomically, so
+    a retried part replaces a lost attempt's files.
+    """
+    groups = group_names[groups]
+    part_keys = keys.read(part)
+    scores_path, run_path = _part_names(folder, part, output_format)
+    if output_format == "parquet":
+        _parquet_scores(scores_path, part_keys, groups, scores, kept)
+    else:
+        with atomic_open(scores_path, "w") as f:
+            w = csv.writer(f, lineterminator="\n")
+            for k, g, s, m in zip(part_keys, groups.tolist(), scores.tolist(), kept.tolist()):
+                w.writerow([k, g, f"{s:.9g}", int(m)])
+    run = sorted(part_keys[i] for i in np.flatnonzero(kept).tolist())
+    del part_keys
+    bad = next((k for k in run if "\n" in k), None)
+    if bad is not None:
+        raise DeepCoreError(f"the key {bad!r} has a line break")
+    with atomic_open(run_path, "w") as f:
+        f.writelines(k + "\n" for k in run)
+
+
+_SCORES_HEADER = "key,group,score,kept\n"
+
+
+def join_key_parts(stage: Path, folder: Path, num_parts: int, output_format: str) -> None:
+    """``scores.*`` from the parts in order, ``kept_keys.*`` by merging the sorted runs."""
+    paths = [_part_names(folder, part, output_format) for part in range(num_parts)]
+    if output_format == "parquet":
+        import pyarrow.parquet as pq
+
+        with atomic_open(stage / "scores.parquet", "wb") as f:
+            with pq.ParquetWriter(f, _scores_schema()) as w:
+                for scores_path, _ in paths:
+                    part = pq.ParquetFile(scores_path)
+                    for i in range(part.num_row_groups):
+                        w.write_table(part.read_row_group(i), row_group_size=PARQUET_ROWS)
+    else:
+        with atomic_open(stage / "scores.csv", "wb") as f:
+            f.write(_SCORES_HEADER.encode())
+            for scores_path, _ in paths:
+                with open(scores_path, "rb") as part_file:
+                    shutil.copyfileobj(part_file, f, 1 << 20)
+    with contextlib.ExitStack() as stack:
+        runs = [_read_run(stack.enter_context(open(run, encoding="utf-8", newline="\n")))
+                for _, run in paths]  # fmt: skip
+        merged = heapq.merge(*runs)
         if output_format == "parquet":
             _write_kept_parquet(stage / "kept_keys.parquet", merged)
         else:
             with atomic_open(stage / "kept_keys.txt", "w") as f:
                 while chunk := list(itertools.islice(merged, KEY_BATCH)):
                     f.write("\n".join(chunk) + "\n")
-    finally:
-        shutil.rmtree(runs, ignore_errors=True)
 
 
-def _write_run(path: Path, keys: list[str]) -> Path:
-    if any("\n" in k for k in keys):
-        bad = next(k for k in keys if "\n" in k)
-        raise DeepCoreError(f"the key {bad!r} has a line break")
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        f.writelines(k + "\n" for k in keys)
-    return path
+def _read_run(f: IO[str]) -> Iterator[str]:
+    for line in f:
+        yield line[:-1]
 
 
-def _read_run(path: Path) -> Iterator[str]:
-    with open(path, encoding="utf-8", newline="\n") as f:
-        for line in f:
-            yield line[:-1]
-
-
-@contextlib.contextmanager
-def _csv_scores(path: Path) -> Iterator[Callable[..., None]]:
-    """``scores.csv``: ``key,group,score,kept`` (scores with 9 significant digits)."""
-    with atomic_open(path, "w") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(["key", "group", "score", "kept"])
-
-        def write(keys: list[str], groups: np.ndarray, scores: np.ndarray, kept: np.ndarray):
-            for k, g, s, m in zip(keys, groups.tolist(), scores.tolist(), kept.tolist()):
-                w.writerow([k, g, f"{s:.9g}", int(m)])
-
-        yield write
-
-
-@contextlib.contextmanager
-def _parquet_scores(path: Path) -> Iterator[Callable[..., None]]:
-    """``scores.parquet``: ``key, group, score`` (float64), ``kept`` (bool)."""
+def _scores_schema():
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    schema = pa.schema(
+    return pa.schema(
         [
             ("key", pa.string()),
             ("group", pa.string()),
@@ -237,18 +282,24 @@ def _parquet_scores(path: Path) -> Iterator[Callable[..., None]]:
             ("kept", pa.bool_()),
         ]
     )
-    with atomic_open(path, "wb") as f, pq.ParquetWriter(f, schema) as w:
 
-        def write(keys: list[str], groups: np.ndarray, scores: np.ndarray, kept: np.ndarray):
-            columns = {
-                "key": pa.array(keys, pa.string()),
-                "group": pa.array(groups, pa.string()),
-                "score": pa.array(np.asarray(scores, dtype=np.float64)),
-                "kept": pa.array(np.asarray(kept, dtype=bool)),
-            }
-            w.write_table(pa.table(columns, schema=schema), row_group_size=PARQUET_ROWS)
 
-        yield write
+def _parquet_scores(
+    path: Path, keys: list[str], groups: np.ndarray, scores: np.ndarray, kept: np.ndarray
+) -> None:
+    """``key, group, score`` (float64), ``kept`` (bool) rows as one Parquet file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = _scores_schema()
+    columns = {
+        "key": pa.array(keys, pa.string()),
+        "group": pa.array(groups, pa.string()),
+        "score": pa.array(np.asarray(scores, dtype=np.float64)),
+        "kept": pa.array(np.asarray(kept, dtype=bool)),
+    }
+    with atomic_open(path, "wb") as f:
+        pq.write_table(pa.table(columns, schema=schema), f, row_group_size=PARQUET_ROWS)
 
 
 def _write_kept_parquet(path: Path, keys: Iterator[str]) -> None:

@@ -367,6 +367,7 @@ def _write_outputs(
     result: CorpusResult,
     copy: bool,
     log: Callable[[str], None],
+    engine: RayEngine | None = None,
 ) -> dict[str, Any]:
     subset = result.subset
     kept = subset.mask()
@@ -384,6 +385,7 @@ def _write_outputs(
         groups=result.groups,
         scores=subset.scores,
         kept=kept,
+        engine=engine if corpus.keys.num_parts > 1 else None,  # one part: no task to spread
     )
     log(
         f"wrote the keys and scores of {corpus.keys.num_parts:,} part(s) "
@@ -512,7 +514,7 @@ def run_prune(cfg: PruneConfig, *, log: Callable[[str], None] | None = None) -> 
         if "eps" in info and cfg.selection == "SemDeDup":
             msg += f" (eps={info['eps']})"
         log(f"{msg} in {time.perf_counter() - t:.1f} s")
-        summary = _write_outputs(od, cfg, method, corpus, result, copy, log)
+        summary = _write_outputs(od, cfg, method, corpus, result, copy, log, ray)
         od.commit()
     log(f"wrote {cfg.out_dir}")
     return summary
