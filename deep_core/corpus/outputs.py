@@ -229,8 +229,8 @@ def write_key_part(
     bad = next((k for k in run if "\n" in k), None)
     if bad is not None:
         raise DeepCoreError(f"the key {bad!r} has a line break")
-    with atomic_open(run_path, "w") as f:
-        f.writelines(k + "\n" for k in run)
+    with atomic_open(run_path, "wb") as f:
+        f.writelines((k + "\n").encode() for k in run)
 
 
 _SCORES_HEADER = "key,group,score,kept\n"
