@@ -4,6 +4,8 @@ every key is built on the sharded paths, and a failure mid-write leaves no outpu
 from __future__ import annotations
 
 import csv
+import io
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -239,6 +241,34 @@ def test_npy_shards_with_a_keys_file_read_it_by_parts(tmp_path, monkeypatch) -> 
     assert lengths == [50] * 6 + [30]  # row numbers
     rows = (out2 / "scores.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == [str(i) for i in range(len(x))]
+
+
+def test_tar_shards_read_their_keys_one_shard_at_a_time(tmp_path, monkeypatch) -> None:
+    from PIL import Image
+
+    from deep_core.corpus.wds import TarKeys
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "tars"
+    root.mkdir()
+    for s in range(3):
+        with tarfile.open(root / f"shard-{s}.tar", "w") as tar:
+            for i in range(4):
+                buf = io.BytesIO()
+                Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(buf, "PNG")
+                info = tarfile.TarInfo(f"s{i}.png")
+                info.size = buf.tell()
+                buf.seek(0)
+                tar.addfile(info, buf)
+    lengths = _no_key_list(monkeypatch)
+    _spy(monkeypatch, TarKeys, lengths)
+    out = tmp_path / "out"
+    assert _cli("--corpus-path", root, "--selection", "SSP", "--fraction", 0.5,
+                "--num-clusters", 2, "--out-dir", out, "--quiet") == 0  # fmt: skip
+    assert lengths == [4, 4, 4]
+    rows = (out / "scores.csv").read_text().splitlines()[1:]
+    want = [f"shard-{s}/s{i}" for s in range(3) for i in range(4)]
+    assert [r.split(",")[0] for r in rows] == want
 
 
 # -- a failure mid-write leaves no partial output ----------------------------------------
