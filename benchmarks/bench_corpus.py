@@ -376,8 +376,6 @@ def ray_mode(a: argparse.Namespace) -> None:
     out = a.workdir / f"ray-out-{a.n}-{a.d}-{a.shards}"
     runs = [("SemDeDup", ["--eps", a.eps]), ("DBP", ["--fraction", 0.5, "--dedup-eps", a.eps])]
     for selection, options in runs:
-        if selection not in a.ray_runs:
-            continue
         cmd = [sys.executable, "-m", "deep_core.cli.prune", "--features", str(folder),
                "--selection", selection, "--num-clusters", str(a.k), *map(str, options),
                "--engine", "ray", "--ray-cpus", str(a.workers), "--keys-only", "--quiet",
@@ -510,13 +508,6 @@ def main() -> None:
         "--workers", type=int, default=1, help="DBP de-duplication workers; ray: Ray CPUs"
     )
     p.add_argument("--shards", type=int, default=8, help="ray mode: .npy shards written")
-    p.add_argument(
-        "--ray-runs",
-        nargs="+",
-        choices=["SemDeDup", "DBP"],
-        default=["SemDeDup", "DBP"],
-        help="ray mode: the runs, in this order (DBP reuses SemDeDup's cached clustering)",
-    )
     p.add_argument(
         "--baseline-src",
         type=Path,
