@@ -125,8 +125,12 @@ def test_part_by_part_outputs_equal_the_in_memory_writers(
 
 
 def test_ray_tasks_write_the_same_files(tmp_path) -> None:
-    pytest.importorskip("ray")
-    from deep_core.corpus.ray_engine import RayEngine
+    """Also with a worker killed after its first part (Ray retries the part)."""
+    ray = pytest.importorskip("ray")
+    from deep_core.corpus.ray_engine import KILL_ONCE_ENV, RayEngine
+
+    if ray.is_initialized():
+        pytest.skip("needs its own Ray session (the kill hook is a worker environment)")
 
     n = BOUNDS[-1]
     keys = _keys(n)
@@ -135,21 +139,28 @@ def test_ray_tasks_write_the_same_files(tmp_path) -> None:
     want = tmp_path / "want"
     want.mkdir()
     _reference(want, keys, names, groups, scores, kept)
-    with RayEngine(num_cpus=2) as engine:
-        for output_format in ("text", "parquet"):
-            got = tmp_path / f"got-{output_format}"
-            got.mkdir()
-            write_key_outputs(got, src, output_format=output_format, group_names=names,
-                              groups=groups, scores=scores, kept=kept, engine=engine)  # fmt: skip
-            _same_outputs(got, want, output_format)
-        # a part that fails in a worker: one-line error, nothing left in the stage
-        (tmp_path / "shards" / "part-4.parquet").unlink()
-        stage = tmp_path / "stage"
-        stage.mkdir()
-        with pytest.raises(DeepCoreError, match=r"^cannot read .*part-4.parquet: [^\n]*$"):
-            write_key_outputs(stage, src, output_format="text", group_names=names,
-                              groups=groups, scores=scores, kept=kept, engine=engine)  # fmt: skip
-        assert list(stage.iterdir()) == []
+    marker = tmp_path / "killed-worker.pid"
+    env = {"env_vars": {KILL_ONCE_ENV: str(marker)}}
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env=env)
+    try:
+        with RayEngine() as engine:
+            for output_format in ("text", "parquet"):
+                got = tmp_path / f"got-{output_format}"
+                got.mkdir()
+                write_key_outputs(got, src, output_format=output_format, engine=engine,
+                                  group_names=names, groups=groups, scores=scores, kept=kept)
+                _same_outputs(got, want, output_format)
+                assert marker.is_file()  # one worker was killed, in the first of the two
+            # a part that fails in a worker: one-line error, nothing left in the stage
+            (tmp_path / "shards" / "part-4.parquet").unlink()
+            stage = tmp_path / "stage"
+            stage.mkdir()
+            with pytest.raises(DeepCoreError, match=r"^cannot read .*part-4.parquet: [^\n]*$"):
+                write_key_outputs(stage, src, output_format="text", engine=engine,
+                                  group_names=names, groups=groups, scores=scores, kept=kept)
+            assert list(stage.iterdir()) == []
+    finally:
+        ray.shutdown()
 
 
 # -- the sharded paths never hold every key ---------------------------------------------

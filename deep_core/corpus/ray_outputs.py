@@ -7,8 +7,9 @@ atomically); the driver then joins the part files
 so both engines write the same files. A task gets only its part's rows of the
 per-sample arrays, and at most ``2 * workers`` tasks are in flight, so neither the
 object store nor the driver holds a second copy of the O(N) arrays. Tasks are pure
-(a retried part rewrites the same files); the staging folder must be on a file system
-the workers share, as the embeddings file is.
+(a retried part rewrites the same files, atomically: a worker lost mid-part leaves at
+most a temporary file, removed with the folder); the staging folder must be on a file
+system the workers share, as the embeddings file is.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from ..errors import DeepCoreError
 from .keys import KeySource
 from .outputs import write_key_part
-from .ray_engine import MAX_RETRIES
+from .ray_engine import MAX_RETRIES, _kill_once
 
 if TYPE_CHECKING:
     from .ray_engine import RayEngine
@@ -40,7 +41,7 @@ def write_parts(
     """Every part's files in ``folder``, one Ray task per part of ``keys``."""
     import ray
 
-    task = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(write_key_part)
+    task = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_write_part)
     names_ref = ray.put(group_names)
     keys_ref = ray.put(keys)
     window = 2 * engine.workers
@@ -65,6 +66,11 @@ def write_parts(
         if pending:
             ray.wait(pending, num_returns=len(pending))
         raise
+
+
+def _write_part(*args: object) -> None:
+    write_key_part(*args)  # type: ignore[arg-type]
+    _kill_once()  # ray_engine's test hook: the retry writes the same part again
 
 
 def _get(engine: RayEngine, refs: list) -> None:
