@@ -25,9 +25,12 @@ reports the ratios and how many kept samples differ from the float64 computation
 ``--mode ray`` writes N x d synthetic embeddings as ``--shards`` ``.npy`` files (one
 shard in memory at a time) and runs ``deepcore-prune --engine ray`` end to end on them,
 SemDeDup (``--eps``) and then DBP (fraction 0.5, ``dedup_eps = eps``, reusing the cached
-clustering) with ``--ray-cpus`` workers, each in its own process: wall time, the
-driver's peak RSS, and the largest peak RSS (VmHWM) of any Ray worker, sampled from
-``/proc`` while the run lasts (file-backed pages of the memory-mapped embeddings that a
+clustering) with ``--ray-cpus`` workers (``--method`` picks other selections,
+``--engine local ray`` runs each on both engines, ``--no-dedup`` drops DBP's
+de-duplication; a row's ``kmeans_cached`` says whether it read the clustering that an
+earlier run of the same N, d and shards left in the cache), each in its own process:
+wall time, the driver's peak RSS, and the largest peak RSS (VmHWM) of any Ray worker,
+sampled from ``/proc`` while the run lasts (file-backed pages of the memory-mapped embeddings that a
 worker touched count in its peak RSS, VmHWM; the largest anonymous RSS sampled every
 0.25 s, RssAnon, leaves them out).
 
@@ -44,6 +47,8 @@ Usage (2-core machine; serialise heavy runs with other users of the machine)::
     python benchmarks/bench_corpus.py --n 200000 --k 200 --compare-n 50000   # quicker
     python benchmarks/bench_corpus.py --mode kmeans-quantile --n 1000000 --d 512 --k 10
     python benchmarks/bench_corpus.py --mode ray --n 1000000 --d 256 --k 1000 --shards 8
+    python benchmarks/bench_corpus.py --mode ray --n 1000000 --d 64 --k 500 --shards 8 \
+        --method DBP --no-dedup --engine local ray --workers 2
     python benchmarks/bench_corpus.py --mode keys --n 2000000 --d 64 --k 100 --shards 16 \\
         --baseline-src OLD_CHECKOUT
 """
@@ -349,15 +354,31 @@ def _write_shards(a: argparse.Namespace) -> Path:
     return folder
 
 
+def _parent(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("PPid:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _descends(pid: int, driver: int) -> bool:
+    """Whether ``pid`` was started by ``driver`` (other users' Ray workers are left out)."""
+    while pid > 1:
+        if pid == driver:
+            return True
+        pid = _parent(pid)
+    return False
+
+
 def _peaks(seen: dict[int, dict[str, float]], driver: int) -> None:
-    """Record VmHWM and the largest RssAnon seen (MiB) of the driver and every Ray worker."""
+    """Record VmHWM and the largest RssAnon seen (MiB) of the driver and its Ray workers."""
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
             worker = b"default_worker.py" in cmd or cmd.startswith(b"ray::")
-            if not worker and int(pid) != driver:
+            if int(pid) != driver and not (worker and _descends(int(pid), driver)):
                 continue
             row = seen.setdefault(int(pid), {"hwm": 0.0, "anon": 0.0, "worker": worker})
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -374,15 +395,20 @@ def ray_mode(a: argparse.Namespace) -> None:
     folder = _write_shards(a)
     print(json.dumps({"shards": str(folder), "write_seconds": round(time.perf_counter() - t, 1)}))
     out = a.workdir / f"ray-out-{a.n}-{a.d}-{a.shards}"
-    runs = [("SemDeDup", ["--eps", a.eps]), ("DBP", ["--fraction", 0.5, "--dedup-eps", a.eps])]
-    for selection, options in runs:
+    dbp = ["--fraction", 0.5] + ([] if a.no_dedup else ["--dedup-eps", a.eps])
+    options_of = {"SemDeDup": ["--eps", a.eps], "DBP": dbp, "SSP": ["--fraction", 0.5],
+                  "ClusterSubsample": ["--fraction", 0.5],
+                  "KMeansQuantile": ["--quantile", 0.9]}  # fmt: skip
+    runs = [(engine, sel, options_of[sel]) for engine in a.engine for sel in a.method]
+    for engine, selection, options in runs:
+        on = ["--engine", "ray", "--ray-cpus", str(a.workers)] if engine == "ray" else []
         cmd = [sys.executable, "-m", "deep_core.cli.prune", "--features", str(folder),
                "--selection", selection, "--num-clusters", str(a.k), *map(str, options),
-               "--engine", "ray", "--ray-cpus", str(a.workers), "--keys-only", "--quiet",
+               *on, "--keys-only", "--quiet",
                "--output-format", "parquet", "--out-dir", str(out)]  # fmt: skip
         seen: dict[int, dict[str, float]] = {}
         t = time.perf_counter()
-        log_path = a.workdir / f"ray-stderr-{selection}.txt"
+        log_path = a.workdir / f"ray-stderr-{engine}-{selection}.txt"
         with open(log_path, "w") as log:
             proc = subprocess.Popen(cmd, stderr=log)
             while proc.poll() is None:
@@ -394,8 +420,10 @@ def ray_mode(a: argparse.Namespace) -> None:
         workers = [r for r in seen.values() if r["worker"]]
         driver = seen.get(proc.pid, {"hwm": 0.0, "anon": 0.0})
         print(json.dumps({
-            "selection": selection, "n": a.n, "d": a.d, "shards": a.shards, "k": a.k,
-            "ray_cpus": a.workers, "seconds": round(time.perf_counter() - t, 1),
+            "selection": selection, "options": options, "engine": engine, "n": a.n, "d": a.d,
+            "shards": a.shards, "k": a.k, "ray_cpus": a.workers if engine == "ray" else None,
+            "kmeans_cached": "clustering from cache" in err,
+            "seconds": round(time.perf_counter() - t, 1),
             "driver_peak_rss_mib": round(driver["hwm"], 1),
             "driver_peak_anon_mib": round(driver["anon"], 1),
             "max_worker_peak_rss_mib": round(max((r["hwm"] for r in workers), default=0), 1),
@@ -513,6 +541,18 @@ def main() -> None:
         type=Path,
         help="keys mode: also run the deepcore-prune of this source tree (an older checkout)",
     )
+    p.add_argument(
+        "--method",
+        nargs="+",
+        choices=["SemDeDup", "DBP", "SSP", "ClusterSubsample", "KMeansQuantile"],
+        default=["SemDeDup", "DBP"],
+        help="ray mode: the selections run, in order (the first computes the k-means)",
+    )
+    p.add_argument(
+        "--engine", nargs="+", choices=["local", "ray"], default=["ray"],
+        help="ray mode: run every --method on each engine, in order",
+    )  # fmt: skip
+    p.add_argument("--no-dedup", action="store_true", help="ray mode: DBP without dedup_eps")
     p.add_argument("--semdedup-workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/bench_corpus"))

@@ -14,6 +14,18 @@ engines share one implementation of every rule:
   the driver merges the per-cluster results (a row listed in two clusters keeps the
   larger maximum). The cross-boundary pass's second-nearest centroids are a map over
   chunks too.
+- The per-cluster step of DBP, KMeansQuantile, SSP and ClusterSubsample
+  (:meth:`~deep_core.methods._corpus.CorpusMethod.cluster_stats`, see
+  :mod:`deep_core.methods._corpus`): tasks grouped by cluster, each holding its
+  clusters' row ids and per-row columns (distances, tie keys, draws), returning every
+  cluster's ranking and statistics; the method's global step (DBP's quotas, a global
+  ranking) runs on the driver from those. KMeansQuantile's scores, which need the
+  embeddings, are a map over row chunks (:meth:`RayEngine.map_rows`).
+
+A per-cluster task takes clusters, largest first, until it holds :func:`task_rows` rows
+(at most :data:`TASK_ROWS`), so it holds fewer than ``TASK_ROWS`` rows plus one
+cluster's (SemDeDup's with that cluster's boundary visitors): a worker's memory is
+bounded by that cap and the largest cluster, not by N.
 
 Every task is a pure function of its inputs, so a task that Ray retries after losing
 its worker (``max_retries``) returns the same values, and the same input gives the
@@ -36,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DeepCoreError
+from ..methods._corpus import ClusterPart, ClusterParts, group_members, slice_columns
 from ..neighbors.dedup import BLOCK_ROWS, _tasks, boundary_visitors, cluster_order
 from ..neighbors.kmeans import CHUNK_ROWS, MAX_MEMORY_GB, Clustering
 
@@ -43,6 +56,13 @@ from ..neighbors.kmeans import CHUNK_ROWS, MAX_MEMORY_GB, Clustering
 MAX_RETRIES = 3
 #: test hook (see the module docstring): a marker file; its absence kills one worker
 KILL_ONCE_ENV = "DEEPCORE_RAY_KILL_ONCE"
+#: most rows a per-cluster task holds (a larger cluster is a task of its own)
+TASK_ROWS = 1 << 18
+
+
+def task_rows(total: int, workers: int) -> int:
+    """Rows per per-cluster task: about 8 tasks per worker, at most :data:`TASK_ROWS`."""
+    return max(1, min(TASK_ROWS, math.ceil(total / (workers * 8))))
 
 
 def _rows(source: tuple) -> np.ndarray:
@@ -77,6 +97,18 @@ def _dedup(source: tuple, task: list[np.ndarray], block_rows: int) -> list[np.nd
     for idx in task:
         v = np.array(x[idx], dtype=np.float32, order="C")
         out.append(block_max_similarity(_normalise_chunk(v, 0, idx), block_rows=block_rows))
+        _kill_once()
+    return out
+
+
+def _map_rows(fn: Any, source: tuple, lo: int, hi: int, columns: dict, args: tuple) -> Any:
+    return fn(_rows(source)[lo:hi], columns, *args)
+
+
+def _clusters(method: Any, blocks: list[tuple[int, np.ndarray, dict]]) -> list[ClusterPart]:
+    out = []
+    for group, rows, columns in blocks:
+        out.append(method.cluster_stats(group, rows, columns))
         _kill_once()
     return out
 
@@ -136,6 +168,8 @@ class RayEngine:
         self._train = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_train)
         self._assign = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_assign)
         self._dedup = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_dedup)
+        self._map_rows = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_map_rows)
+        self._clusters = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_clusters)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -240,12 +274,55 @@ class RayEngine:
         k = clustering.num_clusters
         chosen = np.arange(k) if clusters is None else np.asarray(clusters, dtype=np.int64)
         total = int((offsets[chosen + 1] - offsets[chosen]).sum())
-        rows_per_task = max(1, math.ceil(total / (self.workers * 8)))
         src = self.source(x)
-        tasks = list(_tasks(order, offsets, chosen, rows_per_task))
+        tasks = list(_tasks(order, offsets, chosen, task_rows(total, self.workers)))
         futures = [self._dedup.remote(src, task, BLOCK_ROWS) for task in tasks]
         m = np.full(x.shape[0], np.nan, dtype=np.float32)
         for task, values in zip(tasks, self._get(futures)):
             for idx, v in zip(task, values):
                 m[idx] = np.fmax(m[idx], v)
         return m
+
+    def map_rows(self, fn: Any, x: np.ndarray, columns: Any, *args: Any) -> tuple[np.ndarray, ...]:
+        """:meth:`~deep_core.methods._corpus.Tasks.map_rows`: one task per row chunk.
+
+        ``fn`` must be importable by the workers (a module-level function).
+        """
+        src = self.source(x)
+        n = x.shape[0]
+        futures = [
+            self._map_rows.remote(
+                fn, src, lo, min(n, lo + CHUNK_ROWS),
+                slice_columns(columns, slice(lo, lo + CHUNK_ROWS)), args,
+            )
+            for lo in range(0, n, CHUNK_ROWS)
+        ]  # fmt: skip
+        parts = self._get(futures)
+        return tuple(np.concatenate(p) for p in zip(*parts))
+
+    def map_clusters(
+        self, method: Any, groups: np.ndarray, num_groups: int, columns: Any
+    ) -> ClusterParts:
+        """:meth:`~deep_core.methods._corpus.Tasks.map_clusters` as tasks grouped by cluster.
+
+        Largest clusters first; a task takes clusters until it holds :func:`task_rows`
+        rows (see the module docstring). Empty clusters ride along with the last task.
+        """
+        order, offsets = group_members(groups, num_groups)
+        sizes = np.diff(offsets)
+        limit = task_rows(groups.shape[0], self.workers)
+        ref = self._ray.put(method)
+        futures = []
+        block: list[tuple[int, np.ndarray, dict]] = []
+        held = 0
+        for g in np.lexsort((np.arange(num_groups), -sizes)):
+            rows = order[offsets[g] : offsets[g + 1]]
+            block.append((int(g), rows, slice_columns(columns, rows)))
+            held += rows.size
+            if held >= limit:
+                futures.append(self._clusters.remote(ref, block))
+                block, held = [], 0
+        if block:
+            futures.append(self._clusters.remote(ref, block))
+        parts = [p for task in self._get(futures) for p in task]
+        return ClusterParts(parts, groups.shape[0], num_groups)

@@ -10,7 +10,8 @@ options and the seed), so re-running with another fraction or method costs neith
 
 Engines: ``engine="local"`` runs everything in this process (SemDeDup's per-cluster
 work in the method's ``workers`` processes); ``engine="ray"`` runs the k-means training,
-the assignment and SemDeDup's per-cluster maxima as Ray tasks
+the assignment, SemDeDup's per-cluster maxima and the other methods' per-cluster step
+as Ray tasks
 (:mod:`deep_core.corpus.ray_engine`) on a local Ray or a cluster (``address``). Both
 give the same kept set.
 """
@@ -506,7 +507,7 @@ def run_prune(cfg: PruneConfig, *, log: Callable[[str], None] | None = None) -> 
             cfg.fraction,
             seed=cfg.seed,
             target=target,
-            precomputed=Precomputed(clustering=clustering, similarities=similarities),
+            precomputed=Precomputed(clustering=clustering, similarities=similarities, tasks=ray),
             progress=cfg.progress,
         )
         info = result.subset.info

@@ -35,6 +35,8 @@ Budget
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from ..budget import (
@@ -49,7 +51,7 @@ from ..neighbors.kmeans import Clustering
 from ..signals import Signals
 from ..subset import Subset
 from ._common import check_choice, check_int
-from ._corpus import CorpusMethod, CorpusResult, Precomputed, Target
+from ._corpus import ClusterPart, CorpusMethod, CorpusResult, Precomputed, Target, ranked, tie_keys
 from .base import register
 
 RANKS = ("cossim", "random", "stratified", "systematic")
@@ -103,7 +105,7 @@ class ClusterSubsample(CorpusMethod):
         check_fraction(fraction)
         x, clustering, seed = self._prepare(signals, fraction, seed, None, None)
         assert clustering is not None
-        return self._keep(x, clustering, fraction, seed, exact=True).subset
+        return self._keep(x, clustering, fraction, seed, None, exact=True).subset
 
     def _rule(
         self,
@@ -118,10 +120,17 @@ class ClusterSubsample(CorpusMethod):
         progress: bool,
     ) -> CorpusResult:
         assert clustering is not None and fraction is not None
-        return self._keep(x, clustering, fraction, seed, exact=False)
+        return self._keep(x, clustering, fraction, seed, precomputed, exact=False)
 
     def _keep(
-        self, x: np.ndarray, clustering: Clustering, fraction: float, seed: int, *, exact: bool
+        self,
+        x: np.ndarray,
+        clustering: Clustering,
+        fraction: float,
+        seed: int,
+        precomputed: Precomputed | None,
+        *,
+        exact: bool,
     ) -> CorpusResult:
         sizes = clustering.sizes()
         if self.skip_singletons:
@@ -136,14 +145,17 @@ class ClusterSubsample(CorpusMethod):
             budgets = proportional_budgets(sizes, total)
         else:
             budgets = ceil_budgets(sizes, fraction)
-        cos = 1.0 - clustering.distances.astype(np.float64)
+        n = x.shape[0]
+        columns = {"distance": clustering.distances, "tie": tie_keys(n, seed)}
         if self.rank == "random":
-            scores = np.random.default_rng(seed).random(x.shape[0])
-        elif self.rank == "cossim":
-            scores = -cos if self.prune_type == "diverse" else cos
-        else:
-            scores = spread_sample(cos, clustering.labels, budgets, self.rank, seed=seed)
-        idx = take_per_group(scores, clustering.labels, budgets, seed=seed)
+            columns["draw"] = np.random.default_rng(seed).random(n)
+        parts = self.per_cluster(clustering.labels, clustering.num_clusters, columns, precomputed)
+        if self.rank in ("cossim", "random"):
+            scores = parts.scores
+            idx = parts.take(budgets)
+        else:  # the draws along every cluster's cosine ranking, on the driver
+            scores = spread_sample(parts.order, parts.offsets, budgets, self.rank, seed=seed)
+            idx = take_per_group(scores, clustering.labels, budgets, seed=seed)
         info = {
             "num_clusters": clustering.num_clusters,
             "rounding": "exact" if exact else "ceil per cluster",
@@ -156,22 +168,40 @@ class ClusterSubsample(CorpusMethod):
             kind=self.kind,
         )
 
+    def cluster_stats(
+        self, group: int, rows: np.ndarray, columns: Mapping[str, np.ndarray]
+    ) -> ClusterPart:
+        """One cluster ranked by its score (``cossim``, ``random``: ties by ``tie``), or
+        by descending cosine similarity, ties by index (``stratified``, ``systematic``:
+        the ordering the driver's draws pick positions along). No statistics.
+        """
+        cos = 1.0 - columns["distance"].astype(np.float64)
+        if self.rank in ("stratified", "systematic"):
+            pos = np.lexsort((rows, -cos))
+            return ClusterPart(group, rows[pos], cos[pos], np.zeros(0))
+        if self.rank == "random":
+            scores = columns["draw"].astype(np.float64)
+        else:
+            scores = -cos if self.prune_type == "diverse" else cos
+        pos = ranked(scores, columns["tie"])
+        return ClusterPart(group, rows[pos], scores[pos], np.zeros(0))
+
 
 def spread_sample(
-    cos: np.ndarray, groups: np.ndarray, budgets: np.ndarray, how: str, *, seed: int
+    order: np.ndarray, offsets: np.ndarray, budgets: np.ndarray, how: str, *, seed: int
 ) -> np.ndarray:
     """1.0 for the members a stratified or systematic sample keeps, 0.0 for the others.
 
-    Each group's members are taken in descending ``cos`` (ties by index); a group of
-    ``n`` with budget ``b`` keeps one member per stratum ``[floor(i n / b),
-    floor((i + 1) n / b))`` drawn uniformly (``"stratified"``), or the positions
-    ``floor(u + i n / b)`` for one uniform ``u`` in ``[0, n / b)`` (``"systematic"``).
+    Group ``g``'s members are ``order[offsets[g]:offsets[g + 1]]``, in descending cosine
+    similarity (ties by index); a group of ``n`` with budget ``b`` keeps one member per
+    stratum ``[floor(i n / b), floor((i + 1) n / b))`` drawn uniformly
+    (``"stratified"``), or the positions ``floor(u + i n / b)`` for one uniform ``u`` in
+    ``[0, n / b)`` (``"systematic"``).
     """
-    n = cos.shape[0]
+    n = order.shape[0]
     k = budgets.shape[0]
-    order = np.lexsort((np.arange(n), -cos, groups))
-    sizes = np.bincount(groups, minlength=k)
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    sizes = np.diff(offsets)
+    starts = offsets[:-1]
     owner = np.repeat(np.arange(k), budgets)  # one entry per kept member
     i = np.arange(owner.size) - np.repeat(np.cumsum(budgets) - budgets, budgets)
     step = sizes[owner] / budgets[owner]

@@ -31,6 +31,10 @@ Score
     remainder (floor, then one more to the largest fractional parts, ties to the lower
     cluster id), which keeps the bounds and the exact total.
 
+    The per-cluster statistics and every cluster's ranking come from
+    :meth:`DBP.cluster_stats` (one cluster at a time, on either engine); the quotas are
+    the global step on the driver.
+
     Each cluster keeps its ``x_j`` hardest members (farthest from the centroid;
     ``which_to_keep="easy"``: nearest; ``"random"``: a seeded draw). The per-sample
     score is that within-cluster key (cosine distance, its negative, or the draw);
@@ -50,16 +54,26 @@ Reference quirks
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
-from ..budget import budget_size, take_per_group
+from ..budget import budget_size
 from ..errors import DeepCoreError
 from ..neighbors.dedup import WHICH_TO_KEEP, boundary_band
 from ..neighbors.kmeans import Clustering
 from ..signals import Signals
 from ..subset import Subset
 from ._common import check_choice, check_int, check_unit
-from ._corpus import CorpusMethod, CorpusResult, Precomputed, Target
+from ._corpus import (
+    ClusterPart,
+    CorpusMethod,
+    CorpusResult,
+    Precomputed,
+    Target,
+    ranked,
+    tie_keys,
+)
 from .base import register
 from .semdedup import check_eps, max_similarities
 
@@ -69,26 +83,36 @@ def cluster_complexity(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(sizes, d_intra, d_inter)`` per cluster over the rows where ``keep`` is True.
 
-    ``d_intra`` is NaN for an empty cluster.
+    The whole-array form of what :meth:`DBP.cluster_stats` computes cluster by
+    cluster. ``d_intra`` is NaN for an empty cluster.
     """
     k = clustering.num_clusters
     labels = clustering.labels[keep]
     sizes = np.bincount(labels, minlength=k).astype(np.int64)
     total = np.bincount(labels, weights=clustering.distances[keep], minlength=k)
+    return sizes, intra_distances(sizes, total), inter_distances(clustering.centroids, num_nns)
+
+
+def intra_distances(sizes: np.ndarray, totals: np.ndarray) -> np.ndarray:
+    """``d_intra``: a cluster's summed member distances over its size (NaN when empty)."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        d_intra = np.where(sizes > 0, total / np.maximum(sizes, 1), np.nan)
+        return np.where(sizes > 0, totals / np.maximum(sizes, 1), np.nan)
+
+
+def inter_distances(centroids: np.ndarray, num_nns: int) -> np.ndarray:
+    """``d_inter``: mean cosine distance of each centroid to its ``num_nns`` nearest others."""
+    k = centroids.shape[0]
     nns = min(num_nns, k - 1)
     import faiss  # loaded on first use: listing the methods does not need it
 
-    index = faiss.IndexFlatIP(clustering.centroids.shape[1])
-    index.add(np.ascontiguousarray(clustering.centroids, dtype=np.float32))
-    sim, ids = index.search(np.ascontiguousarray(clustering.centroids), nns + 1)
+    index = faiss.IndexFlatIP(centroids.shape[1])
+    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    sim, ids = index.search(np.ascontiguousarray(centroids, dtype=np.float32), nns + 1)
     others = ids != np.arange(k)[:, None]
     # Drop the centroid itself (or, with duplicate centroids, the farthest extra one).
     cols = np.argsort(~others, axis=1, kind="stable")[:, :nns]
     dist = 1.0 - np.take_along_axis(sim, cols, axis=1).astype(np.float64)
-    d_inter = dist.mean(axis=1)
-    return sizes, d_intra, d_inter
+    return dist.mean(axis=1)
 
 
 def complexity_probs(d_intra: np.ndarray, d_inter: np.ndarray, temperature: float) -> np.ndarray:
@@ -286,20 +310,22 @@ class DBP(CorpusMethod):
                 f"DBP: de-duplication left {int(survive.sum()):,} samples, fewer than the "
                 f"{n_keep:,} to keep; lower dedup_eps or the fraction"
             )
-        sizes, d_intra, d_inter = cluster_complexity(clustering, survive, self.num_nns)
+        columns = {"distance": clustering.distances, "tie": tie_keys(n, seed)}
+        if not survive.all():
+            columns["survive"] = survive
+        if self.which_to_keep == "random":
+            columns["draw"] = np.random.default_rng(seed).random(n)
+        parts = self.per_cluster(clustering.labels, k, columns, precomputed)
+        sizes = parts.stats[:, 0].astype(np.int64)
+        d_intra = intra_distances(sizes, parts.stats[:, 1])
+        d_inter = inter_distances(clustering.centroids, self.num_nns)
         probs = density_probs(self.density, sizes, d_intra, d_inter, self.temperature)
         lower = lower_bounds(sizes, n_keep, k, self.cls_bal_ratio)
         budget, lam = quotas(probs, sizes, n_keep, lower)
-        dist = clustering.distances.astype(np.float64)
-        if self.which_to_keep == "hard":
-            scores = dist.copy()
-        elif self.which_to_keep == "easy":
-            scores = -dist
-        else:
-            scores = np.random.default_rng(seed).random(n)
+        idx = parts.take(budget)  # survivors come first in every cluster's order
+        scores = parts.scores
         if not survive.all():
-            scores[~survive] = scores[survive].min() - 1.0 if survive.any() else -1.0
-        idx = take_per_group(scores, clustering.labels, budget, seed=seed)
+            scores[~survive] = parts.stats[:, 2].min() - 1.0 if survive.any() else -1.0
         info = {
             "removed_duplicates": int(n - survive.sum()),
             "density": self.density,
@@ -313,3 +339,29 @@ class DBP(CorpusMethod):
             groups=clustering.labels,
             kind=self.kind,
         )
+
+    def cluster_stats(
+        self, group: int, rows: np.ndarray, columns: Mapping[str, np.ndarray]
+    ) -> ClusterPart:
+        """One cluster: its survivors' count and summed distance, and its keep order.
+
+        Columns: ``distance`` (to the centroid), ``tie`` (:func:`tie_keys`), ``survive``
+        (absent: no duplicates) and ``draw`` (``which_to_keep="random"``). Stats:
+        ``[survivors, sum of their distances, their lowest score]``; the order puts
+        the survivors by descending score first, then the duplicates (whose scores the
+        driver sets below every survivor's), ties by the tie keys.
+        """
+        dist = columns["distance"]
+        alive = columns["survive"] if "survive" in columns else np.ones(rows.size, dtype=bool)
+        if self.which_to_keep == "random":
+            scores = columns["draw"].astype(np.float64)
+        else:
+            scores = dist.astype(np.float64)
+            if self.which_to_keep == "easy":
+                scores = -scores
+        # one sequential sum in row order, as a bincount over the whole array adds
+        ones = np.zeros(int(alive.sum()), dtype=np.intp)
+        total = np.bincount(ones, weights=dist[alive], minlength=1)[0]
+        stats = np.array([ones.size, total, scores[alive].min(initial=np.inf)])
+        pos = ranked(np.where(alive, scores, -np.inf), columns["tie"])
+        return ClusterPart(group, rows[pos], scores[pos], stats)

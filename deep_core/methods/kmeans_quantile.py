@@ -42,22 +42,40 @@ Speed and precision
     centroids with float32 distances, as the tool's faiss + numpy pipeline. Extra
     memory is O(N) for the scores and ids beyond the chunk in flight. Supervised mode
     adds the distance to the own class mean, as a float32 difference in the same pass.
+    The pass is a row map (:meth:`~deep_core.methods._corpus.Tasks.map_rows`, chunk by
+    chunk, on either engine); the per-group ranking and quantile then run one group at
+    a time (:meth:`KMeansQuantile.cluster_stats`) and the exact-count budgets on the
+    driver.
     Float32 distances are the tool's; against float64 they differ by rounding only, so
     the kept set can differ only where two scores tie to within ~1e-6 relative.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import scipy.sparse as sp
 
-from ..budget import budget_size, proportional_budgets, quantile_mask, take_per_group
+from ..budget import budget_size, proportional_budgets
 from ..errors import DeepCoreError
 from ..neighbors.kmeans import CHUNK_ROWS, Clustering, assign, train_centroids
 from ..signals import Signals
 from ..subset import Subset
 from ._common import check_choice, check_int, check_unit
-from ._corpus import CorpusMethod, CorpusResult, Precomputed, Target, features_of
+from ._corpus import (
+    ClusterPart,
+    CorpusMethod,
+    CorpusResult,
+    Precomputed,
+    Target,
+    Tasks,
+    above_quantile,
+    features_of,
+    ranked,
+    tasks_of,
+    tie_keys,
+)
 from .base import register
 
 
@@ -165,30 +183,49 @@ class KMeansQuantile(CorpusMethod):
                 f"target embeddings have {target.features.shape[1]} dims but the corpus has "
                 f"{x.shape[1]}"
             )
+        tasks = tasks_of(precomputed)
         if self.supervised:
-            scores, groups, info = self._supervised(x, signals.labels, target)
+            scores, groups, info = self._supervised(x, signals.labels, target, tasks)
         else:
-            scores, groups, info = self._unsupervised(x, target, seed, precomputed)
+            scores, groups, info = self._unsupervised(x, target, seed, precomputed, tasks)
+        num_groups = int(groups.max()) + 1
+        columns = {"score": scores, "tie": tie_keys(scores.size, seed)}
+        parts = self.per_cluster(groups, num_groups, columns, precomputed)
         if fraction is None:
-            idx = np.flatnonzero(quantile_mask(scores, groups, self.quantile))
+            idx = parts.take(parts.stats[:, 0].astype(np.int64))
             info["quantile"] = self.quantile
         else:
-            sizes = np.bincount(groups)
-            budgets = proportional_budgets(sizes, budget_size(x.shape[0], fraction))
-            idx = take_per_group(scores, groups, budgets, seed=seed)
+            idx = parts.take(proportional_budgets(parts.sizes, budget_size(scores.size, fraction)))
         return CorpusResult(
-            subset=Subset(indices=idx, scores=scores, info=info),
+            subset=Subset(indices=idx, scores=parts.scores, info=info),
             groups=groups,
             kind=self.kind,
             group_kind="class" if self.supervised or self.centroids == "class_means" else "cluster",
         )
 
+    def cluster_stats(
+        self, group: int, rows: np.ndarray, columns: Mapping[str, np.ndarray]
+    ) -> ClusterPart:
+        """One group ranked by score (ties by ``tie``); stats: ``[members above the quantile]``.
+
+        Columns: ``score`` (from the row map) and ``tie``.
+        """
+        scores = columns["score"]
+        pos = ranked(scores, columns["tie"])
+        above = np.array([above_quantile(scores, self.quantile)], dtype=np.float64)
+        return ClusterPart(group, rows[pos], scores[pos], above)
+
     def _unsupervised(
-        self, x: np.ndarray, target: Target, seed: int, precomputed: Precomputed | None
+        self,
+        x: np.ndarray,
+        target: Target,
+        seed: int,
+        precomputed: Precomputed | None,
+        tasks: Tasks,
     ) -> tuple[np.ndarray, np.ndarray, dict]:
         k = 3 if self.difficulty == "hard" else 1
         if self.centroids == "class_means":
-            return self._class_mean_centroids(x, target, k)
+            return self._class_mean_centroids(x, target, k, tasks)
         if precomputed is not None and precomputed.clustering is not None:
             clustering = self._clustering(target.features, seed, precomputed)
             centroids = clustering.centroids
@@ -203,20 +240,18 @@ class KMeansQuantile(CorpusMethod):
             )
         if centroids.shape[0] < k:
             raise DeepCoreError("KMeansQuantile hard scores need num_clusters >= 3")
-        ids, dist = assign(x, centroids, k=k, spherical=False)  # nearest first
+        ids, dist, scores = tasks.map_rows(nearest_scores, x, {}, centroids, k)
         if clustering is None:
             if target.features is x:  # the corpus is the target: its assignment is this one
-                t_ids, t_dist = ids[:, :1], dist[:, :1]
+                t_ids, t_dist = ids, dist
             else:
-                t_ids, t_dist = assign(target.features, centroids, k=1, spherical=False)
-            clustering = Clustering(centroids, t_ids[:, 0].copy(), t_dist[:, 0].copy(), False)
-        d = dist.astype(np.float64)
-        scores = d[:, 0] - d[:, 1] - d[:, 2] if k == 3 else -d[:, 0]
+                t_ids, t_dist, _ = tasks.map_rows(nearest_scores, target.features, {}, centroids, 1)
+            clustering = Clustering(centroids, t_ids, t_dist, False)
         info = {"num_clusters": clustering.num_clusters, "clustering": clustering.fingerprint()}
-        return scores, ids[:, 0].copy(), info
+        return scores, ids, info
 
     def _class_mean_centroids(
-        self, x: np.ndarray, target: Target, k: int
+        self, x: np.ndarray, target: Target, k: int, tasks: Tasks
     ) -> tuple[np.ndarray, np.ndarray, dict]:
         labels = self._target_labels(target, 'centroids="class_means"')
         classes = np.unique(labels)
@@ -224,13 +259,12 @@ class KMeansQuantile(CorpusMethod):
             raise DeepCoreError(
                 f"KMeansQuantile hard scores need 3 target classes, got {classes.size}"
             )
-        ids, dist = assign(x, class_means(target.features, labels, classes), k=k, spherical=False)
-        d = dist.astype(np.float64)
-        scores = d[:, 0] - d[:, 1] - d[:, 2] if k == 3 else -d[:, 0]
-        return scores, classes[ids[:, 0]], {"num_classes": int(classes.size)}
+        means = class_means(target.features, labels, classes)
+        ids, _, scores = tasks.map_rows(nearest_scores, x, {}, means, k)
+        return scores, classes[ids], {"num_classes": int(classes.size)}
 
     def _supervised(
-        self, x: np.ndarray, labels: np.ndarray, target: Target
+        self, x: np.ndarray, labels: np.ndarray, target: Target, tasks: Tasks
     ) -> tuple[np.ndarray, np.ndarray, dict]:
         if target.labels is None:
             raise DeepCoreError("supervised KMeansQuantile needs target labels (class folders)")
@@ -252,13 +286,35 @@ class KMeansQuantile(CorpusMethod):
         means = class_means(target.features, target.labels, classes)
         pos = np.full(int(classes.max()) + 1, -1, dtype=np.int64)
         pos[classes] = np.arange(classes.size)
-        d_own, d_other = own_and_other_distances(
-            x, means, pos[labels], others=2 if self.difficulty == "hard" else 0
-        )
-        if self.difficulty == "easy":
-            return -d_own, labels.copy(), {"num_classes": int(classes.size)}
-        scores = d_own - d_other[:, 0] - d_other[:, 1]
+        others = 2 if self.difficulty == "hard" else 0
+        (scores,) = tasks.map_rows(own_class_scores, x, {"own": pos[labels]}, means, others)
         return scores, labels.copy(), {"num_classes": int(classes.size)}
+
+
+def nearest_scores(
+    rows: np.ndarray, columns: Mapping[str, np.ndarray], centroids: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unsupervised scores of a chunk of rows (a row map): nearest id, its distance, score.
+
+    The score is ``d(1) - d(2) - d(3)`` with ``k = 3`` (hard), ``-d(1)`` with ``k = 1``.
+    """
+    ids, dist = assign(rows, centroids, k=k, spherical=False)  # nearest first
+    d = dist.astype(np.float64)
+    scores = d[:, 0] - d[:, 1] - d[:, 2] if k == 3 else -d[:, 0]
+    return ids[:, 0].copy(), dist[:, 0].copy(), scores
+
+
+def own_class_scores(
+    rows: np.ndarray, columns: Mapping[str, np.ndarray], means: np.ndarray, others: int
+) -> tuple[np.ndarray]:
+    """Supervised scores of a chunk of rows (a row map), with their class ids in ``own``.
+
+    ``d_own - d'(1) - d'(2)`` with ``others = 2`` (hard), ``-d_own`` with ``others = 0``.
+    """
+    d_own, d_other = own_and_other_distances(rows, means, columns["own"], others=others)
+    if others == 0:
+        return (-d_own,)
+    return (d_own - d_other[:, 0] - d_other[:, 1],)
 
 
 def own_and_other_distances(

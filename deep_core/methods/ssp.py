@@ -24,14 +24,25 @@ Reference quirks
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
-from ..budget import budget_size, quantile_mask, take_top
+from ..budget import budget_size, take_top
 from ..neighbors.kmeans import Clustering
 from ..signals import Signals
 from ..subset import Subset
 from ._common import check_choice, check_int, check_unit
-from ._corpus import CorpusMethod, CorpusResult, Precomputed, Target
+from ._corpus import (
+    ClusterPart,
+    CorpusMethod,
+    CorpusResult,
+    Precomputed,
+    Target,
+    above_quantile,
+    ranked,
+    tie_keys,
+)
 from .base import register
 
 
@@ -86,12 +97,15 @@ class SSP(CorpusMethod):
         progress: bool,
     ) -> CorpusResult:
         assert clustering is not None
-        dist = clustering.distances.astype(np.float64)
-        scores = dist if self.keep == "hard" else -dist
+        n = x.shape[0]
+        columns = {"distance": clustering.distances, "tie": tie_keys(n, seed)}
+        parts = self.per_cluster(clustering.labels, clustering.num_clusters, columns, precomputed)
+        scores = parts.scores
         if fraction is None:
-            idx = np.flatnonzero(quantile_mask(scores, clustering.labels, self.quantile))
-        else:
-            idx = take_top(scores, budget_size(x.shape[0], fraction), seed=seed)
+            idx = parts.take(parts.stats[:, 0].astype(np.int64))
+        else:  # the paper's global ranking, on the driver
+            idx = take_top(scores, budget_size(n, fraction), seed=seed)
+        dist = clustering.distances.astype(np.float64)
         info = {
             "mean_distance": float(dist.mean()),
             "mean_distance_kept": float(dist[idx].mean()) if idx.size else 0.0,
@@ -101,3 +115,18 @@ class SSP(CorpusMethod):
             groups=clustering.labels,
             kind=self.kind,
         )
+
+    def cluster_stats(
+        self, group: int, rows: np.ndarray, columns: Mapping[str, np.ndarray]
+    ) -> ClusterPart:
+        """One cluster: its signed distances, ranked, and how many clear its ``quantile``.
+
+        Columns: ``distance`` and ``tie``. Stats: ``[members above the quantile]`` (0
+        without a quantile), a prefix of the order as scores strictly above the
+        threshold rank first.
+        """
+        dist = columns["distance"].astype(np.float64)
+        scores = dist if self.keep == "hard" else -dist
+        above = 0 if self.quantile is None else above_quantile(scores, self.quantile)
+        pos = ranked(scores, columns["tie"])
+        return ClusterPart(group, rows[pos], scores[pos], np.array([above], dtype=np.float64))
