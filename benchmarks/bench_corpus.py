@@ -34,6 +34,13 @@ sampled from ``/proc`` while the run lasts (file-backed pages of the memory-mapp
 worker touched count in its peak RSS, VmHWM; the largest anonymous RSS sampled every
 0.25 s, RssAnon, leaves them out).
 
+``--mode keys`` writes N x d float32 embeddings with long string keys (about 60
+characters) as ``--shards`` Parquet files and runs ``deepcore-prune --features SHARDS/
+--selection KMeansQuantile --num-clusters K`` with Parquet, then text, output, with this
+tree's code and, side by side, with ``--baseline-src`` (an older checkout): wall time,
+the driver's peak RSS (VmHWM) and largest anonymous RSS sampled every 0.1 s, and a
+hash of the kept keys (the same in both trees).
+
 Usage (2-core machine; serialise heavy runs with other users of the machine)::
 
     python benchmarks/bench_corpus.py
@@ -42,14 +49,18 @@ Usage (2-core machine; serialise heavy runs with other users of the machine)::
     python benchmarks/bench_corpus.py --mode ray --n 1000000 --d 256 --k 1000 --shards 8
     python benchmarks/bench_corpus.py --mode ray --n 1000000 --d 64 --k 500 --shards 8 \
         --method DBP --no-dedup --engine local ray --workers 2
+    python benchmarks/bench_corpus.py --mode keys --n 2000000 --d 64 --k 100 --shards 16 \\
+        --baseline-src OLD_CHECKOUT
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -397,12 +408,13 @@ def ray_mode(a: argparse.Namespace) -> None:
                "--output-format", "parquet", "--out-dir", str(out)]  # fmt: skip
         seen: dict[int, dict[str, float]] = {}
         t = time.perf_counter()
-        with open(a.workdir / "ray-stderr.txt", "w") as log:
+        log_path = a.workdir / f"ray-stderr-{engine}-{selection}.txt"
+        with open(log_path, "w") as log:
             proc = subprocess.Popen(cmd, stderr=log)
             while proc.poll() is None:
                 _peaks(seen, proc.pid)
                 time.sleep(0.25)
-        err = (a.workdir / "ray-stderr.txt").read_text()
+        err = log_path.read_text()
         if proc.returncode:
             raise SystemExit(f"{selection} failed:\n{err}")
         workers = [r for r in seen.values() if r["worker"]]
@@ -417,8 +429,81 @@ def ray_mode(a: argparse.Namespace) -> None:
             "max_worker_peak_rss_mib": round(max((r["hwm"] for r in workers), default=0), 1),
             "max_worker_peak_anon_mib": round(max((r["anon"] for r in workers), default=0), 1),
             "workers_seen": len(workers),
-            "log": [line for line in err.splitlines() if "Ray" not in line][-4:],
+            "kept": json.loads((out / "summary.json").read_text())["num_kept"],
+            "log": [line for line in err.splitlines() if "Ray" not in line][-6:],
         }), flush=True)  # fmt: skip
+
+
+# -- keys mode ------------------------------------------------------------------------
+def _write_tables(a: argparse.Namespace) -> Path:
+    """``a.shards`` Parquet files: an ``embedding`` column and a long string ``key``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = a.workdir / f"tables-{a.n}-{a.d}-{a.shards}-{a.seed}"
+    if (folder / "done").is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, rows in enumerate(np.array_split(np.arange(a.n), a.shards)):
+        rng = np.random.default_rng([a.seed, i])
+        x = rng.standard_normal((rows.size, a.d)).astype(np.float32)
+        tags = rng.integers(0, 2**63, rows.size)
+        keys = [f"s3://corpus-bucket/images/part-{i:05d}/{t:016x}/{r:010d}.jpg"
+                for t, r in zip(tags.tolist(), rows.tolist())]  # fmt: skip
+        emb = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), a.d)
+        pq.write_table(pa.table({"key": keys, "embedding": emb}), folder / f"part-{i:03d}.parquet")
+    (folder / "done").write_text("")
+    return folder
+
+
+def _kept_sha1(path: Path) -> str:
+    """SHA-1 of the kept keys as text lines, whichever format holds them."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        text = "".join(k + "\n" for k in pq.read_table(path).column("key").to_pylist()).encode()
+    else:
+        text = path.read_bytes()
+    return hashlib.sha1(text).hexdigest()[:12]
+
+
+def keys_mode(a: argparse.Namespace) -> None:
+    """The driver's peak memory on Parquet shards, this tree and ``--baseline-src``."""
+    t = time.perf_counter()
+    folder = _write_tables(a)
+    print(json.dumps({"tables": str(folder), "write_seconds": round(time.perf_counter() - t, 1)}))
+    trees = [("this", str(HERE.parent.parent))]
+    if a.baseline_src is not None:
+        trees.insert(0, ("baseline", str(a.baseline_src.resolve())))
+    for output_format in ("parquet", "text"):
+        for name, src in trees:
+            out = a.workdir / f"keys-out-{name}-{output_format}"
+            if out.exists():
+                shutil.rmtree(out)
+            cmd = [sys.executable, "-m", "deep_core.cli.prune", "--features", str(folder),
+                   "--selection", "KMeansQuantile", "--num-clusters", str(a.k),
+                   "--output-format", output_format, "--out-dir", str(out)]  # fmt: skip
+            env = dict(os.environ, PYTHONPATH=src)
+            seen: dict[int, dict[str, float]] = {}
+            t = time.perf_counter()
+            proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env, cwd=src)
+            while proc.poll() is None:
+                _peaks(seen, proc.pid)
+                time.sleep(0.1)
+            _, err = proc.communicate()
+            if proc.returncode:
+                raise SystemExit(f"{name} failed:\n{err}")
+            driver = seen.get(proc.pid, {"hwm": 0.0, "anon": 0.0})
+            kept = out / ("kept_keys.parquet" if output_format == "parquet" else "kept_keys.txt")
+            print(json.dumps({
+                "tree": name, "output_format": output_format, "n": a.n, "d": a.d,
+                "shards": a.shards, "seconds": round(time.perf_counter() - t, 1),
+                "driver_peak_rss_mib": round(driver["hwm"], 1),
+                "driver_peak_anon_mib": round(driver["anon"], 1),
+                "kept_keys_sha1": _kept_sha1(kept),
+                "log": err.strip().splitlines()[-4:],
+            }), flush=True)  # fmt: skip
+            shutil.rmtree(out)
 
 
 # -- driver ---------------------------------------------------------------------------
@@ -452,6 +537,11 @@ def main() -> None:
     )
     p.add_argument("--shards", type=int, default=8, help="ray mode: .npy shards written")
     p.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="keys mode: also run the deepcore-prune of this source tree (an older checkout)",
+    )
+    p.add_argument(
         "--method",
         nargs="+",
         choices=["SemDeDup", "DBP", "SSP", "ClusterSubsample", "KMeansQuantile"],
@@ -468,7 +558,7 @@ def main() -> None:
     p.add_argument("--workdir", type=Path, default=Path("/tmp/bench_corpus"))
     p.add_argument(
         "--mode",
-        choices=["all", "kmeans-quantile", "ray"],
+        choices=["all", "kmeans-quantile", "ray", "keys"],
         default="all",
         help="all: the stages above; kmeans-quantile: KMeansQuantile vs the one-liner",
     )
@@ -492,6 +582,9 @@ def main() -> None:
         return
     if a.mode == "ray":
         ray_mode(a)
+        return
+    if a.mode == "keys":
+        keys_mode(a)
         return
     _child(a, "gen")
     _child(a, "kmeans", rows=a.n, clusters=a.k)

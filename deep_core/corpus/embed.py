@@ -420,7 +420,7 @@ def embed_folder(
         mean, std = embedder.mean, embedder.std
         image_size = image_size or embedder.image_size
     size = int(image_size or 32)
-    n = len(folder.keys)
+    n = len(folder.labels)
     tmp = out_path.with_name(temp_prefix(out_path.name) + "tmp")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp(out_path.parent)  # embeddings of killed runs
@@ -503,22 +503,6 @@ def read_lines(path: str | Path, *, what: str) -> list[str]:
     if lines and lines[-1] == "":
         lines.pop()
     return [line.rstrip("\r") for line in lines]
-
-
-def load_keys(path: str | Path | None, n: int) -> tuple[str, ...]:
-    """Keys from a text file (one per line, unique, non-empty) or ``0..n-1``."""
-    if path is None:
-        return tuple(str(i) for i in range(n))
-    keys = read_lines(path, what="keys")
-    if len(keys) != n:
-        raise DeepCoreError(f"keys file {path} has {len(keys):,} lines but features has {n:,} rows")
-    if any(not k for k in keys):
-        raise DeepCoreError(f"keys file {path} has an empty line (line {keys.index('') + 1})")
-    if len(set(keys)) != n:
-        seen: set[str] = set()
-        dup = next(k for k in keys if k in seen or seen.add(k))
-        raise DeepCoreError(f"keys file {path} repeats the key {dup!r}")
-    return tuple(keys)
 
 
 def load_labels(

@@ -45,20 +45,11 @@ from .embed import (
     embed_folder,
     embedding_key,
     load_features,
-    load_keys,
     load_labels,
     scan_folder,
 )
-from .outputs import (
-    OUTPUT_FORMATS,
-    OutputDir,
-    copy_kept,
-    draw_histograms,
-    write_kept_keys,
-    write_kept_keys_parquet,
-    write_scores,
-    write_scores_parquet,
-)
+from .keys import KeyList, KeySource, RowNumbers, scan_key_file
+from .outputs import OUTPUT_FORMATS, OutputDir, copy_kept, draw_histograms, write_key_outputs
 from .shards import ShardSet, gather, resolve_shards
 from .wds import TarShards, is_tar_corpus, scan_tars
 
@@ -107,7 +98,7 @@ ENGINES = ("local", "ray")
 
 @dataclass
 class _Corpus:
-    keys: tuple[str, ...]
+    keys: KeySource  # read one part at a time when the outputs are written
     features: np.ndarray
     labels: np.ndarray
     classes: tuple[str, ...]
@@ -217,7 +208,7 @@ def _embed(
         progress=cfg.progress,
     )
     log(
-        f"embedded {len(folder.keys):,} images of {folder.root} with {cfg.model_name} "
+        f"embedded {len(folder.labels):,} images of {folder.root} with {cfg.model_name} "
         f"({x.shape[1]} dims, {time.perf_counter() - t:.1f} s)"
     )
     return x, key
@@ -232,12 +223,13 @@ def _load_corpus(
 ) -> _Corpus:
     if folder is not None:
         x, key = _embed(cfg, folder, cache, log)
-        return _Corpus(folder.keys, x, folder.labels, folder.classes, key, folder)
+        keys = KeyList(folder.keys) if isinstance(folder, ImageFolder) else folder.key_source()
+        return _Corpus(keys, x, folder.labels, folder.classes, key, folder)
     assert cfg.features is not None
     if shards is None:
         x = load_features(cfg.features)
         fingerprint = _stat_fingerprint(Path(cfg.features))
-        keys = load_keys(cfg.keys, x.shape[0])
+        keys = _key_file(cfg.keys, x.shape[0])
     else:
         t = time.perf_counter()
         x, table_keys = gather(
@@ -245,7 +237,7 @@ def _load_corpus(
         )
         check_finite(x, "features")
         fingerprint = shards.fingerprint(cfg.embedding_column, cfg.key_column)
-        keys = table_keys if table_keys is not None else load_keys(cfg.keys, x.shape[0])
+        keys = table_keys if table_keys is not None else _key_file(cfg.keys, x.shape[0])
         log(
             f"read {len(shards.paths)} shard(s): {x.shape[0]:,} x {x.shape[1]} "
             f"({time.perf_counter() - t:.1f} s)"
@@ -255,6 +247,11 @@ def _load_corpus(
     else:
         labels, classes = np.zeros(x.shape[0], dtype=np.int64), ("",)
     return _Corpus(keys, x, labels, classes, fingerprint)
+
+
+def _key_file(path: Path | None, n: int) -> KeySource:
+    """``--keys`` (checked in one streaming pass), or the row numbers."""
+    return RowNumbers(n) if path is None else scan_key_file(path, n)
 
 
 def _load_target(
@@ -371,6 +368,7 @@ def _write_outputs(
     result: CorpusResult,
     copy: bool,
     log: Callable[[str], None],
+    engine: RayEngine | None = None,
 ) -> dict[str, Any]:
     subset = result.subset
     kept = subset.mask()
@@ -379,19 +377,26 @@ def _write_outputs(
         names += [str(g) for g in range(len(names), int(result.groups.max()) + 1)]
     else:
         names = [str(g) for g in range(int(result.groups.max()) + 1)]
-    if cfg.output_format == "parquet":
-        write_kept_keys_parquet(od.path("kept_keys.parquet"), corpus.keys, subset.indices)
-        write_scores_parquet(
-            od.path("scores.parquet"), corpus.keys, names, result.groups, subset.scores, kept
-        )
-    else:
-        write_kept_keys(od.path("kept_keys.txt"), corpus.keys, subset.indices)
-        write_scores(od.path("scores.csv"), corpus.keys, names, result.groups, subset.scores, kept)
+    t = time.perf_counter()
+    write_key_outputs(
+        od.stage_dir,
+        corpus.keys,
+        output_format=cfg.output_format,
+        group_names=names,
+        groups=result.groups,
+        scores=subset.scores,
+        kept=kept,
+        engine=engine if corpus.keys.num_parts > 1 else None,  # one part: no task to spread
+    )
+    log(
+        f"wrote the keys and scores of {corpus.keys.num_parts:,} part(s) "
+        f"({time.perf_counter() - t:.1f} s)"
+    )
     if copy and isinstance(corpus.folder, ImageFolder):
         copy_kept(
             od.path(f"{result.kind} samples"),
             corpus.folder.root,
-            corpus.keys,
+            corpus.folder.keys,
             subset.indices,
             progress=cfg.progress,
         )
@@ -506,11 +511,11 @@ def run_prune(cfg: PruneConfig, *, log: Callable[[str], None] | None = None) -> 
             progress=cfg.progress,
         )
         info = result.subset.info
-        msg = f"{cfg.selection}: kept {len(result.subset):,} of {len(corpus.keys):,}"
+        msg = f"{cfg.selection}: kept {len(result.subset):,} of {corpus.keys.num_rows:,}"
         if "eps" in info and cfg.selection == "SemDeDup":
             msg += f" (eps={info['eps']})"
         log(f"{msg} in {time.perf_counter() - t:.1f} s")
-        summary = _write_outputs(od, cfg, method, corpus, result, copy, log)
+        summary = _write_outputs(od, cfg, method, corpus, result, copy, log, ray)
         od.commit()
     log(f"wrote {cfg.out_dir}")
     return summary

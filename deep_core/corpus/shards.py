@@ -11,7 +11,9 @@ modification times (and the columns read), so re-runs reuse it.
 
 Parquet and Arrow tables carry an embedding column (a list or fixed-size list of
 floats, the same length in every row) and a key column (strings or integers, unique);
-the keys replace ``--keys``.
+the keys replace ``--keys``. The keys are checked while the embeddings are copied
+(one hash per row, :class:`~deep_core.corpus.keys.UniqueKeys`) and are never held
+together: :class:`TableKeys` reads one file's key column when the outputs are written.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DeepCoreError
-from ..io import atomic_open
+from .keys import KeySource, UniqueKeys
 
 NPY = (".npy",)
 TABLES = (".parquet", ".arrow", ".feather")
@@ -180,38 +182,54 @@ def gather(
     *,
     embedding_column: str = "embedding",
     key_column: str = "key",
-) -> tuple[np.ndarray, tuple[str, ...] | None]:
+) -> tuple[np.ndarray, TableKeys | None]:
     """All shard rows in one memory-mapped float32 ``.npy`` under ``cache``.
 
-    Returns the rows and, for tables, the keys (None for ``.npy`` shards). Reuses an
-    earlier copy of the same shards.
+    Returns the rows and, for tables, their keys' source (None for ``.npy`` shards).
+    Reuses an earlier copy of the same shards (whose keys were checked when it was made).
     """
     columns = (embedding_column, key_column) if shards.kind == "table" else ()
     tag = shards.fingerprint(*columns)
     dest = cache / f"features-{tag}.npy"
-    keys_path = cache / f"keys-{tag}.txt"
-    if dest.is_file() and (shards.kind == "npy" or keys_path.is_file()):
-        x = np.load(dest, mmap_mode="r")
-        keys = None
-        if shards.kind == "table":
-            keys = tuple(keys_path.read_text(encoding="utf-8").split("\n")[:-1])
-        return x, keys
+    keys = TableKeys(shards.paths, key_column) if shards.kind == "table" else None
+    if dest.is_file():
+        return np.load(dest, mmap_mode="r"), keys
     cache.mkdir(parents=True, exist_ok=True)
     tmp = cache / f".features-{tag}.{os.getpid()}.npy"
     try:
-        if shards.kind == "npy":
-            keys = None
+        if keys is None:
             _gather_npy(shards, tmp)
         else:
-            keys = _gather_tables(shards, tmp, embedding_column, key_column)
-            with atomic_open(keys_path, "w") as f:
-                for k in keys:
-                    f.write(k + "\n")
+            _gather_tables(shards, tmp, embedding_column, keys)
         os.replace(tmp, dest)
     finally:
         if tmp.exists():
             tmp.unlink()
     return np.load(dest, mmap_mode="r"), keys
+
+
+class TableKeys(KeySource):
+    """The key column of each Parquet / Arrow file (one part per file), as strings."""
+
+    def __init__(self, paths: tuple[Path, ...], column: str) -> None:
+        self.paths = paths
+        self.column = column
+        rows = [_table_rows(p) for p in paths]
+        self.offsets = np.concatenate([[0], np.cumsum(rows, dtype=np.int64)]).astype(np.int64)
+
+    def batches(self, part: int, columns: list[str]):
+        """Record batches of ``columns`` of part ``part``'s file."""
+        return _table_batches(self.paths[part], columns)
+
+    def read(self, part: int) -> list[str]:
+        import pyarrow.compute as pc
+
+        keys: list[str] = []
+        for batch in self.batches(part, [self.column]):
+            keys.extend(pc.cast(batch.column(0), "string").to_pylist())
+        if len(keys) != self.offsets[part + 1] - self.offsets[part]:
+            raise DeepCoreError(f"{self.paths[part]} changed while this run read it")
+        return keys
 
 
 def _gather_npy(shards: ShardSet, dest: Path) -> None:
@@ -242,17 +260,19 @@ def _gather_npy(shards: ShardSet, dest: Path) -> None:
 
 
 def _gather_tables(
-    shards: ShardSet, dest: Path, embedding_column: str, key_column: str
-) -> tuple[str, ...]:
+    shards: ShardSet, dest: Path, embedding_column: str, keys: TableKeys
+) -> None:
     import pyarrow.compute as pc
 
-    n = sum(_table_rows(p) for p in shards.paths)
+    key_column = keys.column
+    n = keys.num_rows
     d = _first_dims(shards, embedding_column)
     out = np.lib.format.open_memmap(dest, mode="w+", dtype=np.float32, shape=(n, d))
-    keys: list[str] = []
+    unique = UniqueKeys()
+    bad_key = False
     row = 0
-    for path in shards.paths:
-        for batch in _table_batches(path, [embedding_column, key_column]):
+    for part, path in enumerate(shards.paths):
+        for batch in keys.batches(part, [embedding_column, key_column]):
             block = _embedding_block(batch.column(0), path, embedding_column)
             if block.shape[1] != d:
                 raise DeepCoreError(
@@ -261,15 +281,17 @@ def _gather_tables(
             key = batch.column(1)
             if key.null_count:
                 raise DeepCoreError(f"{path}: key column {key_column!r} has missing keys")
-            keys.extend(pc.cast(key, "string").to_pylist())
+            text = pc.cast(key, "string")
+            if not bad_key and len(text):
+                empty = pc.equal(pc.binary_length(text), 0)
+                bad_key = bool(pc.any(pc.or_(empty, pc.match_substring(text, "\n"))).as_py())
+            unique.add(text.to_pylist())
             out[row : row + block.shape[0]] = block
             row += block.shape[0]
     out.flush()
     del out
-    if len(set(keys)) != len(keys):
-        seen: set[str] = set()
-        dup = next(k for k in keys if k in seen or seen.add(k))
+    dup = unique.first_repeat(keys)
+    if dup is not None:
         raise DeepCoreError(f"key column {key_column!r} repeats the key {dup!r}")
-    if any(not k or "\n" in k for k in keys):
+    if bad_key:
         raise DeepCoreError(f"key column {key_column!r} has an empty key or a line break")
-    return tuple(keys)

@@ -6,7 +6,10 @@ first dot of the file name) and a sample's members are consecutive. A sample's i
 its first member with a ``jpg``, ``jpeg``, ``png`` or ``webp`` extension (any case); an
 optional ``cls`` member holds its integer label as text. A sample's corpus key is
 ``<shard name>/<key>`` (the shard's file name without ``.tar``); samples are in shard
-order (shards sorted by path), then in tar order.
+order (shards sorted by path), then in tar order. The keys are not kept: a scan counts
+each shard's samples, and :class:`TarKeys` reads one shard's keys again (headers only)
+when the outputs are written. Keys are unique when the shard names are (a shard's
+members of one sample must be together, so a shard cannot repeat a key).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import glob
 import io
 import tarfile
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DeepCoreError
+from .keys import KeySource
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 
@@ -35,8 +40,8 @@ class TarShards:
         The ``--corpus-path`` as given (for messages).
     shards : tuple of Path
         Sorted shard files.
-    keys : tuple of str
-        ``<shard name>/<key>`` of every sample.
+    offsets : ndarray of int64, shape (shards + 1,)
+        First sample of every shard, then the number of samples.
     classes : tuple of str
         Sorted ``cls`` values (``("",)`` when the shards have none).
     labels : ndarray of int64, shape (N,)
@@ -45,9 +50,13 @@ class TarShards:
 
     root: str
     shards: tuple[Path, ...]
-    keys: tuple[str, ...]
+    offsets: np.ndarray
     classes: tuple[str, ...]
     labels: np.ndarray
+
+    def key_source(self) -> TarKeys:
+        """The samples' keys, ``<shard name>/<key>``, read one shard at a time."""
+        return TarKeys(self.shards, self.offsets)
 
     def fingerprint(self) -> Iterator[str]:
         """Every shard's path, size and modification time (the embedding cache key)."""
@@ -60,6 +69,20 @@ class TarShards:
         for shard in self.shards:
             for key, image, _ in _samples(shard):
                 yield io.BytesIO(image), key
+
+
+class TarKeys(KeySource):
+    """``<shard name>/<key>`` of each shard's samples (one part per shard)."""
+
+    def __init__(self, shards: tuple[Path, ...], offsets: np.ndarray) -> None:
+        self.shards = shards
+        self.offsets = offsets
+
+    def read(self, part: int) -> list[str]:
+        keys = [key for key, _, _ in _samples(self.shards[part], read_images=False)]
+        if len(keys) != self.offsets[part + 1] - self.offsets[part]:
+            raise DeepCoreError(f"tar shard {self.shards[part]} changed while this run read it")
+        return keys
 
 
 def is_tar_corpus(path: str | Path) -> bool:
@@ -148,24 +171,44 @@ def _samples(shard: Path, *, read_images: bool = True) -> Iterator[tuple[str, by
 def scan_tars(path: str | Path) -> TarShards:
     """Keys and ``cls`` labels of the shards of ``path`` (one streaming pass, images skipped)."""
     shards = _shard_paths(path)
-    keys: list[str] = []
-    cls: list[str | None] = []
+    counts: list[int] = []
+    ids = array("q")  # each sample's class, numbered in order of appearance
+    first_id: dict[str | None, int] = {}
+    missing: str | None = None
     for shard in shards:
+        count = 0
         for key, _, c in _samples(shard, read_images=False):
-            keys.append(key)
-            cls.append(c)
-    if not keys:
+            if missing is None and c is None:
+                missing = key
+            ids.append(first_id.setdefault(c, len(first_id)))
+            count += 1
+        counts.append(count)
+    if not ids:
         raise DeepCoreError(f"tar shards {path} hold no samples")
-    if len(set(keys)) != len(keys):
-        seen: set[str] = set()
-        dup = next(k for k in keys if k in seen or seen.add(k))
-        raise DeepCoreError(f"tar shards {path} repeat the key {dup!r} (same shard name twice?)")
-    has = [c is not None for c in cls]
-    if any(has) and not all(has):
-        missing = keys[has.index(False)]
+    _check_shard_names(path, shards)
+    if missing is not None and len(first_id) > 1:
         raise DeepCoreError(f"tar shards {path}: some samples have a .cls label but {missing} not")
-    names = [c if c is not None else "" for c in cls]
-    classes = tuple(sorted(set(names), key=lambda c: int(c) if c else 0))
-    index = {c: i for i, c in enumerate(classes)}
-    labels = np.array([index[c] for c in names], dtype=np.int64)
-    return TarShards(str(path), tuple(shards), tuple(keys), classes, labels)
+    names = ["" if c is None else c for c in first_id]
+    classes = tuple(sorted(names, key=lambda c: int(c) if c else 0))
+    remap = np.array([classes.index(c) for c in names], dtype=np.int64)
+    labels = remap[np.frombuffer(ids, dtype=np.int64)]
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return TarShards(str(path), tuple(shards), offsets, classes, labels)
+
+
+def _check_shard_names(path: str | Path, shards: list[Path]) -> None:
+    """Shards of the same name (from different folders) must not share a sample key."""
+    groups: dict[str, list[Path]] = {}
+    for shard in shards:
+        groups.setdefault(shard.name, []).append(shard)
+    for same in groups.values():
+        if len(same) < 2:
+            continue
+        seen: set[str] = set()
+        for shard in same:
+            for key, _, _ in _samples(shard, read_images=False):
+                if key in seen:
+                    raise DeepCoreError(
+                        f"tar shards {path} repeat the key {key!r} (same shard name twice?)"
+                    )
+                seen.add(key)
