@@ -378,3 +378,60 @@ def test_table_keys_cast_integers_and_reject_empty_keys(tmp_path, capsys) -> Non
     rc = _cli("--features", folder, "--selection", "SSP", "--fraction", 0.5,
               "--num-clusters", 1, "--out-dir", tmp_path / "out")  # fmt: skip
     assert rc == 2 and "has an empty key or a line break" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------
+# Labels: streamed into integer ids, the same as the whole-file reader gave
+# ---------------------------------------------------------------------------------------
+def _labels_in_memory(path):
+    """The former reader: every row's class name as a string, then ids (a transcription)."""
+    from deep_core.corpus.embed import _natural
+
+    if path.suffix == ".npy":
+        names = [str(int(v)) for v in np.load(path)]
+    else:
+        lines = path.read_bytes().decode("utf-8").split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        names = [line.rstrip("\r") for line in lines]
+    classes = tuple(sorted(set(names), key=_natural))
+    index = {c: i for i, c in enumerate(classes)}
+    return np.array([index[c] for c in names], dtype=np.int64), classes
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("l.txt", b"dog\ncat\n10\n2\n-3\ndog\n\xc3\xa9t\xc3\xa9\n"),
+        ("crlf.txt", b"b\r\na\r\nb\r\n\r\n"),  # CRLF lines and one empty class name
+        ("last.txt", b"x\ny\nx"),  # no final newline
+        ("ints.npy", None),
+    ],
+)
+def test_streamed_labels_equal_the_whole_file_reader(tmp_path, name, content):
+    from deep_core.corpus.embed import load_labels
+
+    path = tmp_path / name
+    if content is None:
+        np.save(path, np.array([5, -2, 10, 5, 0, 2, -2], dtype=np.int32))
+    else:
+        path.write_bytes(content)
+    expected = _labels_in_memory(path)
+    n = len(expected[0])
+    ids, classes = load_labels(path, n)
+    assert classes == expected[1]
+    np.testing.assert_array_equal(ids, expected[0])
+    assert ids.dtype == np.int64
+    with pytest.raises(DeepCoreError, match=f"has {n:,} entries but {n + 1:,} are needed"):
+        load_labels(path, n + 1)
+
+
+def test_labels_that_are_not_utf8_are_one_line_errors(tmp_path):
+    from deep_core.corpus.embed import load_labels
+
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"a\n\xff\n")
+    with pytest.raises(DeepCoreError, match="cannot read labels file"):
+        load_labels(path, 2)
+    with pytest.raises(DeepCoreError, match="labels file not found"):
+        load_labels(tmp_path / "missing.npy", 2)

@@ -23,6 +23,7 @@ O(batch) and an interrupted run leaves no half-written cache.
 
 from __future__ import annotations
 
+import array
 import hashlib
 import os
 from collections.abc import Iterator
@@ -508,30 +509,45 @@ def read_lines(path: str | Path, *, what: str) -> list[str]:
 def load_labels(
     path: str | Path, n: int, *, what: str = "labels"
 ) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Class of every row: an ``.npy`` of ints or a text file of class names.
+    """Class of every row: an ``.npy`` of ints or a text file of class names (one a line).
 
-    Returns ids into the sorted class names, and the names.
+    Returns ids into the class names sorted naturally (numbers by value, then text), and
+    the names. Memory is O(N) integers plus the distinct names: the ``.npy`` is memory
+    mapped and the text file streamed line by line, so no string per row is held.
     """
     path = Path(path)
+    if not path.is_file():
+        raise DeepCoreError(f"{what} file not found: {path}")
     if path.suffix == ".npy":
-        if not path.is_file():
-            raise DeepCoreError(f"{what} file not found: {path}")
         try:
-            raw = np.load(path, allow_pickle=False)
+            raw = np.load(path, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as e:
             raise DeepCoreError(f"cannot read {what} file {path}: {e}") from None
         if raw.ndim != 1 or not np.issubdtype(raw.dtype, np.integer):
             raise DeepCoreError(f"{what} must be a 1-D integer array, got {raw.dtype} {raw.shape}")
-        names_in = [str(int(v)) for v in raw]
-    else:
-        names_in = read_lines(path, what=what)
-    if len(names_in) != n:
-        raise DeepCoreError(
-            f"{what} file {path} has {len(names_in):,} entries but {n:,} are needed"
-        )
-    classes = tuple(sorted(set(names_in), key=_natural))
-    index = {c: i for i, c in enumerate(classes)}
-    return np.array([index[c] for c in names_in], dtype=np.int64), classes
+        _check_count(path, len(raw), n, what)
+        values = np.unique(raw)  # numeric order = natural order
+        ids = np.searchsorted(values, raw).astype(np.int64, copy=False)
+        return ids, tuple(str(int(v)) for v in values)
+    seen: dict[str, int] = {}  # name -> id in order of first appearance
+    codes = array.array("q")
+    try:
+        with path.open("rb") as f:
+            for line in f:  # split on "\n" only, as the whole-file reader did
+                name = line.rstrip(b"\n").decode("utf-8").rstrip("\r")
+                codes.append(seen.setdefault(name, len(seen)))
+    except (OSError, UnicodeDecodeError) as e:
+        raise DeepCoreError(f"cannot read {what} file {path}: {e}") from None
+    _check_count(path, len(codes), n, what)
+    classes = tuple(sorted(seen, key=_natural))
+    order = np.empty(len(seen), dtype=np.int64)
+    order[[seen[c] for c in classes]] = np.arange(len(classes))
+    return order[np.frombuffer(codes, dtype=np.int64)], classes
+
+
+def _check_count(path: Path, count: int, n: int, what: str) -> None:
+    if count != n:
+        raise DeepCoreError(f"{what} file {path} has {count:,} entries but {n:,} are needed")
 
 
 def _natural(name: str) -> tuple:
