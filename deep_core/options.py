@@ -248,6 +248,25 @@ def _doc_line(cls: type, name: str) -> str | None:
                 body.append(nxt.strip())
             text = re.sub(r"``?([^`]+)``?", r"\1", " ".join(body))
             text = re.sub(r":\w+:", "", text)
-            sentence = re.split(r"(?<=[.;])\s", text, maxsplit=1)[0].rstrip(".;")
-            return sentence or None
+            return _first_sentence(text) or None
     return None
+
+
+#: words whose final "." does not end a sentence ("Paul et al. (2021)", "e.g. EL2N")
+_ABBREVIATIONS = ("al", "e.g", "i.e", "cf", "vs", "approx")
+
+
+def _first_sentence(text: str) -> str:
+    """``text`` up to its first "." or ";" outside parentheses that is followed by a space
+    and does not end an abbreviation."""
+    depth = 0
+    for i, ch in enumerate(text):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth = max(0, depth - 1)
+        elif ch in ".;" and depth == 0 and text[i + 1 : i + 2] in (" ", ""):
+            word = re.split(r"[\s(]", text[:i])[-1].lower()
+            if ch == ";" or word not in _ABBREVIATIONS:
+                return text[:i].strip()
+    return text.strip().rstrip(".;")

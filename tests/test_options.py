@@ -234,3 +234,38 @@ def test_every_reference_learner_flag_keeps_its_spelling():
     assert {f: by_flag.get(f) for f in expected} == expected
     ns = parser.parse_args(["-rc", "0.9", "-rb", "0.1", "--reference-rampup", "True"])
     assert (ns.ratio_consistency, ns.ratio_balance, ns.reference_rampup) == (0.9, 0.1, True)
+
+
+def test_flag_help_is_read_from_every_declaring_class():
+    """A shared flag's help carries each class's own sentence (nothing hand-written)."""
+    from deep_core.cli.method_args import flag_specs
+    from deep_core.methods.base import METHODS
+
+    specs = flag_specs(METHODS.items())
+    for spec in specs.values():
+        text = spec.help()
+        for owner, doc in spec.docs.items():
+            assert doc in text, f"--{spec.name}: {owner}'s sentence missing from its help"
+    balance = specs["balance"]
+    groups = {}
+    for owner, doc in balance.docs.items():
+        groups.setdefault(doc, []).append(owner)
+    shared = max(groups, key=lambda d: len(groups[d]))
+    assert balance.help().startswith(shared + "; ")  # the sentence most methods share first
+    assert "Prune4Rel: " + balance.docs["Prune4Rel"] in balance.help()
+
+
+@pytest.mark.parametrize(
+    "text, sentence",
+    [
+        ("After K epochs (0: as Paul et al. do). More.", "After K epochs (0: as Paul et al. do)"),
+        ("Weight (DIH's gamma; chosen here). More", "Weight (DIH's gamma; chosen here)"),
+        ("Uses e.g. EL2N; then more", "Uses e.g. EL2N"),
+        ("Version 1.5 of it. More", "Version 1.5 of it"),
+        ("No full stop", "No full stop"),
+    ],
+)
+def test_an_options_help_is_its_first_whole_sentence(text, sentence):
+    from deep_core.options import _first_sentence
+
+    assert _first_sentence(text) == sentence

@@ -37,30 +37,6 @@ from ..methods.base import METHODS
 from ..options import option_flag, option_specs
 from .common import str_to_bool
 
-#: Help for options shared by several methods or passed by the reference scripts.
-#: Options not listed get a generic line naming the methods that take them.
-OPTION_HELP: dict[str, str] = {
-    "balance": "equal selection budget per (noisy) class",
-    "uncertainty": "uncertainty score of Uncertainty",
-    "repeat": "GraNd: independently initialised warm-up models to average over",
-    "ensemble": "EL2N / PredSum: independently seeded warm-up models (1 = the main one)",
-    "keep": "keep the 'hard' or the 'easy' end of the score (PredSum: hard = lowest agreement)",
-    "window_start": "skip this fraction of the ranking before taking the budget",
-    "ccs_beta": "CCS: fraction of the hardest samples pruned before stratified sampling "
-    "(none: the authors' beta for the pruning rate)",
-    "ccs_aum": "CCS: AUM summed over softmax-probability margins (authors' code) or "
-    "averaged over logit margins (Pleiss et al.)",
-    "ccs_score": "CCS: base difficulty score for the cutoff and the strata",
-    "num_bins": "CCS: number of equal-width score strata",
-    "tau": "Prune4Rel: similarity threshold that defines a neighbourhood",
-    "metric": "Prune4Rel: cossim (what every reference script ran) or euclidean (the "
-    "reference's 1 / (distance + 0.1) - 0.1, exact mode only)",
-    "signal_epoch": "read the warm-up at epoch K (EL2N, GraNd: snapshot after K epochs, "
-    "GraNd 0 = initialisation; Forgetting, DynUnc, DUAL: the first K epochs)",
-    "window": "DynUnc / DUAL: sliding window length in epochs",
-    "eta": "Prune4Rel: utility (confidence) function parameter",
-}
-
 
 @dataclass
 class FlagSpec:
@@ -77,7 +53,8 @@ class FlagSpec:
     optional: bool = False  # the annotation allows None (spelled "none")
     aliases: tuple[str, ...] = ()
     used_by: dict[str, Any] = field(default_factory=dict)  # class name -> its default
-    doc: str | None = None  # first sentence of the option in a class's docstring
+    #: class name -> the first sentence of the option in that class's docstring
+    docs: dict[str, str] = field(default_factory=dict)
 
     @property
     def flags(self) -> tuple[str, ...]:
@@ -118,8 +95,22 @@ class FlagSpec:
             raise DeepCoreError(f"option {self.name} expects {self.kind}, got {value!r}")
         return float(value) if self.kind == "float" else value
 
+    def describe(self) -> str:
+        """The option's help from its declarations: the sentence most classes share first,
+        then each other class's own ("SmallLoss: ..."); one class: "Owner: sentence"."""
+        groups: dict[str, list[str]] = {}
+        for owner, doc in self.docs.items():
+            groups.setdefault(doc, []).append(owner)
+        if not groups:
+            return f"option of {', '.join(self.used_by)}"
+        ranked = sorted(groups.items(), key=lambda g: -len(g[1]))  # stable: first seen wins ties
+        first_doc, first_owners = ranked[0]
+        parts = [first_doc if len(first_owners) > 1 else f"{first_owners[0]}: {first_doc}"]
+        parts += [f"{', '.join(owners)}: {doc}" for doc, owners in ranked[1:]]
+        return "; ".join(parts)
+
     def help(self) -> str:
-        text = OPTION_HELP.get(self.name) or self.doc or f"option of {', '.join(self.used_by)}"
+        text = self.describe()
         defaults = {repr(v) for v in self.used_by.values()}
         if defaults == {"None"} and "default" in text:  # the doc says what None means
             return f"{text} (used by {', '.join(self.used_by)})"
@@ -162,8 +153,8 @@ def flag_specs(
                     spec.choices = tuple(dict.fromkeys((*spec.choices, *choices)))
                 spec.optional = spec.optional or optional
                 spec.aliases = tuple(dict.fromkeys((*spec.aliases, *option.aliases)))
-                if spec.doc is None and option.doc:
-                    spec.doc = f"{owner}: {option.doc}"
+                if option.doc:
+                    spec.docs[owner] = option.doc
                 spec.used_by[owner] = option.default
             except TypeError as e:
                 if strict:
