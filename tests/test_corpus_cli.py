@@ -235,3 +235,23 @@ def test_torchvision_penultimate_features_from_a_local_state_dict(folders, tmp_p
                 "--model-name", "resnet18", "--model-path", tmp_path / "r34.pth",
                 "--out-dir", tmp_path / "bad") == 2  # fmt: skip
     assert not (tmp_path / "bad").exists()
+
+
+def test_every_corpus_method_option_has_its_flag_from_the_declaration():
+    """deepcore-prune's method flags are generated (no hand-written list to fall behind)."""
+    from deep_core.cli.prune import build_parser
+    from deep_core.corpus.run import corpus_methods
+    from deep_core.methods import get_method
+    from deep_core.options import option_specs
+
+    parser = build_parser()
+    dests = {a.dest: a for a in parser._actions}
+    for method in corpus_methods():
+        for name, spec in option_specs(get_method(method)).items():
+            assert name in dests, f"{method}.{name} has no deepcore-prune flag"
+            if name != "quantile":  # the budget group's own flag
+                assert spec.flag in dests[name].option_strings
+    ns = parser.parse_args(
+        ["--features", "x.npy", "--selection", "DBP", "--out-dir", "o", "--density", "uniform"]
+    )
+    assert ns.density == "uniform" and not hasattr(ns, "temperature")  # only given ones

@@ -23,27 +23,18 @@ from pathlib import Path
 
 from .common import ArgParser, run_cli
 
-#: method flags -> option names (given flags only are passed; others keep defaults)
-METHOD_FLAGS: dict[str, tuple[type, str]] = {
-    "num_clusters": (int, "k-means clusters (all methods; KMeansQuantile: 0 = target classes)"),
-    "centroids": (str, "KMeansQuantile unsupervised: kmeans | class_means (of the target)"),
-    "niter": (int, "k-means iterations"),
-    "difficulty": (str, "KMeansQuantile: hard | easy"),
-    "keep": (str, "SSP: hard | easy"),
-    "eps": (float, "SemDeDup: remove a member whose cosine to an earlier one is >= 1 - eps"),
-    "which_to_keep": (str, "SemDeDup, DBP: hard | easy | random"),
-    "rank": (str, "ClusterSubsample: cossim | random | stratified | systematic"),
-    "prune_type": (str, "ClusterSubsample: diverse | common"),
-    "num_nns": (int, "DBP: nearest centroids in d_inter (default 20)"),
-    "temperature": (float, "DBP: softmax temperature (default 0.5)"),
-    "cls_bal_ratio": (float, "DBP: lower-bound ratio (default 0.5)"),
-    "density": (str, "DBP: complexity | clustersize | uniform (default complexity)"),
-    "dedup_eps": (float, "DBP: SemDeDup eps applied first"),
-    "workers": (int, "SemDeDup, DBP: worker processes for the per-cluster work"),
-}
+#: method options that have flags of their own here (the budget group)
+BUDGET_OPTIONS = ("quantile",)
 
-#: on/off method options (store_true flags; passed only when given)
-SWITCHES = ("supervised", "within_cluster_only", "skip_singletons")
+
+def corpus_flag_specs() -> dict:
+    """Flags of every option the corpus methods declare (:mod:`deep_core.options`)."""
+    from ..corpus.run import corpus_methods
+    from ..methods import get_method
+    from .method_args import flag_specs
+
+    specs = flag_specs((name, get_method(name)) for name in corpus_methods())
+    return {k: v for k, v in specs.items() if k not in BUDGET_OPTIONS}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,28 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="KMeansQuantile, SSP: keep scores above the per-group quantile (default 0.9 "
         "for KMeansQuantile)",
     )
+    from .method_args import add_flag_arguments
+
     m = p.add_argument_group("method options (only the given ones are passed)")
-    for name, (kind, text) in METHOD_FLAGS.items():
-        m.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=text)
-    m.add_argument(
-        "--supervised",
-        action="store_true",
-        default=None,
-        help="KMeansQuantile: target class means, corpus grouped by class",
-    )
-    m.add_argument(
-        "--skip-singletons",
-        action="store_true",
-        default=None,
-        help="ClusterSubsample: keep nothing from clusters of fewer than 2 members",
-    )
-    m.add_argument(
-        "--within-cluster-only",
-        action="store_true",
-        default=None,
-        help="SemDeDup, DBP: compare within clusters only, as the reference (default: rows "
-        "near a boundary are also compared in the neighbouring cluster)",
-    )
+    add_flag_arguments(m, corpus_flag_specs().values())
     e = p.add_argument_group("embedding")
     e.add_argument(
         "--model-name",
@@ -185,11 +158,7 @@ def _main(argv: Sequence[str] | None) -> int:
     from ..corpus.run import PruneConfig, run_prune
 
     args = build_parser().parse_args(argv)
-    options = {
-        name: getattr(args, name)
-        for name in (*METHOD_FLAGS, *SWITCHES)
-        if getattr(args, name) is not None
-    }
+    options = {name: getattr(args, name) for name in corpus_flag_specs() if hasattr(args, name)}
     copy = False if args.keys_only else args.copy
     cfg = PruneConfig(
         selection=args.selection,
