@@ -37,6 +37,7 @@ import numpy as np
 
 from ..errors import DeepCoreError, unknown_name
 from ..locks import remove_stale_temp, temp_prefix
+from .keys import decode_line
 from .wds import TarShards
 
 IMAGE_EXTENSIONS = frozenset(
@@ -465,13 +466,7 @@ def embed_folder(
 # -- files ----------------------------------------------------------------------------
 def load_features(path: str | Path, *, what: str = "features") -> np.ndarray:
     """An N x d float ``.npy``, memory-mapped; shape, dtype and finiteness are checked."""
-    path = Path(path)
-    if not path.is_file():
-        raise DeepCoreError(f"{what} file not found: {path}")
-    try:
-        x = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise DeepCoreError(f"cannot read {what} file {path}: {str(e).splitlines()[0]}") from None
+    x = _map_npy(Path(path), what)
     if not isinstance(x, np.ndarray) or x.ndim != 2:
         raise DeepCoreError(f"{what} must be an N x d array, got shape {getattr(x, 'shape', '?')}")
     if x.shape[0] == 0 or x.shape[1] == 0:
@@ -491,21 +486,6 @@ def check_finite(x: np.ndarray, what: str) -> None:
             raise DeepCoreError(f"{what} contain NaN or infinite values (first at row {row})")
 
 
-def read_lines(path: str | Path, *, what: str) -> list[str]:
-    """Non-final-empty lines of a UTF-8 text file (one entry per line)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DeepCoreError(f"{what} file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DeepCoreError(f"cannot read {what} file {path}: {e}") from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line.rstrip("\r") for line in lines]
-
-
 def load_labels(
     path: str | Path, n: int, *, what: str = "labels"
 ) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -516,33 +496,40 @@ def load_labels(
     mapped and the text file streamed line by line, so no string per row is held.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DeepCoreError(f"{what} file not found: {path}")
     if path.suffix == ".npy":
-        try:
-            raw = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise DeepCoreError(f"cannot read {what} file {path}: {e}") from None
+        raw = _map_npy(path, what)
         if raw.ndim != 1 or not np.issubdtype(raw.dtype, np.integer):
             raise DeepCoreError(f"{what} must be a 1-D integer array, got {raw.dtype} {raw.shape}")
         _check_count(path, len(raw), n, what)
         values = np.unique(raw)  # numeric order = natural order
         ids = np.searchsorted(values, raw).astype(np.int64, copy=False)
         return ids, tuple(str(int(v)) for v in values)
+    if not path.is_file():
+        raise DeepCoreError(f"{what} file not found: {path}")
     seen: dict[str, int] = {}  # name -> id in order of first appearance
     codes = array.array("q")
     try:
         with path.open("rb") as f:
             for line in f:  # split on "\n" only, as the whole-file reader did
-                name = line.rstrip(b"\n").decode("utf-8").rstrip("\r")
+                name = decode_line(line, path, what=what)
                 codes.append(seen.setdefault(name, len(seen)))
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         raise DeepCoreError(f"cannot read {what} file {path}: {e}") from None
     _check_count(path, len(codes), n, what)
     classes = tuple(sorted(seen, key=_natural))
     order = np.empty(len(seen), dtype=np.int64)
     order[[seen[c] for c in classes]] = np.arange(len(classes))
     return order[np.frombuffer(codes, dtype=np.int64)], classes
+
+
+def _map_npy(path: Path, what: str) -> np.ndarray:
+    """``path`` memory-mapped (no pickles); a missing or unreadable file is one line."""
+    if not path.is_file():
+        raise DeepCoreError(f"{what} file not found: {path}")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DeepCoreError(f"cannot read {what} file {path}: {str(e).splitlines()[0]}") from None
 
 
 def _check_count(path: Path, count: int, n: int, what: str) -> None:

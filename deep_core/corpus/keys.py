@@ -106,18 +106,18 @@ class KeyFile(KeySource):
         lines = raw.split(b"\n")
         if lines[-1] == b"":
             lines.pop()
-        keys = [_line(b, self.path) for b in lines]
+        keys = [decode_line(b, self.path) for b in lines]
         if len(keys) != self.offsets[part + 1] - self.offsets[part]:
             raise DeepCoreError(f"keys file {self.path} changed while this run read it")
         return keys
 
 
-def _line(raw: bytes, path: Path) -> str:
-    """One line of a keys file without its ``\\n`` / ``\\r\\n`` ending."""
+def decode_line(raw: bytes, path: Path, *, what: str = "keys") -> str:
+    """One line of a UTF-8 text file without its ``\\n`` / ``\\r\\n`` ending."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise DeepCoreError(f"cannot read keys file {path}: {e}") from None
+        raise DeepCoreError(f"cannot read {what} file {path}: {e}") from None
     if text.endswith("\n"):
         text = text[:-1]
     return text.rstrip("\r")
@@ -178,7 +178,7 @@ def scan_key_file(path: str | Path, n: int) -> KeyFile:
                 raw = list(itertools.islice(f, PART_ROWS))
                 if not raw:
                     break
-                keys = [_line(b, path) for b in raw]
+                keys = [decode_line(b, path) for b in raw]
                 if empty is None and "" in keys:
                     empty = lines + keys.index("") + 1
                 if inner_cr is None:
