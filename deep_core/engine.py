@@ -36,7 +36,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -722,7 +722,3 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
         raise DeepCoreError(f"cannot read checkpoint {path}: {str(e).splitlines()[0]}") from None
-
-
-def config_dict(obj: Any) -> dict[str, Any]:
-    return asdict(obj)

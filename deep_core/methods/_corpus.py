@@ -304,11 +304,6 @@ class CorpusResult:
     group_kind: str = "cluster"
     group_names: tuple[str, ...] | None = None
 
-    def group_name(self, g: int) -> str:
-        if self.group_names is not None and 0 <= g < len(self.group_names):
-            return self.group_names[g]
-        return str(int(g))
-
 
 class CorpusMethod(SelectionMethod):
     """Base of the embedding-geometry methods (see the module docstring)."""
